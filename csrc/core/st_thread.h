@@ -1,0 +1,77 @@
+/* st_thread.h - threads, mutexes, condition variables, events and the
+ * monotonic clock, as a thin shim over pthreads (a Win32 port replaces
+ * st_thread.c only).
+ *
+ * Failures that cannot happen on a sane system (a mutex that will not lock)
+ * call st_fatal(); creation of a thread can fail and returns a code.
+ */
+#ifndef ST_THREAD_H
+#define ST_THREAD_H
+
+#include <pthread.h> /* the only backend for now */
+#include <stdint.h>  /* uint64_t */
+
+typedef struct st_mutex {
+    pthread_mutex_t m;
+} st_mutex_t;
+
+typedef struct st_cond {
+    pthread_cond_t c;
+} st_cond_t;
+
+typedef struct st_thread {
+    pthread_t t;
+} st_thread_t;
+
+/* A one-shot (or re-armable) event: a flag with a mutex and condvar.  Used
+ * by sync waiters, which are few; it is not on any hot path. */
+typedef struct st_event {
+    st_mutex_t mu;
+    st_cond_t cv;
+    int set; /* guarded by mu */
+} st_event_t;
+
+/* Any thread. */
+void st_mutex_init(st_mutex_t *m);
+void st_mutex_destroy(st_mutex_t *m);
+void st_mutex_lock(st_mutex_t *m);
+void st_mutex_unlock(st_mutex_t *m);
+/* Returns 0 when the lock was taken, ST_EBUSY otherwise. */
+int st_mutex_trylock(st_mutex_t *m);
+
+/* The condvar uses the monotonic clock. */
+void st_cond_init(st_cond_t *c);
+void st_cond_destroy(st_cond_t *c);
+void st_cond_signal(st_cond_t *c);
+void st_cond_broadcast(st_cond_t *c);
+/* Caller holds m.  Always call inside a while (!predicate) loop. */
+void st_cond_wait(st_cond_t *c, st_mutex_t *m);
+/* Caller holds m.  Waits at most timeout_ns; returns 0 when woken (maybe
+ * spuriously), ST_ETIMEDOUT when the time ran out. */
+int st_cond_timedwait(st_cond_t *c, st_mutex_t *m, uint64_t timeout_ns);
+
+/* Starts fn(arg) on a new thread with every signal blocked (signals belong
+ * to the interpreter's main thread).  Returns 0, or ST_ENOMEM/ST_EINVAL. */
+int st_thread_create(st_thread_t *t, void (*fn)(void *), void *arg);
+/* Any thread but t itself. */
+void st_thread_join(st_thread_t *t);
+/* A small positive id of the calling OS thread (gettid on Linux). */
+uint64_t st_thread_id(void);
+
+/* Any thread. */
+void st_event_init(st_event_t *e);
+void st_event_destroy(st_event_t *e);
+void st_event_set(st_event_t *e);
+void st_event_reset(st_event_t *e);
+int st_event_is_set(st_event_t *e);
+/* Waits until set or timeout_ns passed (UINT64_MAX: no limit).  Returns 0
+ * if set, ST_ETIMEDOUT otherwise. */
+int st_event_wait(st_event_t *e, uint64_t timeout_ns);
+
+/* Monotonic nanoseconds since an arbitrary origin. */
+uint64_t st_now_ns(void);
+
+/* Number of online processors (at least 1). */
+int st_cpu_count(void);
+
+#endif /* ST_THREAD_H */
