@@ -32,8 +32,9 @@
  * context); "inline" means fn is called with ST_RUN_INLINE and may run the
  * continuation right there, or still decide to schedule it (the binding
  * refuses to inline on a thread with a synchronization context, R3.4).
- * All ASYNC calls happen before all INLINE calls, each group in
- * registration order.
+ * Order of the calls: SIGNAL nodes first (waking sync waiters, as .NET
+ * signals its wait event before running continuations), then every ASYNC
+ * call, then every INLINE call; each group in registration order.
  */
 #ifndef ST_TASK_H
 #define ST_TASK_H

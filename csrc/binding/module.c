@@ -1,0 +1,345 @@
+/* module.c - the sharptask._native module: initialisation, module state,
+ * and the helpers shared by the binding files.
+ *
+ * Multi-phase init (PEP 489).  exec creates the heap types, imports the
+ * exception and enum classes from sharptask._errors / _enums, and builds
+ * the cached completed tasks.  The thread pool and the timer thread are
+ * process-wide, so a second load of the module in one process is refused
+ * (STYLE.md point 22); g_st points at the one state for the callbacks
+ * that come from C threads and from the core with no module at hand.
+ */
+#include "binding.h"
+
+#include <unistd.h> /* getpid */
+
+#include "st_alloc.h"
+#include "st_error.h"
+
+st_state *g_st = NULL;
+static int g_loaded = 0; /* guarded by the GIL */
+
+/* ------------------------------------------------------------ helpers */
+
+int
+st_raise_from_code(st_state *st, int rc)
+{
+    switch (rc) {
+    case ST_ENOMEM:
+        PyErr_NoMemory();
+        break;
+    case ST_EINVAL:
+        PyErr_SetString(PyExc_ValueError, st_strerror(rc));
+        break;
+    case ST_ETIMEDOUT:
+        PyErr_SetString(PyExc_TimeoutError, st_strerror(rc));
+        break;
+    default:
+        PyErr_Format(st->InvalidOperationError, "sharptask: %s",
+                     st_strerror(rc));
+        break;
+    }
+    return -1;
+}
+
+PyObject *
+make_aggregate(st_state *st, PyObject *excs)
+{
+    PyObject *msg, *res;
+    msg = PyUnicode_FromString("One or more errors occurred.");
+    if (msg == NULL) {
+        return NULL;
+    }
+    res = PyObject_CallFunctionObjArgs(st->AggregateError, msg, excs, NULL);
+    Py_DECREF(msg);
+    return res;
+}
+
+PyObject *
+call_impl(st_state *st, const char *name, PyObject *const *args,
+          size_t nargsf, PyObject *kwnames)
+{
+    PyObject *fn, *res;
+    if (st->impl == NULL) {
+        st->impl = PyImport_ImportModule("sharptask._impl");
+        if (st->impl == NULL) {
+            return NULL;
+        }
+    }
+    fn = PyObject_GetAttrString(st->impl, name);
+    if (fn == NULL) {
+        return NULL;
+    }
+    res = PyObject_Vectorcall(fn, args, nargsf, kwnames);
+    Py_DECREF(fn);
+    return res;
+}
+
+/* ------------------------------------------------- module functions */
+
+static PyObject *
+mod_install(PyObject *mod, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"unobserved_hook", "factory", NULL};
+    st_state *st = get_st_state(mod);
+    PyObject *hook = NULL, *factory = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:_install", kwlist,
+                                     &hook, &factory)) {
+        return NULL;
+    }
+    if (hook != NULL) {
+        Py_XSETREF(st->unobserved_hook,
+                   hook == Py_None ? NULL : Py_NewRef(hook));
+    }
+    if (factory != NULL) {
+        /* The type is immutable from Python; C may still fill its dict
+         * once, at import, before any user code sees it. */
+        if (PyDict_SetItemString(st->Task_type->tp_dict, "factory", factory)
+            < 0) {
+            return NULL;
+        }
+        PyType_Modified(st->Task_type);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"_install", (PyCFunction)(void (*)(void))mod_install,
+     METH_VARARGS | METH_KEYWORDS,
+     PyDoc_STR("_install(unobserved_hook=None, factory=None)\n--\n\n"
+               "Internal: hooks set by the sharptask package.")},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ------------------------------------------------------------- exec */
+
+static PyObject *
+import_attr(const char *module, const char *name)
+{
+    PyObject *m = PyImport_ImportModule(module), *r;
+    if (m == NULL) {
+        return NULL;
+    }
+    r = PyObject_GetAttrString(m, name);
+    Py_DECREF(m);
+    return r;
+}
+
+static int
+add_type(PyObject *mod, PyType_Spec *spec, PyTypeObject **out)
+{
+    *out = (PyTypeObject *)PyType_FromModuleAndSpec(mod, spec, NULL);
+    if (*out == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(mod, *out);
+}
+
+static int
+add_functions(PyObject *mod, PyMethodDef *defs)
+{
+    return PyModule_AddFunctions(mod, defs);
+}
+
+static int
+module_exec(PyObject *mod)
+{
+    st_state *st = get_st_state(mod);
+    int i;
+
+    if (g_loaded) {
+        PyErr_SetString(PyExc_ImportError,
+                        "sharptask._native cannot be loaded twice in one "
+                        "process (its thread pool is process-wide)");
+        return -1;
+    }
+    st_replace_allocator(PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree);
+    if (add_type(mod, &Task_spec, &st->Task_type) < 0
+        || add_type(mod, &TaskAwaiter_spec, &st->TaskAwaiter_type) < 0
+        || add_type(mod, &ConfiguredAwaitable_spec,
+                    &st->ConfiguredAwaitable_type) < 0
+        || add_type(mod, &YieldAwaitable_spec, &st->YieldAwaitable_type) < 0
+        || add_type(mod, &TCS_spec, &st->TCS_type) < 0
+        || add_type(mod, &AsyncMethod_spec, &st->AsyncMethod_type) < 0
+        || add_type(mod, &SyncContext_spec, &st->SyncContext_type) < 0
+        || add_type(mod, &Action_spec, &st->Action_type) < 0) {
+        return -1;
+    }
+    if (add_functions(mod, pool_methods) < 0) {
+        return -1;
+    }
+    st->AggregateError = import_attr("sharptask._errors", "AggregateError");
+    st->OperationCanceledError =
+        import_attr("sharptask._errors", "OperationCanceledError");
+    st->TaskCanceledError =
+        import_attr("sharptask._errors", "TaskCanceledError");
+    st->InvalidOperationError =
+        import_attr("sharptask._errors", "InvalidOperationError");
+    st->TaskStatus = import_attr("sharptask._enums", "TaskStatus");
+    st->TaskCreationOptions =
+        import_attr("sharptask._enums", "TaskCreationOptions");
+    if (st->AggregateError == NULL || st->OperationCanceledError == NULL
+        || st->TaskCanceledError == NULL
+        || st->InvalidOperationError == NULL || st->TaskStatus == NULL
+        || st->TaskCreationOptions == NULL) {
+        return -1;
+    }
+    for (i = 0; i < 8; i++) {
+        PyObject *v = PyLong_FromLong(i);
+        if (v == NULL) {
+            return -1;
+        }
+        st->status_members[i] = PyObject_CallOneArg(st->TaskStatus, v);
+        Py_DECREF(v);
+        if (st->status_members[i] == NULL) {
+            return -1;
+        }
+    }
+#define INTERN(field, text)                                                 \
+    if ((st->field = PyUnicode_InternFromString(text)) == NULL) {           \
+        return -1;                                                          \
+    }
+    INTERN(str_post, "post");
+    INTERN(str_on_completed, "on_completed");
+    INTERN(str_unsafe_on_completed, "unsafe_on_completed");
+    INTERN(str_cancellation_token, "cancellation_token");
+    INTERN(str_throw, "throw");
+    INTERN(str_tstate_key, "sharptask.synchronization_context");
+#undef INTERN
+    st->interp = PyInterpreterState_Get();
+    st->pid = (long)getpid();
+    st_atomic_store(&st->shutting_down, 0, ST_RELAXED);
+    st->next_task_id = 0;
+    g_st = st; /* before the cached tasks: task code reads it */
+    g_loaded = 1;
+    /* T12: None, False, True, -1..8 */
+    st->cached[0] = task_new_completed(st, Py_None);
+    st->cached[1] = task_new_completed(st, Py_False);
+    st->cached[2] = task_new_completed(st, Py_True);
+    for (i = -1; i <= 8; i++) {
+        PyObject *v = PyLong_FromLong(i);
+        if (v == NULL) {
+            return -1;
+        }
+        st->cached[3 + (i + 1)] = task_new_completed(st, v);
+        Py_DECREF(v);
+    }
+    for (i = 0; i < ST_N_CACHED; i++) {
+        if (st->cached[i] == NULL) {
+            return -1;
+        }
+    }
+    if (PyDict_SetItemString(st->Task_type->tp_dict, "completed_task",
+                             st->cached[0]) < 0) {
+        return -1;
+    }
+    PyType_Modified(st->Task_type);
+    if (PyModule_AddIntConstant(mod, "INFINITE", -1) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------- lifecycle */
+
+static int
+module_traverse(PyObject *mod, visitproc visit, void *arg)
+{
+    st_state *st = get_st_state(mod);
+    int i;
+    Py_VISIT(st->Task_type);
+    Py_VISIT(st->TaskAwaiter_type);
+    Py_VISIT(st->ConfiguredAwaitable_type);
+    Py_VISIT(st->YieldAwaitable_type);
+    Py_VISIT(st->TCS_type);
+    Py_VISIT(st->AsyncMethod_type);
+    Py_VISIT(st->SyncContext_type);
+    Py_VISIT(st->Action_type);
+    Py_VISIT(st->AggregateError);
+    Py_VISIT(st->OperationCanceledError);
+    Py_VISIT(st->TaskCanceledError);
+    Py_VISIT(st->InvalidOperationError);
+    Py_VISIT(st->TaskStatus);
+    Py_VISIT(st->TaskCreationOptions);
+    for (i = 0; i < 8; i++) {
+        Py_VISIT(st->status_members[i]);
+    }
+    for (i = 0; i < ST_N_CACHED; i++) {
+        Py_VISIT(st->cached[i]);
+    }
+    Py_VISIT(st->yield_awaitable);
+    Py_VISIT(st->unobserved_hook);
+    Py_VISIT(st->impl);
+    return 0;
+}
+
+static int
+module_clear(PyObject *mod)
+{
+    st_state *st = get_st_state(mod);
+    int i;
+    /* stop the native threads first: they may still queue work */
+    pool_shutdown_all(st);
+    Py_CLEAR(st->Task_type);
+    Py_CLEAR(st->TaskAwaiter_type);
+    Py_CLEAR(st->ConfiguredAwaitable_type);
+    Py_CLEAR(st->YieldAwaitable_type);
+    Py_CLEAR(st->TCS_type);
+    Py_CLEAR(st->AsyncMethod_type);
+    Py_CLEAR(st->SyncContext_type);
+    Py_CLEAR(st->Action_type);
+    Py_CLEAR(st->AggregateError);
+    Py_CLEAR(st->OperationCanceledError);
+    Py_CLEAR(st->TaskCanceledError);
+    Py_CLEAR(st->InvalidOperationError);
+    Py_CLEAR(st->TaskStatus);
+    Py_CLEAR(st->TaskCreationOptions);
+    for (i = 0; i < 8; i++) {
+        Py_CLEAR(st->status_members[i]);
+    }
+    for (i = 0; i < ST_N_CACHED; i++) {
+        Py_CLEAR(st->cached[i]);
+    }
+    Py_CLEAR(st->yield_awaitable);
+    Py_CLEAR(st->unobserved_hook);
+    Py_CLEAR(st->impl);
+    Py_CLEAR(st->str_post);
+    Py_CLEAR(st->str_on_completed);
+    Py_CLEAR(st->str_unsafe_on_completed);
+    Py_CLEAR(st->str_cancellation_token);
+    Py_CLEAR(st->str_throw);
+    Py_CLEAR(st->str_tstate_key);
+    return 0;
+}
+
+static void
+module_free(void *mod)
+{
+    (void)module_clear((PyObject *)mod);
+    /* g_st stays: worker threads never outlive the shutdown above, but a
+     * late callback must find a state rather than NULL; the flag stays
+     * set too, so a second load is still refused (the pool is gone). */
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+PyModuleDef st_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "sharptask._native",
+    .m_doc = "The C binding of sharptask: tasks, the async method builder, "
+             "the thread pool and timers.",
+    .m_size = sizeof(st_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModuleDef_Init(&st_module);
+}

@@ -1,0 +1,1101 @@
+/* py_builder.c - the async method builder, the synchronization context
+ * of a thread, and Task.yield_().
+ *
+ *     @async_method                       # AsyncTaskMethodBuilder
+ *     async def get(...): ...
+ *     get(...)  ->  Task                  # body runs now, up to the first
+ *                                         # await of something incomplete
+ *
+ *     class SynchronizationContext:       # subclassable
+ *         def post(self, callback, state) # base: queue to the pool
+ *         def send(self, callback, state) # base: call inline
+ *         def operation_started(self) / operation_completed(self)
+ *         def create_copy(self)
+ *         current() / set_synchronization_context(ctx)   (static)
+ *
+ * How a coroutine is driven.  The coroutine plays the compiler's state
+ * machine; PyIter_Send is MoveNext.  The first step runs on the caller's
+ * thread inside a copy of the caller's contextvars context (so that what
+ * the body sets does not leak to the caller, R6.6).  If it returns, the
+ * call returns a completed (often cached) task and no box exists.  If it
+ * yields, the innermost awaiter yielded an object saying what it waits
+ * for: a pending Task (itself), a configured awaiter, the Task.yield_()
+ * awaitable, or any object with on_completed / unsafe_on_completed.  Only
+ * then is the box made: a Task that holds the coroutine and its context
+ * and registers its own embedded continuation node on the awaited task,
+ * so a suspension allocates nothing more.  Resumption sends None; the
+ * awaiter's iterator then returns the result or raises.
+ *
+ * Where it resumes (R3.4, R7.2).  At each suspension the box captures the
+ * thread's SynchronizationContext unless it is the base class or the
+ * await is configure_await(False).  On completion of the awaited task it
+ * resumes inline on the completing thread if that is allowed (first await
+ * continuation, no RUN_CONTINUATIONS_ASYNCHRONOUSLY, and the thread's
+ * context is none or the captured one); else it is posted to the captured
+ * context, or queued on the pool.
+ */
+#include "binding.h"
+
+#include <stddef.h>       /* offsetof */
+#include <structmember.h> /* PyMemberDef (3.11) */
+
+#include "st_list.h" /* st_container_of */
+
+/* ------------------------------------------------------------ helpers */
+
+/* Inline resumptions nest on the C stack; past this depth they are
+ * queued instead (.NET's "enough stack" check). */
+#define MAX_INLINE_DEPTH 64
+
+static _Thread_local PyObject *tls_sync_ctx; /* borrowed from the tstate
+                                                dict, which owns it */
+static _Thread_local int tls_inline_depth;
+
+PyObject *
+sync_context_current(void)
+{
+    return tls_sync_ctx;
+}
+
+int
+sync_context_set(st_state *st, PyObject *ctx)
+{
+    PyObject *dict = PyThreadState_GetDict(); /* borrowed */
+    if (dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no thread state dict");
+        return -1;
+    }
+    if (ctx == NULL || ctx == Py_None) {
+        if (PyDict_DelItem(dict, st->str_tstate_key) < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+                return -1;
+            }
+            PyErr_Clear();
+        }
+        tls_sync_ctx = NULL;
+        return 0;
+    }
+    if (PyDict_SetItem(dict, st->str_tstate_key, ctx) < 0) {
+        return -1;
+    }
+    tls_sync_ctx = ctx;
+    return 0;
+}
+
+/* Saves the thread's context (new ref) to restore it after a step. */
+static PyObject *
+sync_context_save(void)
+{
+    return Py_XNewRef(tls_sync_ctx);
+}
+
+static void
+sync_context_restore(st_state *st, PyObject *saved)
+{
+    if (tls_sync_ctx != saved) {
+        if (sync_context_set(st, saved) < 0) {
+            PyErr_WriteUnraisable(NULL);
+        }
+    }
+    Py_XDECREF(saved);
+}
+
+PyObject *
+capture_target(st_state *st)
+{
+    PyObject *ctx = tls_sync_ctx;
+    if (ctx != NULL && Py_TYPE(ctx) != st->SyncContext_type) {
+        return Py_NewRef(ctx);
+    }
+    return NULL;
+}
+
+int
+can_inline_here(st_state *st, PyObject *target)
+{
+    PyObject *cur = tls_sync_ctx;
+    if (tls_inline_depth >= MAX_INLINE_DEPTH) {
+        return 0;
+    }
+    if (target == NULL) {
+        return cur == NULL || Py_TYPE(cur) == st->SyncContext_type;
+    }
+    return cur == target;
+}
+
+int
+post_to_target(st_state *st, PyObject *target, PyObject *callable)
+{
+    PyObject *r = PyObject_CallMethodObjArgs(target, st->str_post, callable,
+                                             Py_None, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* --------------------------------------------------------------- Action */
+
+/*
+ *     class Action:      # internal: a callable made for a continuation
+ *         def __call__(self, *ignored): fn(*args) in context, or resume box
+ */
+typedef struct ActionObject {
+    PyObject_HEAD
+    PyObject *act_fn;
+    PyObject *act_args;    /* tuple or NULL */
+    PyObject *act_context; /* contextvars.Context or NULL */
+    TaskObject *act_box;   /* a box to resume (one shot), or NULL */
+    st_work_t act_work;
+} ActionObject;
+
+#define ActionObject_CAST(op) ((ActionObject *)(op))
+
+static ActionObject *
+action_alloc(st_state *st)
+{
+    ActionObject *a = PyObject_GC_New(ActionObject, st->Action_type);
+    if (a == NULL) {
+        return NULL;
+    }
+    a->act_fn = NULL;
+    a->act_args = NULL;
+    a->act_context = NULL;
+    a->act_box = NULL;
+    a->act_work.next = NULL;
+    a->act_work.run = NULL;
+    a->act_work.flags = ST_WORK_DOMAIN;
+    PyObject_GC_Track(a);
+    return a;
+}
+
+PyObject *
+action_new(st_state *st, PyObject *fn, PyObject *args, PyObject *context)
+{
+    ActionObject *a = action_alloc(st);
+    if (a != NULL) {
+        a->act_fn = Py_NewRef(fn);
+        a->act_args = Py_XNewRef(args);
+        a->act_context = Py_XNewRef(context);
+    }
+    return (PyObject *)a;
+}
+
+/* An action that resumes box; takes its own reference to box. */
+static PyObject *
+action_new_box(st_state *st, TaskObject *box)
+{
+    ActionObject *a = action_alloc(st);
+    if (a != NULL) {
+        a->act_box = (TaskObject *)Py_NewRef(box);
+    }
+    return (PyObject *)a;
+}
+
+static PyObject *
+action_run(ActionObject *a)
+{
+    PyObject *r, *ctx = a->act_context;
+    if (a->act_box != NULL) {
+        TaskObject *box = a->act_box;
+        a->act_box = NULL; /* one shot: MoveNext runs once per await */
+        box_resume(box);   /* consumes the action's reference */
+        if (pending_exc_restore() < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (a->act_fn == NULL) {
+        Py_RETURN_NONE;
+    }
+    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+        return NULL;
+    }
+    if (a->act_args != NULL) {
+        r = PyObject_Call(a->act_fn, a->act_args, NULL);
+    }
+    else {
+        r = PyObject_CallNoArgs(a->act_fn);
+    }
+    if (ctx != NULL) {
+        PyContext_Exit(ctx);
+    }
+    return r;
+}
+
+static PyObject *
+Action_call(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    return action_run(ActionObject_CAST(op));
+}
+
+static void
+action_work_run(st_work_t *w)
+{
+    ActionObject *a = st_container_of(w, ActionObject, act_work);
+    PyObject *r = action_run(a);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(a->act_fn ? a->act_fn : (PyObject *)a);
+    }
+    Py_XDECREF(r);
+    if (tls_sync_ctx != NULL) {
+        /* pool threads have no context after a work item (R9.2) */
+        (void)sync_context_set(g_st, NULL);
+    }
+    Py_DECREF(a); /* the queue's reference */
+}
+
+int
+schedule_action(st_state *st, PyObject *target, PyObject *action)
+{
+    ActionObject *a = ActionObject_CAST(action);
+    if (target != NULL) {
+        return post_to_target(st, target, action);
+    }
+    a->act_work.run = action_work_run;
+    Py_INCREF(a);
+    if (pool_submit(st, &a->act_work) != 0) {
+        Py_DECREF(a);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+Action_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    ActionObject *a = ActionObject_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(a->act_fn);
+    Py_VISIT(a->act_args);
+    Py_VISIT(a->act_context);
+    Py_VISIT(a->act_box);
+    return 0;
+}
+
+static int
+Action_clear(PyObject *op)
+{
+    ActionObject *a = ActionObject_CAST(op);
+    Py_CLEAR(a->act_fn);
+    Py_CLEAR(a->act_args);
+    Py_CLEAR(a->act_context);
+    Py_CLEAR(a->act_box);
+    return 0;
+}
+
+static void
+Action_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    (void)Action_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot Action_slots[] = {
+    {Py_tp_doc, (void *)PyDoc_STR(
+         "A continuation callback made by sharptask (like the Action a\n"
+         ".NET awaiter receives).  Calling it runs the continuation.")},
+    {Py_tp_call, Action_call},
+    {Py_tp_traverse, Action_traverse},
+    {Py_tp_clear, Action_clear},
+    {Py_tp_dealloc, Action_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec Action_spec = {
+    .name = "sharptask.Action",
+    .basicsize = sizeof(ActionObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = Action_slots,
+};
+
+/* ---------------------------------------------------------- the box */
+
+static void box_on_complete(st_cont_t *c, st_task_t *core, int how);
+
+static void
+box_work_run(st_work_t *w)
+{
+    TaskObject *box = st_container_of(w, TaskObject, task_work);
+    box_resume(box); /* consumes the queue's reference */
+    if (pending_exc_restore() < 0) {
+        PyErr_WriteUnraisable((PyObject *)box);
+    }
+}
+
+void
+box_schedule(TaskObject *box)
+{
+    st_state *st = g_st;
+    PyObject *target = box->task_target;
+
+    if (target != NULL) {
+        PyObject *action = action_new_box(st, box);
+        if (action == NULL || post_to_target(st, target, action) < 0) {
+            /* the context refused: the method can never resume; fault
+             * its task with the reason rather than hang silently */
+            Py_XDECREF(action);
+            if (task_complete_from_error(box, 0) < 0) {
+                pending_exc_save();
+            }
+        }
+        else {
+            Py_DECREF(action);
+        }
+    }
+    else if (task_queue_work(st, box, box_work_run) < 0) {
+        if (task_complete_from_error(box, 0) < 0) {
+            pending_exc_save();
+        }
+    }
+    else {
+        return; /* the queue's reference replaces ours: keep it */
+    }
+    Py_DECREF(box);
+}
+
+/* Registers the box's resumption for what the coroutine yielded.
+ * Returns 0 (suspended), or -1 with an error to throw into the coroutine
+ * (it yielded something that cannot be awaited). */
+static int
+box_await(st_state *st, TaskObject *box, PyObject *yielded)
+{
+    TaskObject *awaited;
+    int options;
+    PyObject *meth;
+
+    if (Task_Check(st, yielded)) {
+        awaited = (TaskObject *)yielded;
+        options = CAO_CONTINUE;
+    }
+    else if (!awaiter_unpack(st, yielded, &awaited, &options)) {
+        if (Py_TYPE(yielded) == st->YieldAwaitable_type) {
+            /* Task.yield_(): always posted or queued, never inline */
+            Py_XSETREF(box->task_target, capture_target(st));
+            Py_XSETREF(box->task_arg, Py_NewRef(yielded));
+            Py_INCREF(box);
+            box_schedule(box);
+            return 0;
+        }
+        /* INotifyCompletion: unsafe_on_completed, else on_completed */
+        if (_PyObject_LookupAttr(yielded, st->str_unsafe_on_completed,
+                                 &meth) < 0) {
+            return -1;
+        }
+        if (meth == NULL
+            && _PyObject_LookupAttr(yielded, st->str_on_completed, &meth)
+                   < 0) {
+            return -1;
+        }
+        if (meth == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "an async method cannot await this: its awaiter "
+                         "yielded a %.100s object, which is neither a "
+                         "sharptask Task nor has on_completed(action)",
+                         Py_TYPE(yielded)->tp_name);
+            return -1;
+        }
+        PyObject *action = action_new_box(st, box);
+        if (action == NULL) {
+            Py_DECREF(meth);
+            return -1;
+        }
+        Py_XSETREF(box->task_arg, Py_NewRef(yielded));
+        Py_CLEAR(box->task_target);
+        PyObject *r = PyObject_CallOneArg(meth, action);
+        Py_DECREF(meth);
+        Py_DECREF(action);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        return 0;
+    }
+    /* a Task, plain or configured */
+    Py_XSETREF(box->task_target,
+               (options & CAO_CONTINUE) ? capture_target(st) : NULL);
+    Py_XSETREF(box->task_arg, Py_NewRef(awaited));
+    box->task_cont.fn = box_on_complete;
+    box->task_cont.kind = ST_CONT_AWAIT;
+    Py_INCREF(box); /* the registration's reference */
+    if (((options & CAO_FORCE) && st_task_is_completed(&awaited->task_core))
+        || st_task_add_cont(&awaited->task_core, &box->task_cont) != 0) {
+        /* completed meanwhile, or FORCE_YIELDING: never inline (R3.5) */
+        box_schedule(box);
+    }
+    return 0;
+}
+
+/* coro.throw(exc) with PyIter_Send's result convention. */
+static PySendResult
+coro_throw(st_state *st, PyObject *coro, PyObject *exc, PyObject **out)
+{
+    PyObject *r = PyObject_CallMethodOneArg(coro, st->str_throw, exc);
+    if (r != NULL) {
+        *out = r;
+        return PYGEN_NEXT;
+    }
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        *out = PyObject_GetAttrString(value, "value");
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return *out != NULL ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+    *out = NULL;
+    return PYGEN_ERROR;
+}
+
+enum { STEP_SUSPENDED = 0, STEP_RETURNED = 1, STEP_RAISED = 2 };
+
+/* Runs coro until it suspends or ends (ctx entered by the caller).  The
+ * box is created at the first suspension if *pbox is NULL. */
+static int
+run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
+          PyObject **out_value)
+{
+    PyObject *val = NULL, *exc = NULL;
+    PySendResult r;
+
+    for (;;) {
+        if (exc == NULL) {
+            r = PyIter_Send(coro, Py_None, &val);
+        }
+        else {
+            r = coro_throw(st, coro, exc, &val);
+            Py_CLEAR(exc);
+        }
+        if (r == PYGEN_RETURN) {
+            *out_value = val;
+            return STEP_RETURNED;
+        }
+        if (r == PYGEN_ERROR) {
+            return STEP_RAISED;
+        }
+        if (*pbox == NULL) {
+            TaskObject *box = (TaskObject *)task_new_promise(st, NULL, 0);
+            if (box == NULL) {
+                Py_DECREF(val);
+                return STEP_RAISED;
+            }
+            box->task_kind = TASK_BOX;
+            box->task_fn = Py_NewRef(coro);
+            box->task_context = Py_NewRef(ctx);
+            *pbox = box;
+        }
+        int rc = box_await(st, *pbox, val);
+        Py_DECREF(val);
+        if (rc == 0) {
+            return STEP_SUSPENDED;
+        }
+        /* it yielded something unawaitable: throw the error into it */
+        PyObject *type, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        PyErr_NormalizeException(&type, &exc, &tb);
+        if (tb != NULL) {
+            PyException_SetTraceback(exc, tb);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+    }
+}
+
+PyObject *
+builder_start(st_state *st, PyObject *coro, TaskObject *box)
+{
+    PyObject *ctx, *saved, *value = NULL, *result = NULL;
+    TaskObject *b = box;
+    int rc;
+
+    ctx = PyContext_CopyCurrent();
+    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
+        Py_XDECREF(ctx);
+        Py_DECREF(coro);
+        return NULL;
+    }
+    if (b != NULL) {
+        b->task_kind = TASK_BOX;
+        Py_XSETREF(b->task_fn, Py_NewRef(coro));
+        Py_XSETREF(b->task_context, Py_NewRef(ctx));
+    }
+    saved = sync_context_save();
+    rc = run_steps(st, &b, coro, ctx, &value);
+    PyContext_Exit(ctx);
+    if (rc == STEP_RAISED) {
+        /* restore the context with the error kept aside */
+        PyObject *type, *val, *tb;
+        PyErr_Fetch(&type, &val, &tb);
+        sync_context_restore(st, saved);
+        PyErr_Restore(type, val, tb);
+    }
+    else {
+        sync_context_restore(st, saved);
+    }
+    switch (rc) {
+    case STEP_SUSPENDED:
+        result = box != NULL ? Py_NewRef(box) : (PyObject *)b;
+        break;
+    case STEP_RETURNED:
+        if (b != NULL) {
+            task_try_complete(b, ST_STATUS_RAN_TO_COMPLETION, value, NULL);
+            result = box != NULL ? Py_NewRef(box) : (PyObject *)b;
+        }
+        else {
+            result = task_from_result(st, value);
+        }
+        Py_DECREF(value);
+        break;
+    default:
+        if (b == NULL) {
+            b = (TaskObject *)task_new_promise(st, NULL, 0);
+            if (b == NULL) {
+                break;
+            }
+        }
+        result = box != NULL ? Py_NewRef(box) : (PyObject *)b;
+        if (task_complete_from_error(b, 1) < 0) {
+            /* KeyboardInterrupt/SystemExit: to the caller */
+            Py_CLEAR(result);
+        }
+        break;
+    }
+    Py_DECREF(ctx);
+    Py_DECREF(coro);
+    if (result != NULL && pending_exc_restore() < 0) {
+        Py_CLEAR(result);
+    }
+    return result;
+}
+
+void
+box_resume(TaskObject *box)
+{
+    st_state *st = g_st;
+    PyObject *coro = box->task_fn, *ctx = box->task_context, *saved;
+    PyObject *value = NULL;
+    TaskObject *b = box;
+    int rc;
+
+    if (coro == NULL || ctx == NULL || box->task_kind != TASK_BOX
+        || st_task_is_completed(&box->task_core)) {
+        Py_DECREF(box);
+        return;
+    }
+    Py_INCREF(coro);
+    Py_INCREF(ctx);
+    if (PyContext_Enter(ctx) < 0) {
+        if (task_complete_from_error(box, 0) < 0) {
+            pending_exc_save();
+        }
+        goto done;
+    }
+    saved = sync_context_save();
+    rc = run_steps(st, &b, coro, ctx, &value);
+    PyContext_Exit(ctx);
+    if (rc == STEP_RETURNED) {
+        sync_context_restore(st, saved);
+        task_try_complete(box, ST_STATUS_RAN_TO_COMPLETION, value, NULL);
+        Py_DECREF(value);
+    }
+    else if (rc == STEP_RAISED) {
+        PyObject *type, *val, *tb;
+        PyErr_Fetch(&type, &val, &tb);
+        sync_context_restore(st, saved);
+        PyErr_Restore(type, val, tb);
+        if (task_complete_from_error(box, 1) < 0) {
+            pending_exc_save();
+        }
+    }
+    else {
+        sync_context_restore(st, saved);
+    }
+done:
+    Py_DECREF(coro);
+    Py_DECREF(ctx);
+    Py_DECREF(box);
+}
+
+static void
+box_on_complete(st_cont_t *c, st_task_t *core, int how)
+{
+    st_state *st = g_st;
+    TaskObject *box = st_container_of(c, TaskObject, task_cont);
+    (void)core;
+    if (how == ST_RUN_INLINE && can_inline_here(st, box->task_target)) {
+        tls_inline_depth++;
+        box_resume(box);
+        tls_inline_depth--;
+    }
+    else {
+        box_schedule(box);
+    }
+}
+
+/* ------------------------------------------------------- AsyncMethod */
+
+/*
+ *     class AsyncMethod:      # what @async_method returns
+ *         def __call__(self, *args, **kwargs) -> Task
+ *         def __get__(self, obj, type) -> bound method
+ */
+typedef struct AsyncMethodObject {
+    PyObject_HEAD
+    PyObject *am_func;
+    PyObject *am_dict;
+    vectorcallfunc am_vectorcall;
+} AsyncMethodObject;
+
+#define AsyncMethodObject_CAST(op) ((AsyncMethodObject *)(op))
+
+static PyObject *
+async_method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
+                        PyObject *kwnames)
+{
+    st_state *st = g_st;
+    PyObject *coro = PyObject_Vectorcall(AsyncMethodObject_CAST(op)->am_func,
+                                         args, nargsf, kwnames);
+    if (coro == NULL) {
+        return NULL;
+    }
+    if (!is_coroutine_like(coro)) {
+        if (Task_Check(st, coro)) {
+            return coro;
+        }
+        PyErr_Format(PyExc_TypeError,
+                     "an @async_method must return a coroutine (be an "
+                     "async def), but it returned %.100s",
+                     Py_TYPE(coro)->tp_name);
+        Py_DECREF(coro);
+        return NULL;
+    }
+    return builder_start(st, coro, NULL);
+}
+
+static PyObject *
+AsyncMethod_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    PyObject *func;
+    AsyncMethodObject *self;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "AsyncMethod() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "AsyncMethod", 1, 1, &func)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(func)) {
+        PyErr_Format(PyExc_TypeError, "fn must be callable, not %.100s",
+                     Py_TYPE(func)->tp_name);
+        return NULL;
+    }
+    self = (AsyncMethodObject *)tp->tp_alloc(tp, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->am_func = Py_NewRef(func);
+    self->am_dict = NULL;
+    self->am_vectorcall = async_method_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyObject *
+AsyncMethod_descr_get(PyObject *op, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        return Py_NewRef(op);
+    }
+    return PyMethod_New(op, obj);
+}
+
+static PyObject *
+async_method_func_get(PyObject *op, void *closure)
+{
+    return Py_NewRef(AsyncMethodObject_CAST(op)->am_func);
+}
+
+static int
+AsyncMethod_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    AsyncMethodObject *m = AsyncMethodObject_CAST(op);
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(m->am_func);
+    Py_VISIT(m->am_dict);
+    return 0;
+}
+
+static int
+AsyncMethod_clear(PyObject *op)
+{
+    AsyncMethodObject *m = AsyncMethodObject_CAST(op);
+    Py_CLEAR(m->am_func);
+    Py_CLEAR(m->am_dict);
+    return 0;
+}
+
+static void
+AsyncMethod_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    (void)AsyncMethod_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+AsyncMethod_repr(PyObject *op)
+{
+    return PyUnicode_FromFormat("<async_method %R>",
+                                AsyncMethodObject_CAST(op)->am_func);
+}
+
+static PyGetSetDef AsyncMethod_getset[] = {
+    {"__func__", async_method_func_get, NULL,
+     PyDoc_STR("The async def function."), NULL},
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL,
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef AsyncMethod_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET,
+     offsetof(AsyncMethodObject, am_vectorcall), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(AsyncMethodObject, am_dict),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot AsyncMethod_slots[] = {
+    {Py_tp_doc, (void *)PyDoc_STR(
+         "AsyncMethod(fn)\n--\n\n"
+         "An async def driven by AsyncTaskMethodBuilder semantics: calling\n"
+         "it runs the body now and returns a Task.  Use @async_method.")},
+    {Py_tp_new, AsyncMethod_new},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, AsyncMethod_descr_get},
+    {Py_tp_traverse, AsyncMethod_traverse},
+    {Py_tp_clear, AsyncMethod_clear},
+    {Py_tp_dealloc, AsyncMethod_dealloc},
+    {Py_tp_repr, AsyncMethod_repr},
+    {Py_tp_getset, AsyncMethod_getset},
+    {Py_tp_members, AsyncMethod_members},
+    {0, NULL},
+};
+
+PyType_Spec AsyncMethod_spec = {
+    .name = "sharptask.AsyncMethod",
+    .basicsize = sizeof(AsyncMethodObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_VECTORCALL
+             | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .slots = AsyncMethod_slots,
+};
+
+/* ------------------------------------------------ SynchronizationContext */
+
+static PyObject *
+SyncContext_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    return tp->tp_alloc(tp, 0);
+}
+
+static PyObject *
+sync_post(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    st_state *st = g_st;
+    PyObject *cargs, *action, *ctx;
+    int rc;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "post(callback, state=None)");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "post(): callback must be callable, "
+                     "not %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    cargs = PyTuple_Pack(1, nargs == 2 ? args[1] : Py_None);
+    if (cargs == NULL) {
+        return NULL;
+    }
+    ctx = PyContext_CopyCurrent(); /* Post flows the context */
+    if (ctx == NULL) {
+        Py_DECREF(cargs);
+        return NULL;
+    }
+    action = action_new(st, args[0], cargs, ctx);
+    Py_DECREF(ctx);
+    Py_DECREF(cargs);
+    if (action == NULL) {
+        return NULL;
+    }
+    rc = schedule_action(st, NULL, action);
+    Py_DECREF(action);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sync_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "send(callback, state=None)");
+        return NULL;
+    }
+    return PyObject_CallOneArg(args[0], nargs == 2 ? args[1] : Py_None);
+}
+
+static PyObject *
+sync_noop(PyObject *self, PyObject *unused)
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sync_create_copy(PyObject *self, PyObject *unused)
+{
+    return PyObject_CallNoArgs((PyObject *)g_st->SyncContext_type);
+}
+
+static PyObject *
+sync_current(PyObject *unused, PyObject *noargs)
+{
+    PyObject *c = sync_context_current();
+    return Py_NewRef(c ? c : Py_None);
+}
+
+static PyObject *
+sync_set(PyObject *unused, PyObject *ctx)
+{
+    st_state *st = g_st;
+    if (ctx != Py_None && !PyObject_TypeCheck(ctx, st->SyncContext_type)) {
+        PyErr_Format(PyExc_TypeError,
+                     "set_synchronization_context(): ctx must be a "
+                     "SynchronizationContext or None, not %.100s",
+                     Py_TYPE(ctx)->tp_name);
+        return NULL;
+    }
+    if (sync_context_set(st, ctx) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+SyncContext_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static void
+SyncContext_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef SyncContext_methods[] = {
+    {"post", (PyCFunction)(void (*)(void))sync_post, METH_FASTCALL,
+     PyDoc_STR("post($self, callback, state=None, /)\n--\n\n"
+               "Run callback(state) asynchronously; the base class queues\n"
+               "it to the thread pool (like SynchronizationContext.Post).")},
+    {"send", (PyCFunction)(void (*)(void))sync_send, METH_FASTCALL,
+     PyDoc_STR("send($self, callback, state=None, /)\n--\n\n"
+               "Run callback(state) synchronously; the base class calls it\n"
+               "on the calling thread (like SynchronizationContext.Send).")},
+    {"operation_started", sync_noop, METH_NOARGS,
+     PyDoc_STR("operation_started($self, /)\n--\n\n"
+               "Called when an async void method starts; no-op here.")},
+    {"operation_completed", sync_noop, METH_NOARGS,
+     PyDoc_STR("operation_completed($self, /)\n--\n\n"
+               "Called when an async void method ends; no-op here.")},
+    {"create_copy", sync_create_copy, METH_NOARGS,
+     PyDoc_STR("create_copy($self, /)\n--\n\nA new base context.")},
+    {"current", sync_current, METH_NOARGS | METH_STATIC,
+     PyDoc_STR("current()\n--\n\n"
+               "The calling thread's context, or None (like "
+               "SynchronizationContext.Current).")},
+    {"set_synchronization_context", sync_set, METH_O | METH_STATIC,
+     PyDoc_STR("set_synchronization_context(ctx, /)\n--\n\n"
+               "Set the calling thread's context (None clears it).")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot SyncContext_slots[] = {
+    {Py_tp_doc, (void *)PyDoc_STR(
+         "SynchronizationContext()\n--\n\n"
+         "Where continuations resume, like "
+         "System.Threading.SynchronizationContext.\n"
+         "Subclass it and override post/send to marshal work to a thread.")},
+    {Py_tp_new, SyncContext_new},
+    {Py_tp_traverse, SyncContext_traverse},
+    {Py_tp_dealloc, SyncContext_dealloc},
+    {Py_tp_methods, SyncContext_methods},
+    {0, NULL},
+};
+
+PyType_Spec SyncContext_spec = {
+    .name = "sharptask.SynchronizationContext",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE
+             | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = SyncContext_slots,
+};
+
+/* ------------------------------------------------------ Task.yield_() */
+
+typedef struct YieldObject {
+    PyObject_HEAD
+    int y_yielded;
+} YieldObject;
+
+static PyObject *
+Yield_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    YieldObject *y = (YieldObject *)tp->tp_alloc(tp, 0);
+    if (y != NULL) {
+        y->y_yielded = 0;
+    }
+    return (PyObject *)y;
+}
+
+static PySendResult
+yield_am_send(PyObject *op, PyObject *arg, PyObject **presult)
+{
+    YieldObject *y = (YieldObject *)op;
+    if (!y->y_yielded) {
+        y->y_yielded = 1;
+        *presult = Py_NewRef(op);
+        return PYGEN_NEXT;
+    }
+    *presult = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PyObject *
+yield_iternext(PyObject *op)
+{
+    YieldObject *y = (YieldObject *)op;
+    if (!y->y_yielded) {
+        y->y_yielded = 1;
+        return Py_NewRef(op);
+    }
+    PyErr_SetNone(PyExc_StopIteration);
+    return NULL;
+}
+
+static PyObject *
+yield_self(PyObject *op)
+{
+    return Py_NewRef(op);
+}
+
+static PyObject *
+yield_self_meth(PyObject *op, PyObject *unused)
+{
+    return Py_NewRef(op);
+}
+
+static PyObject *
+yield_is_completed(PyObject *op, void *closure)
+{
+    Py_RETURN_FALSE;
+}
+
+static PyObject *
+yield_get_result(PyObject *op, PyObject *unused)
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+yield_on_completed(PyObject *op, PyObject *action)
+{
+    st_state *st = g_st;
+    PyObject *ctx, *a, *target;
+    int rc;
+    if (!PyCallable_Check(action)) {
+        PyErr_Format(PyExc_TypeError, "action must be callable, not %.100s",
+                     Py_TYPE(action)->tp_name);
+        return NULL;
+    }
+    ctx = PyContext_CopyCurrent();
+    if (ctx == NULL) {
+        return NULL;
+    }
+    a = action_new(st, action, NULL, ctx);
+    Py_DECREF(ctx);
+    if (a == NULL) {
+        return NULL;
+    }
+    target = capture_target(st); /* read at on_completed time (S9.1) */
+    rc = schedule_action(st, target, a);
+    Py_XDECREF(target);
+    Py_DECREF(a);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void
+Yield_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef Yield_methods[] = {
+    {"get_awaiter", yield_self_meth, METH_NOARGS,
+     PyDoc_STR("get_awaiter($self, /)\n--\n\nReturn self.")},
+    {"get_result", yield_get_result, METH_NOARGS,
+     PyDoc_STR("get_result($self, /)\n--\n\nNothing to return.")},
+    {"on_completed", yield_on_completed, METH_O,
+     PyDoc_STR("on_completed($self, action, /)\n--\n\n"
+               "Post action to the current context, else queue it.")},
+    {"unsafe_on_completed", yield_on_completed, METH_O,
+     PyDoc_STR("unsafe_on_completed($self, action, /)\n--\n\n"
+               "Same as on_completed.")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Yield_getset[] = {
+    {"is_completed", yield_is_completed, NULL,
+     PyDoc_STR("Always False."), NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot YieldAwaitable_slots[] = {
+    {Py_tp_doc, (void *)PyDoc_STR(
+         "What Task.yield_() returns, like YieldAwaitable.")},
+    {Py_tp_new, Yield_new},
+    {Py_tp_dealloc, Yield_dealloc},
+    {Py_tp_iternext, yield_iternext},
+    {Py_am_await, yield_self},
+    {Py_am_send, yield_am_send},
+    {Py_tp_methods, Yield_methods},
+    {Py_tp_getset, Yield_getset},
+    {0, NULL},
+};
+
+PyType_Spec YieldAwaitable_spec = {
+    .name = "sharptask.YieldAwaitable",
+    .basicsize = sizeof(YieldObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = YieldAwaitable_slots,
+};

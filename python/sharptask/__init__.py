@@ -1,0 +1,57 @@
+"""sharptask: .NET's async model (tasks, awaiters, the async method builder,
+synchronization contexts, the thread pool) implemented in C, driven from
+Python.
+
+A Python ``async def`` plays the compiler's state machine; the C builder
+drives it the way ``AsyncTaskMethodBuilder`` drives ``MoveNext()``::
+
+    import sharptask as st
+
+    @st.async_method
+    async def get_answer():
+        await st.Task.delay(0.1)
+        return 42
+
+    task = get_answer()          # runs now, up to the first real suspension
+    print(task.status)           # TaskStatus.WAITING_FOR_ACTIVATION
+    print(task.result)           # 42 (blocks, like .Result)
+
+See SPEC.md for the contract, rule by rule.
+"""
+from __future__ import annotations
+
+import atexit as _atexit
+import os as _os
+
+from ._enums import (ConfigureAwaitOptions, TaskContinuationOptions,
+                     TaskCreationOptions, TaskStatus)
+from ._errors import (AggregateError, DeadlockError, InvalidOperationError,
+                      ObjectDisposedError, OperationCanceledError,
+                      SemaphoreFullError, TaskCanceledError)
+from . import _native
+from ._native import (INFINITE, Action, AsyncMethod, ConfiguredTaskAwaitable,
+                      SynchronizationContext, Task, TaskAwaiter,
+                      TaskCompletionSource, YieldAwaitable)
+from ._builder import (AsyncTaskMethodBuilder, async_method, run)
+from ._scheduling import (TaskFactory, TaskScheduler, ThreadPool,
+                          UnobservedTaskExceptionEventArgs)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action", "AggregateError", "AsyncMethod", "AsyncTaskMethodBuilder",
+    "ConfigureAwaitOptions", "ConfiguredTaskAwaitable", "DeadlockError",
+    "INFINITE", "InvalidOperationError", "ObjectDisposedError",
+    "OperationCanceledError", "SemaphoreFullError", "SynchronizationContext",
+    "Task", "TaskAwaiter", "TaskCanceledError", "TaskCompletionSource",
+    "TaskContinuationOptions", "TaskCreationOptions", "TaskFactory",
+    "TaskScheduler", "TaskStatus", "ThreadPool",
+    "UnobservedTaskExceptionEventArgs", "YieldAwaitable", "async_method",
+    "run",
+]
+
+# The pool and the timer are C threads: stop them while the interpreter
+# still works fully (before finalization), and start afresh after fork.
+_atexit.register(_native._shutdown)
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_native._after_fork_child)

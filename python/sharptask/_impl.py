@@ -1,0 +1,221 @@
+"""Python-level parts of Task's API that the C type forwards to.
+
+These are the rarer paths (cancellation tokens on waits, wait_all,
+as_future ...): correct and simple here, with the hot paths in C.  The
+C methods call the functions of this module by name.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from typing import Any
+
+from . import _native
+from ._errors import (AggregateError, InvalidOperationError,
+                      OperationCanceledError, TaskCanceledError)
+
+Task = _native.Task
+TaskCompletionSource = _native.TaskCompletionSource
+
+
+def _timeout_seconds(timeout: Any, name: str = "timeout") -> float | None:
+    """Validate a timeout like the C parser; None means no limit."""
+    import datetime
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        secs = timeout.total_seconds()
+        if secs == -0.001:
+            return None
+    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        secs = float(timeout)
+    else:
+        raise TypeError(f"{name} must be a number of seconds, a timedelta "
+                        f"or None, not {type(timeout).__name__}")
+    if secs != secs:
+        raise ValueError(f"{name} must not be NaN")
+    if secs == -1:
+        return None
+    if secs < 0:
+        raise ValueError(f"{name} must be >= 0, or -1 / None for no limit, "
+                         f"not {timeout!r}")
+    return secs
+
+
+def _collect(tasks: tuple, fname: str) -> list:
+    if len(tasks) == 1 and not isinstance(tasks[0], Task):
+        if tasks[0] is None:
+            raise TypeError(f"{fname}(): tasks must not be None")
+        tasks = tuple(tasks[0])
+    for i, t in enumerate(tasks):
+        if not isinstance(t, Task):
+            exc = ValueError if t is None else TypeError
+            raise exc(f"{fname}(): tasks[{i}] must be a Task, not "
+                      f"{type(t).__name__}")
+    return list(tasks)
+
+
+def _token_task(token: Any):
+    """A Task canceled when token fires (never completes otherwise), and
+    the registration to dispose."""
+    tcs = TaskCompletionSource()
+    reg = token.register(lambda: tcs.try_set_canceled(token))
+    return tcs.task, reg
+
+
+def _dispose(reg: Any) -> None:
+    if reg is not None:
+        dispose = getattr(reg, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+def task_wait_token(task, timeout, token):
+    """Task.wait with a cancellation token (T4, R2.3)."""
+    if token.is_cancellation_requested:
+        raise OperationCanceledError(cancellation_token=token)
+    ct, reg = _token_task(token)
+    try:
+        idx = Task.wait_any(task, ct, timeout=timeout)
+    finally:
+        _dispose(reg)
+    if idx == -1:
+        return False
+    if idx == 1 and not task.is_completed:
+        raise OperationCanceledError(cancellation_token=token)
+    return task.wait(0)
+
+
+def wait_all(*tasks, timeout=None):
+    """Task.wait_all (T4, R5.10)."""
+    secs = _timeout_seconds(timeout)
+    ts = _collect(tasks, "wait_all")
+    if not ts:
+        return True
+    allt = Task.when_all(ts)
+    # waiting on when_all observes nothing by itself: wait on its
+    # completion without reading its outcome
+    if not allt.get_awaiter().is_completed:
+        done = allt.continue_with(lambda t: None,
+                                  options=0x80000)  # EXECUTE_SYNCHRONOUSLY
+        if not done.wait(secs if secs is not None else None):
+            return False
+    excs: list[BaseException] = []
+    for t in ts:
+        if t.is_faulted:
+            excs.extend(t.exception.inner_exceptions)
+        elif t.is_canceled:
+            excs.append(TaskCanceledError(task=t))
+    if excs:
+        raise AggregateError(excs)
+    return True if timeout is not None else None
+
+
+def wait_any(*tasks, timeout=None):
+    """Task.wait_any (T4, R5.11): the index, or -1."""
+    secs = _timeout_seconds(timeout)
+    ts = _collect(tasks, "wait_any")
+    if not ts:
+        return -1
+    for i, t in enumerate(ts):
+        if t.is_completed:
+            return i
+    anyt = Task.when_any(ts)
+    if not anyt.wait(secs):
+        return -1
+    winner = anyt.result
+    for i, t in enumerate(ts):
+        if t is winner:
+            return i
+    return -1  # pragma: no cover - when_any returns one of its inputs
+
+
+def task_wait_async(task, timeout=None, cancellation_token=None):
+    """Task.wait_async (R5.9)."""
+    secs = _timeout_seconds(timeout)
+    token = cancellation_token
+    if task.is_completed or (secs is None and (
+            token is None or not token.can_be_canceled)):
+        return task
+    if token is not None and token.is_cancellation_requested:
+        return Task.from_canceled(token)
+    if secs == 0:
+        return Task.from_exception(TimeoutError())
+    tcs = TaskCompletionSource()
+    reg = None
+    timer = None
+    if token is not None:
+        reg = token.register(lambda: tcs.try_set_canceled(token))
+    if secs is not None:
+        timer = Task.delay(secs)
+        timer.continue_with(
+            lambda _: tcs.try_set_exception(TimeoutError()),
+            options=0x80000)
+
+    def done(t):
+        _dispose(reg)
+        if t.is_completed_successfully:
+            tcs.try_set_result(t.result)
+        elif t.is_faulted:
+            tcs.try_set_exception(t.exception.inner_exceptions)
+        else:
+            tcs.try_set_canceled()
+    task.continue_with(done, options=0x80000)
+    return tcs.task
+
+
+def delay_token(seconds, token):
+    """Task.delay with a cancellation token (K3)."""
+    if token.is_cancellation_requested:
+        return Task.from_canceled(token)
+    d = Task.delay(seconds)
+    if d.is_completed or not token.can_be_canceled:
+        return d
+    tcs = TaskCompletionSource()
+    reg = token.register(lambda: tcs.try_set_canceled(token))
+
+    def done(t):
+        _dispose(reg)
+        tcs.try_set_result(None)
+    d.continue_with(done, options=0x80000)
+    return tcs.task
+
+
+def continue_with_scheduler(task, fn, state, token, options, scheduler):
+    raise NotImplementedError(
+        "continue_with(scheduler=...) needs TaskScheduler, which arrives "
+        "with the synchronization-context work (issue 4)")
+
+
+def task_as_future(task):
+    """Task.as_future (I1): a concurrent.futures.Future."""
+    fut: concurrent.futures.Future = concurrent.futures.Future()
+    fut.set_running_or_notify_cancel()
+
+    def done(t):
+        if t.is_completed_successfully:
+            fut.set_result(t.result)
+        elif t.is_faulted:
+            fut.set_exception(t.exception.inner_exceptions[0])
+        else:
+            fut.set_exception(TaskCanceledError(task=t))
+    task.continue_with(done, options=0x80000)
+    return fut
+
+
+def task_from_future(fut):
+    """Task.from_future (I1)."""
+    if not isinstance(fut, concurrent.futures.Future):
+        raise TypeError("from_future(): future must be a "
+                        f"concurrent.futures.Future, not {type(fut).__name__}")
+    tcs = TaskCompletionSource()
+
+    def done(f):
+        if f.cancelled():
+            tcs.try_set_canceled()
+        elif f.exception() is not None:
+            tcs.try_set_exception(f.exception())
+        else:
+            tcs.try_set_result(f.result())
+    fut.add_done_callback(done)
+    return tcs.task
