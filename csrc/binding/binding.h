@@ -91,6 +91,7 @@ enum {
 #define TF_OBSERVED 0x1    /* the exception was observed (T11) */
 #define TF_CONT_STATE 0x2  /* continuation called as fn(ante, state) */
 #define TF_RUNNING_BOX 0x4 /* a box whose coroutine is on a thread now */
+#define TF_RESUME_PENDING 0x10 /* resumed while running: step again */
 #define TF_NO_UNWRAP 0x8   /* start_new: a returned Task is the result */
 
 typedef struct TaskObject {

@@ -200,6 +200,14 @@ action_run(ActionObject *a)
     if (a->act_box != NULL) {
         TaskObject *box = a->act_box;
         a->act_box = NULL; /* one shot: MoveNext runs once per await */
+        if (box->task_flags & TF_RUNNING_BOX) {
+            /* called back while the box is still registering (an awaiter
+             * that completes inside on_completed): the running step
+             * loop sends again instead of re-entering the coroutine */
+            box->task_flags |= TF_RESUME_PENDING;
+            Py_DECREF(box);
+            Py_RETURN_NONE;
+        }
         box_resume(box);   /* consumes the action's reference */
         if (pending_exc_restore() < 0) {
             return NULL;
@@ -456,11 +464,31 @@ coro_throw(st_state *st, PyObject *coro, PyObject *exc, PyObject **out)
 
 enum { STEP_SUSPENDED = 0, STEP_RETURNED = 1, STEP_RAISED = 2 };
 
+static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
+                           PyObject *ctx, PyObject **out_value);
+
 /* Runs coro until it suspends or ends (ctx entered by the caller).  The
- * box is created at the first suspension if *pbox is NULL. */
+ * box is created at the first suspension if *pbox is NULL.  While this
+ * runs, the box is marked running so that a resumption requested from
+ * inside a registration is turned into another step here. */
 static int
 run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
           PyObject **out_value)
+{
+    int rc;
+    if (*pbox != NULL) {
+        (*pbox)->task_flags |= TF_RUNNING_BOX;
+    }
+    rc = run_steps_inner(st, pbox, coro, ctx, out_value);
+    if (*pbox != NULL) {
+        (*pbox)->task_flags &= ~(TF_RUNNING_BOX | TF_RESUME_PENDING);
+    }
+    return rc;
+}
+
+static int
+run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
+                PyObject *ctx, PyObject **out_value)
 {
     PyObject *val = NULL, *exc = NULL;
     PySendResult r;
@@ -489,11 +517,16 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
             box->task_kind = TASK_BOX;
             box->task_fn = Py_NewRef(coro);
             box->task_context = Py_NewRef(ctx);
+            box->task_flags |= TF_RUNNING_BOX;
             *pbox = box;
         }
         int rc = box_await(st, *pbox, val);
         Py_DECREF(val);
         if (rc == 0) {
+            if ((*pbox)->task_flags & TF_RESUME_PENDING) {
+                (*pbox)->task_flags &= ~TF_RESUME_PENDING;
+                continue; /* completed during registration: step again */
+            }
             return STEP_SUSPENDED;
         }
         /* it yielded something unawaitable: throw the error into it */

@@ -42,6 +42,18 @@ def _timeout_seconds(timeout: Any, name: str = "timeout") -> float | None:
     return secs
 
 
+def _split_wait_args(args: tuple, timeout: Any, fname: str):
+    """wait_all/wait_any take (tasks, timeout=None) as in .NET; a plain
+    list of Task arguments is accepted too."""
+    if args and not isinstance(args[0], Task) and len(args) == 2:
+        if timeout is not None:
+            raise TypeError(f"{fname}() got multiple values for 'timeout'")
+        return args[:1], args[1]
+    if len(args) > 2 and not isinstance(args[0], Task):
+        raise TypeError(f"{fname}() takes tasks and an optional timeout")
+    return args, timeout
+
+
 def _collect(tasks: tuple, fname: str) -> list:
     if len(tasks) == 1 and not isinstance(tasks[0], Task):
         if tasks[0] is None:
@@ -88,17 +100,20 @@ def task_wait_token(task, timeout, token):
 
 def wait_all(*tasks, timeout=None):
     """Task.wait_all (T4, R5.10)."""
+    tasks, timeout = _split_wait_args(tasks, timeout, "wait_all")
     secs = _timeout_seconds(timeout)
     ts = _collect(tasks, "wait_all")
     if not ts:
         return True
-    allt = Task.when_all(ts)
-    # waiting on when_all observes nothing by itself: wait on its
-    # completion without reading its outcome
-    if not allt.get_awaiter().is_completed:
-        done = allt.continue_with(lambda t: None,
-                                  options=0x80000)  # EXECUTE_SYNCHRONOUSLY
-        if not done.wait(secs if secs is not None else None):
+    import time
+    deadline = None if secs is None else time.monotonic() + secs
+    for t in ts:
+        if t.is_completed:
+            continue
+        remaining = None if deadline is None else \
+            max(0.0, deadline - time.monotonic())
+        # when_any never faults and observes nothing: a quiet wait
+        if not Task.when_any(t).wait(remaining):
             return False
     excs: list[BaseException] = []
     for t in ts:
@@ -113,6 +128,7 @@ def wait_all(*tasks, timeout=None):
 
 def wait_any(*tasks, timeout=None):
     """Task.wait_any (T4, R5.11): the index, or -1."""
+    tasks, timeout = _split_wait_args(tasks, timeout, "wait_any")
     secs = _timeout_seconds(timeout)
     ts = _collect(tasks, "wait_any")
     if not ts:
