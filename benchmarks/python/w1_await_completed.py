@@ -1,0 +1,21 @@
+#!/usr/bin/env python3
+"""W1: await of an already-completed Task, against its peer (BENCHMARKS.md).
+
+    python benchmarks/python/w1_await_completed.py [--quick] [--out DIR]
+
+The workload itself is sharptask._benchmarks.w1_await_completed.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _path import ensure_sharptask  # noqa: E402
+
+ensure_sharptask()
+
+from sharptask.bench import main_single  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main_single("W1", prog="benchmarks/python/w1_await_completed.py"))

@@ -1,0 +1,21 @@
+#!/usr/bin/env python3
+"""W3: 10-deep chain of synchronously completing async methods, against its peer (BENCHMARKS.md).
+
+    python benchmarks/python/w3_chain.py [--quick] [--out DIR]
+
+The workload itself is sharptask._benchmarks.w3_chain.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _path import ensure_sharptask  # noqa: E402
+
+ensure_sharptask()
+
+from sharptask.bench import main_single  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main_single("W3", prog="benchmarks/python/w3_chain.py"))

@@ -1,0 +1,34 @@
+"""The benchmark workloads of BENCHMARKS.md, shipped inside the package.
+
+They live here, not under benchmarks/, so that `python -m sharptask bench`
+works from an installed package; benchmarks/run.py and
+benchmarks/python/*.py are thin entry points into this package.
+
+Each workload module has `ID`, `TITLE` and `run(ctx) -> [Comparison]`
+(see _harness.py). `WORKLOADS` lists them in BENCHMARKS.md order.
+"""
+
+import importlib
+
+#: (id, module name) in the order they run.
+WORKLOADS = (
+    ("W1", "w1_await_completed"),
+    ("W2", "w2_sync_call"),
+    ("W3", "w3_chain"),
+    ("W4a", "w4a_pingpong"),
+    ("W5", "w5_run_many"),
+    ("W6", "w6_latency"),
+)
+
+
+def workload_ids():
+    """The workload ids, in order."""
+    return [wid for wid, _ in WORKLOADS]
+
+
+def load(wid):
+    """The module of workload `wid` (case-insensitive), e.g. load("w4a")."""
+    for known, module in WORKLOADS:
+        if known.lower() == wid.lower():
+            return importlib.import_module(f"{__name__}.{module}")
+    raise KeyError(f"unknown workload {wid!r}; known: {', '.join(workload_ids())}")

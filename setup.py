@@ -1,0 +1,83 @@
+"""Build the one extension module, sharptask._native (STYLE.md point 6).
+
+The metadata lives in pyproject.toml; this file only describes the C
+extension, built from the pure-C core (csrc/core) and the CPython binding
+(csrc/binding) in a single Extension, so `pip install .` needs nothing but a
+C compiler and the Python headers.
+
+Environment switches (as msgspec does):
+
+    ST_DEBUG=1     -O0 -g and assertions on (-UNDEBUG)
+    ST_SANITIZE=1  AddressSanitizer + UndefinedBehaviorSanitizer; run the
+                   result with LD_PRELOAD=$(gcc -print-file-name=libasan.so),
+                   PYTHONMALLOC=malloc and ASAN_OPTIONS=detect_leaks=0
+    ST_COVERAGE=1  gcov instrumentation (--coverage)
+"""
+
+import glob
+import os
+
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _flag(name):
+    """True when the environment variable `name` is set to a true value."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _sources():
+    """Every .c file of the core and of the binding, in a stable order.
+
+    Paths are relative to this directory, as setuptools requires. The binding
+    may not exist yet while the core is being written; the glob then simply
+    finds nothing there.
+    """
+    found = []
+    for sub in ("csrc/core", "csrc/binding"):
+        found.extend(
+            os.path.relpath(path, HERE)
+            for path in glob.glob(os.path.join(HERE, sub, "*.c"))
+        )
+    return sorted(found)
+
+
+compile_args = [
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Wno-unused-parameter",
+    "-Wno-missing-field-initializers",
+    "-pthread",
+]
+link_args = ["-pthread"]
+undef_macros = []
+
+if _flag("ST_DEBUG"):
+    compile_args += ["-O0", "-g"]
+    undef_macros.append("NDEBUG")  # -UNDEBUG: keep assert() on
+
+if _flag("ST_SANITIZE"):
+    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+    compile_args += sanitize
+    link_args += sanitize
+
+if _flag("ST_COVERAGE"):
+    compile_args.append("--coverage")
+    link_args.append("--coverage")
+
+native = Extension(
+    "sharptask._native",
+    sources=_sources(),
+    include_dirs=["csrc/core", "csrc/binding"],
+    undef_macros=undef_macros,
+    extra_compile_args=compile_args,
+    extra_link_args=link_args,
+    libraries=["pthread"],
+)
+
+setup(
+    package_dir={"": "python"},
+    ext_modules=[native],
+)

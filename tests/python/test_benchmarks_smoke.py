@@ -1,0 +1,121 @@
+"""Smoke tests of the benchmarks (BENCHMARKS.md): each script runs in --quick
+mode and prints its ratio. Benchmarks are not tests, so nothing here checks a
+ratio's value: only that each workload ran to the end against its peer.
+
+Each script runs in a subprocess with a timeout, against the same sharptask
+package this test process imports.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import sharptask
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+RATIO = re.compile(r"ratio sharptask/peer = \d+\.\d+")
+SUBPROCESS_TIMEOUT = 100  # s; below the pytest timeout of each test
+
+
+def _env():
+    """The environment of the child: the package this process imported."""
+    env = dict(os.environ)
+    package_parent = str(Path(sharptask.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _run(*args):
+    proc = subprocess.run(
+        [sys.executable, *map(str, args)], cwd=REPO, env=_env(),
+        capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, (
+        f"exit code {proc.returncode}\n--- stdout\n{proc.stdout}"
+        f"\n--- stderr\n{proc.stderr}")
+    assert "Traceback" not in output, output
+    return proc.stdout
+
+
+def _check_script(wid, script):
+    out = _run(BENCH / "python" / script, "--quick", "--no-progress")
+    # The run names its interpreter, CPUs and peer loop (BENCHMARKS.md).
+    assert "interpreter: " in out
+    assert "CPUs available: " in out
+    assert "uvloop: " in out
+    ratios = [line for line in out.splitlines()
+              if line.startswith(wid) and RATIO.search(line)]
+    assert ratios, f"no ratio line for {wid}:\n{out}"
+    return ratios
+
+
+@pytest.mark.timeout(120)
+def test_W1_await_completed_benchmark_runs_quick():
+    _check_script("W1", "w1_await_completed.py")
+
+
+@pytest.mark.timeout(120)
+def test_W2_sync_call_benchmark_runs_quick():
+    ratios = _check_script("W2", "w2_sync_call.py")
+    # One comparison against asyncio tasks, one against bare coroutines.
+    assert any(line.startswith("W2/task") for line in ratios)
+    assert any(line.startswith("W2/bare") for line in ratios)
+
+
+@pytest.mark.timeout(120)
+def test_W3_chain_benchmark_runs_quick():
+    _check_script("W3", "w3_chain.py")
+
+
+@pytest.mark.timeout(120)
+def test_W4a_pingpong_benchmark_runs_quick():
+    _check_script("W4a", "w4a_pingpong.py")
+
+
+@pytest.mark.timeout(120)
+def test_W5_run_many_benchmark_runs_quick():
+    _check_script("W5", "w5_run_many.py")
+
+
+@pytest.mark.timeout(120)
+def test_W6_latency_benchmark_runs_quick():
+    ratios = _check_script("W6", "w6_latency.py")
+    assert any(line.startswith("W6/median") for line in ratios)
+    assert any(line.startswith("W6/p99") for line in ratios)
+
+
+@pytest.mark.timeout(120)
+def test_W1_run_py_writes_results(tmp_path):
+    """benchmarks/run.py writes results.json and results.md."""
+    out = _run(BENCH / "run.py", "--quick", "--no-progress", "--only", "W1",
+               "--out", tmp_path)
+    assert RATIO.search(out), out
+    data = json.loads((tmp_path / "results.json").read_text("utf-8"))
+    assert data["quick"] is True
+    assert data["errors"] == []
+    assert [r["id"] for r in data["results"]] == ["W1"]
+    result = data["results"][0]
+    assert result["ratio"] > 0
+    assert len(result["sharptask"]["rounds_ns"]) >= 5
+    assert len(result["peer"]["rounds_ns"]) >= 5
+    assert "cpu_count" in data["environment"]
+    assert "uvloop" in data["environment"]
+    table = (tmp_path / "results.md").read_text("utf-8")
+    assert "| W1 |" in table
+
+
+@pytest.mark.timeout(120)
+def test_W4a_python_m_sharptask_bench_runs_quick(tmp_path):
+    """`python -m sharptask bench` runs from the installed package."""
+    out = _run("-m", "sharptask", "bench", "--quick", "--only", "W4a",
+               "--out", tmp_path)
+    assert any(line.startswith("W4a") and RATIO.search(line)
+               for line in out.splitlines()), out
+    assert (tmp_path / "results.json").exists()
