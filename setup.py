@@ -70,6 +70,13 @@ if _flag("ST_COVERAGE"):
 native = Extension(
     "sharptask._native",
     sources=_sources(),
+    # setuptools does not track headers: list them so that a changed
+    # header rebuilds every source (a stale struct layout is a crash)
+    depends=sorted(
+        os.path.relpath(path, HERE)
+        for sub in ("csrc/core", "csrc/binding")
+        for path in glob.glob(os.path.join(HERE, sub, "*.h"))
+    ),
     include_dirs=["csrc/core", "csrc/binding"],
     undef_macros=undef_macros,
     extra_compile_args=compile_args,

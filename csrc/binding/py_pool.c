@@ -17,6 +17,7 @@
 #include "binding.h"
 
 #include <math.h>   /* isnan */
+#include <string.h> /* memset */
 #include <unistd.h> /* getpid */
 
 #include "st_error.h"
@@ -92,6 +93,21 @@ reset_after_fork_if_needed(st_state *st)
     }
 }
 
+/* .NET's defaults: the minimum is the processor count; the maximum is
+ * large (32767 there); 256 bounds what a Python process can use. */
+static int
+default_min_threads(void)
+{
+    return st_cpu_count();
+}
+
+static int
+default_max_threads(void)
+{
+    int n = st_cpu_count();
+    return n > 256 ? n : 256;
+}
+
 st_pool_t *
 get_pool(st_state *st)
 {
@@ -105,11 +121,9 @@ get_pool(st_state *st)
             .thread_exit = hook_thread_exit,
             .slice_ns = 500000,
         };
-        int ncpu = st_cpu_count();
-        int rc;
+        int rc, lo = default_min_threads(), hi = default_max_threads();
         Py_BEGIN_ALLOW_THREADS
-        rc = st_pool_create(&st->pool, ncpu, ncpu > 256 ? ncpu : 256,
-                            &hooks);
+        rc = st_pool_create(&st->pool, lo, hi, &hooks);
         Py_END_ALLOW_THREADS
         if (rc != 0) {
             st->pool = NULL;
@@ -356,11 +370,17 @@ pool_stats(PyObject *mod, PyObject *unused)
 {
     st_state *st = get_st_state(mod);
     st_pool_stats_t s;
-    st_pool_t *pool = get_pool(st);
-    if (pool == NULL) {
-        return NULL;
+    reset_after_fork_if_needed(st);
+    if (st->pool == NULL) {
+        /* not started yet: report what it would start with, and do not
+         * start threads just to read a counter */
+        memset(&s, 0, sizeof(s));
+        s.min_threads = default_min_threads();
+        s.max_threads = default_max_threads();
     }
-    st_pool_get_stats(pool, &s);
+    else {
+        st_pool_get_stats(st->pool, &s);
+    }
     return Py_BuildValue(
         "{s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:K}", "min_threads", s.min_threads,
         "max_threads", s.max_threads, "thread_count", s.thread_count,

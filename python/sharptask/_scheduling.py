@@ -3,6 +3,7 @@ T11, P1).  The scheduler here is the default (the pool) with the
 unobserved-exception event; custom schedulers arrive with issue 4."""
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable
 
@@ -164,13 +165,16 @@ class _ThreadPool:
 
     def set_min_threads(self, n: int) -> bool:
         """Set the minimum thread count; False for an invalid value."""
-        if not isinstance(n, int) or n < 1 or n > self.get_max_threads():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or \
+                n > self.get_max_threads():
             return False
         return _native._pool_set_threads(0, n)
 
     def set_max_threads(self, n: int) -> bool:
-        """Set the maximum thread count; False for an invalid value."""
-        if not isinstance(n, int) or n < self.get_min_threads():
+        """Set the maximum thread count; False for an invalid value (below
+        the processor count or the minimum, as .NET refuses)."""
+        if not isinstance(n, int) or isinstance(n, bool) or \
+                n < self.get_min_threads() or n < (os.cpu_count() or 1):
             return False
         return _native._pool_set_threads(1, n)
 
