@@ -38,11 +38,15 @@
 #include <structmember.h> /* PyMemberDef, T_PYSSIZET (3.11) */
 
 #include "st_error.h"
-#include "st_list.h" /* st_container_of */
+#include "st_list.h"   /* st_container_of */
+#include "st_thread.h" /* st_now_ns, st_cpu_count */
 
 /* ------------------------------------------------------------ helpers */
 
 #define WAIT_SLICE_NS 50000000u /* 50 ms: Ctrl-C latency bound (T6) */
+#define WAIT_SPIN_NS 20000u     /* 20 us of busy-poll before sleeping */
+
+static int g_ncpu = 0; /* st_cpu_count(), read once */
 
 /* Task creation options that are valid (R1.11). */
 #define TCO_VALID 0x5Fu
@@ -464,12 +468,18 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     uint64_t deadline, now, slice;
     st_pool_t *pool = st_pool_current();
     int rc = 0, done = 0;
+    /* spin only with a second processor to run the completer */
+    int spin = g_ncpu > 1;
 
     if (st_task_is_completed(&t->task_core)) {
         return 1;
     }
     if (timeout_ns == 0) {
         return 0;
+    }
+    if (g_ncpu == 0) {
+        g_ncpu = st_cpu_count();
+        spin = g_ncpu > 1;
     }
     deadline = timeout_ns == UINT64_MAX ? UINT64_MAX
                                         : st_now_ns() + timeout_ns;
@@ -491,7 +501,21 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
             slice = WAIT_SLICE_NS;
         }
         Py_BEGIN_ALLOW_THREADS
-        rc = st_waiter_wait(&w, slice);
+        if (spin) {
+            /* A short busy-poll before sleeping: a completion that comes
+             * within microseconds (a round trip through an idle pool) is
+             * seen without a futex wake (BENCHMARKS.md rule 5). */
+            uint64_t until = st_now_ns() + WAIT_SPIN_NS;
+            while (!st_task_is_completed(&t->task_core)
+                   && st_now_ns() < until) {
+                for (int i = 0; i < 16; i++) {
+                    st_cpu_relax();
+                }
+            }
+            spin = 0;
+        }
+        rc = st_task_is_completed(&t->task_core) ? 0
+                                                 : st_waiter_wait(&w, slice);
         Py_END_ALLOW_THREADS
         if (rc == 0) {
             done = 1;

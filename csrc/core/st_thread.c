@@ -241,7 +241,9 @@ st_event_wait(st_event_t *e, uint64_t timeout_ns)
     }
     else {
         now = st_now_ns();
-        deadline = now + timeout_ns;
+        /* saturate: a huge timeout must not wrap into the past */
+        deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX
+                                                 : now + timeout_ns;
         while (!e->set && now < deadline) {
             st_cond_timedwait(&e->cv, &e->mu, deadline - now);
             now = st_now_ns();

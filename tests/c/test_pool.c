@@ -1,0 +1,872 @@
+/* test_pool.c - tests of st_pool.h: exactly-once execution, FIFO order,
+ * the domain attach/detach protocol and its slice, shutdown with queued
+ * items, blocking compensation and the thread limits. */
+#include <string.h> /* memset */
+
+#include "st_alloc.h"
+#include "st_atomic.h"
+#include "st_list.h" /* st_container_of */
+#include "st_pool.h"
+#include "test.h"
+
+/* ------------------------------------------------------------- helpers */
+
+/* Counts finished items and sets `done` when `target` is reached. */
+typedef struct tracker {
+    ST_ATOMIC(int) count;
+    int target;
+    st_event_t done;
+} tracker;
+
+static void
+tracker_init(tracker *tr, int target)
+{
+    st_atomic_init(&tr->count, 0);
+    tr->target = target;
+    st_event_init(&tr->done);
+}
+
+static void
+tracker_hit(tracker *tr)
+{
+    /* acq_rel: the last hit sees every earlier item's writes (they are
+     * read by the test thread after `done`, whose mutex orders the rest) */
+    if (st_atomic_fetch_add(&tr->count, 1, ST_ACQ_REL) + 1 == tr->target) {
+        st_event_set(&tr->done);
+    }
+}
+
+static void
+tracker_wait(tracker *tr)
+{
+    ASSERT_OK(st_event_wait(&tr->done, 20000000000u));
+}
+
+static void
+tracker_destroy(tracker *tr)
+{
+    st_event_destroy(&tr->done);
+}
+
+/* An item tagged (producer, seq). */
+typedef struct tagged_item {
+    st_work_t work;
+    int producer;
+    int seq;
+    ST_ATOMIC(int) runs;
+    tracker *tr;
+    st_pool_t *pool;
+} tagged_item;
+
+static void
+tagged_run(st_work_t *w)
+{
+    tagged_item *it = st_container_of(w, tagged_item, work);
+
+    ASSERT(st_pool_current() == it->pool);
+    /* relaxed: counted; read after the tracker's event */
+    st_atomic_fetch_add(&it->runs, 1, ST_RELAXED);
+    tracker_hit(it->tr);
+}
+
+/* Sets an event. */
+typedef struct setter_item {
+    st_work_t work;
+    st_event_t *ev;
+    tracker *tr;
+} setter_item;
+
+static void
+setter_run(st_work_t *w)
+{
+    setter_item *s = st_container_of(w, setter_item, work);
+
+    st_event_set(s->ev);
+    tracker_hit(s->tr);
+}
+
+/* -------------------------------------------------------------- create */
+
+TEST(pool_create_invalid)
+{
+    st_pool_t *p = (st_pool_t *)&p;
+
+    ASSERT_RC(st_pool_create(&p, 0, 4, NULL), ST_EINVAL);
+    ASSERT_NULL(p);
+    ASSERT_RC(st_pool_create(&p, -1, 4, NULL), ST_EINVAL);
+    ASSERT_RC(st_pool_create(&p, 3, 2, NULL), ST_EINVAL);
+    ASSERT_NULL(p);
+}
+
+TEST(pool_create_shutdown)
+{
+    st_pool_stats_t s;
+    st_pool_t *p;
+
+    ASSERT_NULL(st_pool_current());
+    ASSERT_OK(st_pool_create(&p, 3, 5, NULL));
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.min_threads, 3);
+    ASSERT_EQ(s.max_threads, 5);
+    ASSERT_EQ(s.thread_count, 3);
+    ASSERT_EQ(s.blocked_count, 0);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.completed, 0);
+    ASSERT_EQ(s.injected, 0);
+    /* all three park once they find nothing to do */
+    ASSERT_EVENTUALLY((st_pool_get_stats(p, &s), s.idle_count == 3), 5000);
+    ASSERT(!st_pool_is_closing(p));
+    st_pool_shutdown(p);
+    ASSERT(st_pool_is_closing(p));
+    st_pool_shutdown(p); /* idempotent */
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.thread_count, 0);
+    st_pool_destroy(p);
+    ASSERT_NULL(st_pool_current());
+}
+
+/* ------------------------------------------------------- exactly once */
+
+#define PRODUCERS 4
+
+typedef struct producer_arg {
+    st_test_barrier_t *start;
+    st_pool_t *pool;
+    tagged_item *items; /* n items of this producer */
+    int n;
+} producer_arg;
+
+static void
+producer(void *arg)
+{
+    producer_arg *pa = arg;
+    int i;
+
+    st_test_barrier_wait(pa->start);
+    for (i = 0; i < pa->n; i++) {
+        ASSERT_OK(st_pool_submit(pa->pool, &pa->items[i].work));
+    }
+}
+
+static tagged_item *
+make_items(int producers, int n, tracker *tr, st_pool_t *p)
+{
+    tagged_item *items = st_calloc((size_t)(producers * n), sizeof(*items));
+    int i;
+
+    ASSERT_NOT_NULL(items);
+    for (i = 0; i < producers * n; i++) {
+        items[i].work.run = tagged_run;
+        items[i].producer = i / n;
+        items[i].seq = i % n;
+        items[i].tr = tr;
+        items[i].pool = p;
+        st_atomic_init(&items[i].runs, 0);
+    }
+    return items;
+}
+
+static void
+run_producers(st_pool_t *p, tagged_item *items, int n)
+{
+    st_thread_t th[PRODUCERS];
+    producer_arg pa[PRODUCERS];
+    st_test_barrier_t start;
+    int i;
+
+    st_test_barrier_init(&start, PRODUCERS);
+    for (i = 0; i < PRODUCERS; i++) {
+        pa[i].start = &start;
+        pa[i].pool = p;
+        pa[i].items = items + i * n;
+        pa[i].n = n;
+        st_test_thread_start(&th[i], producer, &pa[i]);
+    }
+    for (i = 0; i < PRODUCERS; i++) {
+        st_thread_join(&th[i]);
+    }
+    st_test_barrier_destroy(&start);
+}
+
+TEST(pool_exactly_once)
+{
+    int n = ST_TEST_ITERS(50000);
+    st_pool_stats_t s;
+    tagged_item *items;
+    tracker tr;
+    st_pool_t *p;
+    int i;
+
+    ASSERT_OK(st_pool_create(&p, 3, 3, NULL));
+    tracker_init(&tr, PRODUCERS * n);
+    items = make_items(PRODUCERS, n, &tr, p);
+    run_producers(p, items, n);
+    tracker_wait(&tr);
+    for (i = 0; i < PRODUCERS * n; i++) {
+        ASSERT_EQ(st_atomic_load(&items[i].runs, ST_RELAXED), 1);
+    }
+    ASSERT_EVENTUALLY((st_pool_get_stats(p, &s),
+                       s.completed == (uint64_t)(PRODUCERS * n)),
+                      5000);
+    ASSERT_EQ(s.pending, 0);
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+    tracker_destroy(&tr);
+    st_free(items);
+}
+
+/* With one worker the global queue is FIFO: each producer's items run in
+ * the order it submitted them. */
+static int last_seq[PRODUCERS]; /* written by the single worker only */
+
+static void
+fifo_run(st_work_t *w)
+{
+    tagged_item *it = st_container_of(w, tagged_item, work);
+
+    ASSERT_EQ(it->seq, last_seq[it->producer] + 1);
+    last_seq[it->producer] = it->seq;
+    st_atomic_fetch_add(&it->runs, 1, ST_RELAXED); /* relaxed: counted */
+    tracker_hit(it->tr);
+}
+
+TEST(pool_fifo_per_producer)
+{
+    int n = ST_TEST_ITERS(10000);
+    tagged_item *items;
+    tracker tr;
+    st_pool_t *p;
+    int i;
+
+    for (i = 0; i < PRODUCERS; i++) {
+        last_seq[i] = -1;
+    }
+    ASSERT_OK(st_pool_create(&p, 1, 1, NULL));
+    tracker_init(&tr, PRODUCERS * n);
+    items = make_items(PRODUCERS, n, &tr, p);
+    for (i = 0; i < PRODUCERS * n; i++) {
+        items[i].work.run = fifo_run;
+    }
+    run_producers(p, items, n);
+    tracker_wait(&tr);
+    for (i = 0; i < PRODUCERS; i++) {
+        ASSERT_EQ(last_seq[i], n - 1);
+    }
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+    tracker_destroy(&tr);
+    st_free(items);
+}
+
+/* Items that submit items: a chain, and a fan-out. */
+typedef struct chain_item {
+    st_work_t work;
+    st_pool_t *pool;
+    int left;
+    tracker *tr;
+} chain_item;
+
+static void
+chain_run(st_work_t *w)
+{
+    chain_item *c = st_container_of(w, chain_item, work);
+
+    tracker_hit(c->tr);
+    if (--c->left > 0) {
+        ASSERT_OK(st_pool_submit(c->pool, &c->work)); /* reuse the node */
+    }
+}
+
+TEST(pool_submit_from_item)
+{
+    chain_item c[4];
+    tracker tr;
+    st_pool_t *p;
+    int i, n = ST_TEST_ITERS(5000);
+
+    ASSERT_OK(st_pool_create(&p, 2, 2, NULL));
+    tracker_init(&tr, 4 * n);
+    for (i = 0; i < 4; i++) {
+        memset(&c[i], 0, sizeof(c[i]));
+        c[i].work.run = chain_run;
+        c[i].pool = p;
+        c[i].left = n;
+        c[i].tr = &tr;
+        ASSERT_OK(st_pool_submit(p, &c[i].work));
+    }
+    tracker_wait(&tr);
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+    tracker_destroy(&tr);
+}
+
+/* ------------------------------------------------------------- domain */
+
+/* The domain state of the calling thread, as the hooks see it. */
+static _Thread_local int t_attached;
+static _Thread_local int t_marker;
+
+typedef struct domain_state {
+    st_pool_t *pool; /* set before any domain item is submitted */
+    ST_ATOMIC(int) attaches;
+    ST_ATOMIC(int) detaches;
+    ST_ATOMIC(int) exits;
+    ST_ATOMIC(int) drops;
+    ST_ATOMIC(int) refusals;
+    int refuse_every; /* 0: never refuse */
+    /* slice test (one worker only) */
+    int track_slice;
+    int items_this_attach;
+    int max_items_per_attach;
+} domain_state;
+
+static void
+domain_init(domain_state *d)
+{
+    memset(d, 0, sizeof(*d));
+    st_atomic_init(&d->attaches, 0);
+    st_atomic_init(&d->detaches, 0);
+    st_atomic_init(&d->exits, 0);
+    st_atomic_init(&d->drops, 0);
+    st_atomic_init(&d->refusals, 0);
+}
+
+/* Proves the pool holds none of its mutexes: get_stats takes it. */
+static void
+touch_pool(domain_state *d)
+{
+    st_pool_stats_t s;
+
+    if (d->pool != NULL) {
+        st_pool_get_stats(d->pool, &s);
+    }
+}
+
+static int
+hook_attach(void *arg, void **slot)
+{
+    domain_state *d = arg;
+    int n;
+
+    ASSERT(!t_attached); /* never nested */
+    ASSERT(*slot == NULL || *slot == &t_marker); /* per-worker slot */
+    *slot = &t_marker;
+    touch_pool(d);
+    /* relaxed: counters, read after shutdown joined the workers */
+    n = st_atomic_fetch_add(&d->attaches, 1, ST_RELAXED) + 1;
+    if (d->refuse_every != 0 && n % d->refuse_every == 0) {
+        st_atomic_fetch_add(&d->refusals, 1, ST_RELAXED);
+        st_atomic_fetch_add(&d->detaches, 1, ST_RELAXED); /* balanced */
+        return -1;
+    }
+    t_attached = 1;
+    if (d->track_slice) {
+        d->items_this_attach = 0;
+    }
+    return 0;
+}
+
+static void
+hook_detach(void *arg, void **slot)
+{
+    domain_state *d = arg;
+
+    ASSERT(t_attached);
+    ASSERT(*slot == &t_marker);
+    t_attached = 0;
+    touch_pool(d);
+    st_atomic_fetch_add(&d->detaches, 1, ST_RELAXED); /* relaxed: count */
+}
+
+static void
+hook_drop(void *arg, st_work_t *w)
+{
+    domain_state *d = arg;
+    tagged_item *it = st_container_of(w, tagged_item, work);
+
+    touch_pool(d);
+    st_atomic_fetch_add(&d->drops, 1, ST_RELAXED); /* relaxed: count */
+    tracker_hit(it->tr);
+}
+
+static void
+hook_thread_exit(void *arg, void **slot)
+{
+    domain_state *d = arg;
+
+    ASSERT(!t_attached);
+    ASSERT(*slot == NULL || *slot == &t_marker);
+    touch_pool(d);
+    st_atomic_fetch_add(&d->exits, 1, ST_RELAXED); /* relaxed: count */
+}
+
+static st_pool_hooks_t
+make_hooks(domain_state *d, uint64_t slice_ns)
+{
+    st_pool_hooks_t h;
+
+    memset(&h, 0, sizeof(h));
+    h.arg = d;
+    h.attach = hook_attach;
+    h.detach = hook_detach;
+    h.drop = hook_drop;
+    h.thread_exit = hook_thread_exit;
+    h.slice_ns = slice_ns;
+    return h;
+}
+
+static void
+domain_run(st_work_t *w)
+{
+    tagged_item *it = st_container_of(w, tagged_item, work);
+
+    if (it->work.flags & ST_WORK_DOMAIN) {
+        ASSERT(t_attached);
+    }
+    else {
+        ASSERT(!t_attached);
+    }
+    st_atomic_fetch_add(&it->runs, 1, ST_RELAXED); /* relaxed: counted */
+    tracker_hit(it->tr);
+}
+
+static void
+run_domain_mix(int refuse_every)
+{
+    int n = ST_TEST_ITERS(20000);
+    st_pool_hooks_t h;
+    domain_state d;
+    tagged_item *items;
+    st_test_rng_t rng;
+    tracker tr;
+    st_pool_t *p;
+    int i, ran = 0, dropped = 0;
+
+    domain_init(&d);
+    d.refuse_every = refuse_every;
+    h = make_hooks(&d, 0);
+    ASSERT_OK(st_pool_create(&p, 2, 2, &h));
+    d.pool = p;
+    tracker_init(&tr, PRODUCERS * n);
+    items = make_items(PRODUCERS, n, &tr, p);
+    st_test_rng_init(&rng, 11);
+    for (i = 0; i < PRODUCERS * n; i++) {
+        items[i].work.run = domain_run;
+        /* runs of domain items with a non-domain one now and then */
+        items[i].work.flags = st_test_rng_below(&rng, 5) ? ST_WORK_DOMAIN
+                                                         : 0;
+    }
+    run_producers(p, items, n);
+    tracker_wait(&tr);
+    /* idle workers are detached: they detach before parking */
+    ASSERT_EVENTUALLY(st_atomic_load(&d.attaches, ST_RELAXED)
+                          == st_atomic_load(&d.detaches, ST_RELAXED),
+                      5000);
+    st_pool_shutdown(p);
+    ASSERT_EQ(st_atomic_load(&d.attaches, ST_RELAXED),
+              st_atomic_load(&d.detaches, ST_RELAXED));
+    ASSERT_GT(st_atomic_load(&d.attaches, ST_RELAXED), 0);
+    ASSERT_EQ(st_atomic_load(&d.exits, ST_RELAXED), 2);
+    for (i = 0; i < PRODUCERS * n; i++) {
+        int runs = st_atomic_load(&items[i].runs, ST_RELAXED);
+        ASSERT(runs == 0 || runs == 1);
+        ran += runs;
+        dropped += 1 - runs;
+        if (runs == 0) {
+            ASSERT(items[i].work.flags & ST_WORK_DOMAIN);
+        }
+    }
+    ASSERT_EQ(dropped, st_atomic_load(&d.drops, ST_RELAXED));
+    ASSERT_EQ(dropped, st_atomic_load(&d.refusals, ST_RELAXED));
+    if (refuse_every == 0) {
+        ASSERT_EQ(dropped, 0);
+    }
+    else {
+        ASSERT_GT(dropped, 0);
+    }
+    st_pool_destroy(p);
+    tracker_destroy(&tr);
+    st_free(items);
+}
+
+TEST(pool_domain_hooks)
+{
+    run_domain_mix(0);
+}
+
+TEST(pool_domain_attach_refused)
+{
+    run_domain_mix(3);
+}
+
+/* The slice: with one worker and a full queue of domain items that take
+ * at least ITEM_US each, no attach lasts more than slice/ITEM_US + 1
+ * items, and the worker does not detach after every item either. */
+#define ITEM_US 200
+
+typedef struct slice_item {
+    st_work_t work;
+    domain_state *d;
+    tracker *tr;
+    st_event_t *gate; /* the first item waits on it */
+} slice_item;
+
+static void
+slice_run(st_work_t *w)
+{
+    slice_item *it = st_container_of(w, slice_item, work);
+    domain_state *d = it->d;
+
+    if (it->gate != NULL) {
+        ASSERT_OK(st_event_wait(it->gate, 20000000000u));
+    }
+    else {
+        ASSERT(t_attached);
+        st_test_sleep_us(ITEM_US);
+        d->items_this_attach++;
+        if (d->items_this_attach > d->max_items_per_attach) {
+            d->max_items_per_attach = d->items_this_attach;
+        }
+    }
+    tracker_hit(it->tr);
+}
+
+static void
+run_slice(uint64_t slice_ns, int items_per_slice)
+{
+    enum { N = 40 };
+    slice_item items[N + 1];
+    st_pool_hooks_t h;
+    domain_state d;
+    st_event_t gate;
+    tracker tr;
+    st_pool_t *p;
+    int i, attaches;
+
+    domain_init(&d);
+    d.track_slice = 1;
+    h = make_hooks(&d, slice_ns);
+    ASSERT_OK(st_pool_create(&p, 1, 1, &h));
+    d.pool = p;
+    tracker_init(&tr, N + 1);
+    st_event_init(&gate);
+    memset(items, 0, sizeof(items));
+    for (i = 0; i <= N; i++) {
+        items[i].work.run = slice_run;
+        items[i].work.flags = i == 0 ? 0 : ST_WORK_DOMAIN;
+        items[i].d = &d;
+        items[i].tr = &tr;
+        items[i].gate = i == 0 ? &gate : NULL;
+        ASSERT_OK(st_pool_submit(p, &items[i].work));
+    }
+    st_event_set(&gate); /* the whole queue is there: drain it */
+    tracker_wait(&tr);
+    /* the queue ran dry: the worker detached before parking */
+    ASSERT_EVENTUALLY(st_atomic_load(&d.attaches, ST_RELAXED)
+                          == st_atomic_load(&d.detaches, ST_RELAXED),
+                      5000);
+    st_pool_shutdown(p);
+    attaches = st_atomic_load(&d.attaches, ST_RELAXED);
+    ASSERT_EQ(attaches, st_atomic_load(&d.detaches, ST_RELAXED));
+    /* never longer than the slice (sleeps never undershoot) */
+    ASSERT_LE(d.max_items_per_attach, items_per_slice + 1);
+    /* and not one item per attach: on average at least a third of the
+     * slice is used, unless every sleep overshoots threefold */
+    if (items_per_slice >= 3) {
+        ASSERT_LE(attaches, N * 3 / items_per_slice + 1);
+    }
+    ASSERT_GE(attaches, N / (items_per_slice + 1));
+    st_pool_destroy(p);
+    st_event_destroy(&gate);
+    tracker_destroy(&tr);
+}
+
+TEST(pool_domain_slice)
+{
+    run_slice(2000000u, 2000 / ITEM_US);
+}
+
+TEST(pool_domain_slice_default)
+{
+    run_slice(0, 500 / ITEM_US); /* 0: the default, 500 us */
+}
+
+/* ----------------------------------------------------------- shutdown */
+
+typedef struct blocker_item {
+    st_work_t work;
+    st_event_t started;
+    st_event_t release;
+    ST_ATOMIC(int) runs;
+} blocker_item;
+
+static void
+blocker_run(st_work_t *w)
+{
+    blocker_item *b = st_container_of(w, blocker_item, work);
+
+    st_event_set(&b->started);
+    ASSERT_OK(st_event_wait(&b->release, 20000000000u));
+    st_atomic_fetch_add(&b->runs, 1, ST_RELAXED); /* relaxed: counted */
+}
+
+static void
+blocker_init(blocker_item *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->work.run = blocker_run;
+    st_event_init(&b->started);
+    st_event_init(&b->release);
+    st_atomic_init(&b->runs, 0);
+}
+
+static void
+blocker_destroy(blocker_item *b)
+{
+    st_event_destroy(&b->started);
+    st_event_destroy(&b->release);
+}
+
+static void
+shutdown_thread(void *arg)
+{
+    st_pool_shutdown(arg);
+}
+
+TEST(pool_shutdown_drops_queued)
+{
+    enum { N = 100 };
+    tagged_item *items;
+    st_pool_hooks_t h;
+    domain_state d;
+    blocker_item b;
+    setter_item extra;
+    st_pool_stats_t s;
+    st_thread_t th[2];
+    tracker tr;
+    st_pool_t *p;
+    int i;
+
+    domain_init(&d);
+    h = make_hooks(&d, 0);
+    ASSERT_OK(st_pool_create(&p, 1, 1, &h));
+    d.pool = p; /* drop proves it runs without the pool's mutex */
+    blocker_init(&b);
+    ASSERT_OK(st_pool_submit(p, &b.work));
+    ASSERT_OK(st_event_wait(&b.started, 20000000000u));
+    tracker_init(&tr, N);
+    memset(&extra, 0, sizeof(extra));
+    extra.work.run = setter_run;
+    items = make_items(1, N, &tr, p);
+    for (i = 0; i < N; i++) {
+        items[i].work.flags = (i & 1) ? ST_WORK_DOMAIN : 0;
+        ASSERT_OK(st_pool_submit(p, &items[i].work));
+    }
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.pending, N);
+    /* two concurrent shutdowns: both return only once it is done */
+    st_test_thread_start(&th[0], shutdown_thread, p);
+    st_test_thread_start(&th[1], shutdown_thread, p);
+    ASSERT_EVENTUALLY(st_pool_is_closing(p), 5000);
+    ASSERT_RC(st_pool_submit(p, &extra.work), ST_ECLOSED);
+    st_test_sleep_us(2000);
+    st_event_set(&b.release); /* the running item finishes first */
+    st_thread_join(&th[0]);
+    st_thread_join(&th[1]);
+    ASSERT_EQ(st_atomic_load(&b.runs, ST_RELAXED), 1);
+    ASSERT_EQ(st_atomic_load(&d.drops, ST_RELAXED), N);
+    for (i = 0; i < N; i++) {
+        ASSERT_EQ(st_atomic_load(&items[i].runs, ST_RELAXED), 0);
+    }
+    ASSERT_EQ(st_atomic_load(&tr.count, ST_RELAXED), N);
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.pending, 0);
+    ASSERT_EQ(s.completed, 1);
+    ASSERT_EQ(s.thread_count, 0);
+    ASSERT_EQ(st_atomic_load(&d.exits, ST_RELAXED), 1);
+    /* after shutdown: refused, and not dropped */
+    ASSERT_RC(st_pool_submit(p, &items[0].work), ST_ECLOSED);
+    ASSERT_EQ(st_atomic_load(&d.drops, ST_RELAXED), N);
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+    blocker_destroy(&b);
+    tracker_destroy(&tr);
+    st_free(items);
+}
+
+/* ----------------------------------------------------------- blocking */
+
+typedef struct blocking_item {
+    st_work_t work;
+    st_pool_t *pool;
+    st_event_t *entered;
+    st_event_t *wait_for;
+    uint64_t timeout_ns;
+    int rc;
+    tracker *tr;
+} blocking_item;
+
+static void
+blocking_run(st_work_t *w)
+{
+    blocking_item *b = st_container_of(w, blocking_item, work);
+
+    st_pool_enter_blocking(b->pool);
+    st_pool_enter_blocking(b->pool); /* nested: counted once */
+    st_event_set(b->entered);
+    b->rc = st_event_wait(b->wait_for, b->timeout_ns);
+    st_pool_leave_blocking(b->pool);
+    st_pool_leave_blocking(b->pool);
+    tracker_hit(b->tr);
+}
+
+static void
+run_blocking(int max_threads, uint64_t timeout_ns, int expect_rc)
+{
+    st_event_t entered, released;
+    blocking_item b;
+    setter_item s;
+    st_pool_stats_t st;
+    tracker tr;
+    st_pool_t *p;
+
+    ASSERT_OK(st_pool_create(&p, 1, max_threads, NULL));
+    st_event_init(&entered);
+    st_event_init(&released);
+    tracker_init(&tr, 2);
+    memset(&b, 0, sizeof(b));
+    b.work.run = blocking_run;
+    b.pool = p;
+    b.entered = &entered;
+    b.wait_for = &released;
+    b.timeout_ns = timeout_ns;
+    b.tr = &tr;
+    memset(&s, 0, sizeof(s));
+    s.work.run = setter_run;
+    s.ev = &released;
+    s.tr = &tr;
+    ASSERT_OK(st_pool_submit(p, &b.work));
+    ASSERT_OK(st_event_wait(&entered, 20000000000u));
+    st_pool_get_stats(p, &st);
+    ASSERT_EQ(st.blocked_count, 1);
+    /* the only worker blocks until s runs: only a replacement runs it */
+    ASSERT_OK(st_pool_submit(p, &s.work));
+    tracker_wait(&tr);
+    ASSERT_RC(b.rc, expect_rc);
+    st_pool_get_stats(p, &st);
+    ASSERT_EQ(st.blocked_count, 0);
+    if (expect_rc == 0) {
+        ASSERT_EQ(st.thread_count, 2);
+        ASSERT_EQ(st.injected, 1);
+    }
+    else {
+        ASSERT_EQ(st.thread_count, 1);
+        ASSERT_EQ(st.injected, 0);
+    }
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+    tracker_destroy(&tr);
+    st_event_destroy(&released);
+    st_event_destroy(&entered);
+}
+
+TEST(pool_blocking_compensation)
+{
+    run_blocking(4, 20000000000u, 0);
+}
+
+TEST(pool_blocking_at_max)
+{
+    /* max reached: no replacement, the wait times out */
+    run_blocking(1, 50000000u, ST_ETIMEDOUT);
+}
+
+TEST(pool_blocking_foreign_thread)
+{
+    st_pool_stats_t s;
+    st_pool_t *p, *q;
+
+    ASSERT_OK(st_pool_create(&p, 1, 4, NULL));
+    ASSERT_OK(st_pool_create(&q, 1, 4, NULL));
+    /* not a worker of p: no-ops */
+    st_pool_enter_blocking(p);
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.blocked_count, 0);
+    ASSERT_EQ(s.thread_count, 1);
+    st_pool_leave_blocking(p);
+    st_pool_shutdown(q);
+    st_pool_destroy(q);
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+}
+
+/* ------------------------------------------------------------- limits */
+
+typedef struct barrier_item {
+    st_work_t work;
+    st_test_barrier_t *barrier;
+    tracker *tr;
+} barrier_item;
+
+static void
+barrier_run(st_work_t *w)
+{
+    barrier_item *b = st_container_of(w, barrier_item, work);
+
+    st_test_barrier_wait(b->barrier); /* needs 3 workers at once */
+    tracker_hit(b->tr);
+}
+
+TEST(pool_set_limits)
+{
+    barrier_item items[3];
+    st_test_barrier_t barrier;
+    st_pool_stats_t s;
+    tracker tr;
+    st_pool_t *p;
+    int i;
+
+    ASSERT_OK(st_pool_create(&p, 1, 2, NULL));
+    ASSERT_RC(st_pool_set_min_threads(p, 0), ST_EINVAL);
+    ASSERT_RC(st_pool_set_min_threads(p, -3), ST_EINVAL);
+    ASSERT_RC(st_pool_set_min_threads(p, 3), ST_EINVAL); /* > max */
+    ASSERT_RC(st_pool_set_max_threads(p, 0), ST_EINVAL);
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.min_threads, 1);
+    ASSERT_EQ(s.max_threads, 2);
+    ASSERT_EQ(s.thread_count, 1);
+
+    ASSERT_OK(st_pool_set_max_threads(p, 4));
+    ASSERT_OK(st_pool_set_min_threads(p, 3)); /* starts two workers */
+    ASSERT_RC(st_pool_set_max_threads(p, 2), ST_EINVAL); /* < min */
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.min_threads, 3);
+    ASSERT_EQ(s.max_threads, 4);
+    ASSERT_EQ(s.thread_count, 3);
+    ASSERT_EQ(s.injected, 0);
+
+    /* three items that can only finish together */
+    st_test_barrier_init(&barrier, 3);
+    tracker_init(&tr, 3);
+    for (i = 0; i < 3; i++) {
+        memset(&items[i], 0, sizeof(items[i]));
+        items[i].work.run = barrier_run;
+        items[i].barrier = &barrier;
+        items[i].tr = &tr;
+        ASSERT_OK(st_pool_submit(p, &items[i].work));
+    }
+    tracker_wait(&tr);
+
+    ASSERT_OK(st_pool_set_min_threads(p, 1)); /* lowering starts nothing */
+    ASSERT_OK(st_pool_set_max_threads(p, 1));
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.min_threads, 1);
+    ASSERT_EQ(s.max_threads, 1);
+    st_pool_shutdown(p);
+    ASSERT_OK(st_pool_set_min_threads(p, 1)); /* after shutdown: harmless */
+    st_pool_get_stats(p, &s);
+    ASSERT_EQ(s.thread_count, 0);
+    st_pool_destroy(p);
+    st_test_barrier_destroy(&barrier);
+    tracker_destroy(&tr);
+}
