@@ -37,11 +37,13 @@ typedef struct st_state {
     PyTypeObject *AsyncMethod_type;
     PyTypeObject *SyncContext_type;
     PyTypeObject *Action_type;
+    PyTypeObject *STContext_type; /* SingleThreadSynchronizationContext */
     /* exceptions and enums, from sharptask._errors / _enums */
     PyObject *AggregateError;
     PyObject *OperationCanceledError;
     PyObject *TaskCanceledError;
     PyObject *InvalidOperationError;
+    PyObject *DeadlockError;
     PyObject *TaskStatus;
     PyObject *status_members[8]; /* TaskStatus(0..7) */
     PyObject *TaskCreationOptions;
@@ -113,6 +115,11 @@ typedef struct TaskObject {
     PyObject *task_context; /* contextvars.Context the code runs in */
     PyObject *task_target;  /* box: context/scheduler it resumes on */
     PyObject *task_weakreflist;
+    PyObject *task_scheduler; /* custom TaskScheduler, or NULL (pool) */
+    PyObject *task_tb; /* faulted/canceled: the raised exception's original
+                          traceback, restored at each rethrow (D3a) */
+    struct TaskObject *task_box_prev; /* pending boxes list (dump_async) */
+    struct TaskObject *task_box_next;
     st_cont_t task_cont;    /* node registered on what it waits for */
     st_work_t task_work;    /* node queued on the pool */
 } TaskObject;
@@ -165,6 +172,9 @@ int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
 /* A coroutine, generator or other object the builder can drive. */
 int is_coroutine_like(PyObject *obj);
 
+/* Continuation fns the GC needs to recognise (Task_traverse). */
+void box_on_complete(st_cont_t *c, st_task_t *core, int how);
+
 /* py_builder.c */
 /* Starts an async method: runs coro's synchronous part on this thread
  * and returns its task.  If box is not NULL, that task becomes the box
@@ -193,11 +203,42 @@ PyObject *action_new(st_state *st, PyObject *fn, PyObject *args,
 /* Schedules an action asynchronously: post to target if any, else queue
  * it on the pool.  -1 with an error set on failure. */
 int schedule_action(st_state *st, PyObject *target, PyObject *action);
+/* An action's work node, for a context's own queue: running it calls the
+ * action and leaves its exception set.  Steals the reference to action;
+ * action_queue_node_drop releases a node that will never run. */
+st_work_t *action_queue_node(PyObject *action);
+void action_queue_node_drop(st_work_t *w);
 
 /* Per-thread: a BaseException (KeyboardInterrupt) that escaped a
  * continuation run inline; re-raised by the completing call. */
 void pending_exc_save(void);
 int pending_exc_restore(void);
+
+/* py_context.c: single-threaded contexts, thread records, deadlock
+ * detection (C6), the pending-box registry (D1), schedulers (C7) */
+extern PyType_Spec STContext_spec;
+extern PyMethodDef context_methods[];
+/* Box registry: link a box that suspends, unlink one that completes. */
+void box_registry_add(TaskObject *box);
+void box_registry_remove(TaskObject *box);
+/* Posts a box's resumption to a SingleThreadSynchronizationContext
+ * without allocating; consumes one reference to box.  0 or -1. */
+int stcontext_post_box(st_state *st, PyObject *ctx, TaskObject *box);
+/* Deadlock detection around a blocking wait (C6).  before: returns -1
+ * with DeadlockError set if blocking on t would never end (mode raise);
+ * marks the thread blocked.  after: unmarks it. */
+int deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *w,
+                         int infinite);
+void deadlock_after_wait(st_state *st);
+/* 1 if this thread's wait was found deadlocked by another thread's
+ * re-check (then -1 with the error set in raise mode, 0 in warn mode). */
+int deadlock_check_woken(st_state *st, TaskObject *t);
+/* Something changed the wait-for graph (a box suspended, a post): if a
+ * context's owner is blocked, re-check it.  Cheap when none is. */
+void deadlock_graph_changed(st_state *st);
+/* The thread runs task t's code now (delegate, continuation, box step). */
+void thread_running_push(TaskObject *t);
+void thread_running_pop(TaskObject *t);
 
 /* py_pool.c */
 PyObject *delay_start(st_state *st, uint64_t ns);
@@ -225,5 +266,6 @@ extern PyType_Spec AsyncMethod_spec;
 extern PyType_Spec SyncContext_spec;
 extern PyType_Spec Action_spec;
 extern PyMethodDef pool_methods[];
+extern PyMethodDef task_module_methods[];
 
 #endif /* ST_BINDING_H */

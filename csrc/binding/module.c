@@ -164,7 +164,22 @@ module_exec(PyObject *mod)
         || add_type(mod, &Action_spec, &st->Action_type) < 0) {
         return -1;
     }
-    if (add_functions(mod, pool_methods) < 0) {
+    {
+        PyObject *bases = PyTuple_Pack(1, (PyObject *)st->SyncContext_type);
+        if (bases == NULL) {
+            return -1;
+        }
+        st->STContext_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+            mod, &STContext_spec, bases);
+        Py_DECREF(bases);
+        if (st->STContext_type == NULL
+            || PyModule_AddType(mod, st->STContext_type) < 0) {
+            return -1;
+        }
+    }
+    if (add_functions(mod, pool_methods) < 0
+        || add_functions(mod, context_methods) < 0
+        || add_functions(mod, task_module_methods) < 0) {
         return -1;
     }
     st->AggregateError = import_attr("sharptask._errors", "AggregateError");
@@ -174,12 +189,14 @@ module_exec(PyObject *mod)
         import_attr("sharptask._errors", "TaskCanceledError");
     st->InvalidOperationError =
         import_attr("sharptask._errors", "InvalidOperationError");
+    st->DeadlockError = import_attr("sharptask._errors", "DeadlockError");
     st->TaskStatus = import_attr("sharptask._enums", "TaskStatus");
     st->TaskCreationOptions =
         import_attr("sharptask._enums", "TaskCreationOptions");
     if (st->AggregateError == NULL || st->OperationCanceledError == NULL
         || st->TaskCanceledError == NULL
-        || st->InvalidOperationError == NULL || st->TaskStatus == NULL
+        || st->InvalidOperationError == NULL || st->DeadlockError == NULL
+        || st->TaskStatus == NULL
         || st->TaskCreationOptions == NULL) {
         return -1;
     }
@@ -254,6 +271,8 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->AsyncMethod_type);
     Py_VISIT(st->SyncContext_type);
     Py_VISIT(st->Action_type);
+    Py_VISIT(st->STContext_type);
+    Py_VISIT(st->DeadlockError);
     Py_VISIT(st->AggregateError);
     Py_VISIT(st->OperationCanceledError);
     Py_VISIT(st->TaskCanceledError);
@@ -287,6 +306,8 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->AsyncMethod_type);
     Py_CLEAR(st->SyncContext_type);
     Py_CLEAR(st->Action_type);
+    Py_CLEAR(st->STContext_type);
+    Py_CLEAR(st->DeadlockError);
     Py_CLEAR(st->AggregateError);
     Py_CLEAR(st->OperationCanceledError);
     Py_CLEAR(st->TaskCanceledError);

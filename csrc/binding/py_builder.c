@@ -254,6 +254,32 @@ action_work_run(st_work_t *w)
     Py_DECREF(a); /* the queue's reference */
 }
 
+/* An action queued on a context's queue: runs it and leaves its
+ * exception set for the pump to raise. */
+static void
+action_queue_run(st_work_t *w)
+{
+    ActionObject *a = st_container_of(w, ActionObject, act_work);
+    PyObject *r = action_run(a);
+    Py_XDECREF(r);
+    Py_DECREF(a); /* the queue's reference */
+}
+
+st_work_t *
+action_queue_node(PyObject *action)
+{
+    ActionObject *a = ActionObject_CAST(action);
+    a->act_work.run = action_queue_run;
+    a->act_work.flags = 0;
+    return &a->act_work; /* the queue owns the caller's reference */
+}
+
+void
+action_queue_node_drop(st_work_t *w)
+{
+    Py_DECREF(st_container_of(w, ActionObject, act_work));
+}
+
 int
 schedule_action(st_state *st, PyObject *target, PyObject *action)
 {
@@ -324,7 +350,6 @@ PyType_Spec Action_spec = {
 
 /* ---------------------------------------------------------- the box */
 
-static void box_on_complete(st_cont_t *c, st_task_t *core, int how);
 
 static void
 box_work_run(st_work_t *w)
@@ -342,7 +367,16 @@ box_schedule(TaskObject *box)
     st_state *st = g_st;
     PyObject *target = box->task_target;
 
-    if (target != NULL) {
+    if (target != NULL && Py_TYPE(target) == st->STContext_type) {
+        /* the built-in context: the box itself goes in its queue */
+        if (stcontext_post_box(st, target, box) == 0) {
+            return; /* the queue owns our reference */
+        }
+        if (task_complete_from_error(box, 0) < 0) {
+            pending_exc_save();
+        }
+    }
+    else if (target != NULL) {
         PyObject *action = action_new_box(st, box);
         if (action == NULL || post_to_target(st, target, action) < 0) {
             /* the context refused: the method can never resume; fault
@@ -475,13 +509,23 @@ static int
 run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
           PyObject **out_value)
 {
+    TaskObject *running = *pbox;
     int rc;
-    if (*pbox != NULL) {
-        (*pbox)->task_flags |= TF_RUNNING_BOX;
+    if (running != NULL) {
+        running->task_flags |= TF_RUNNING_BOX;
+        thread_running_push(running);
     }
     rc = run_steps_inner(st, pbox, coro, ctx, out_value);
+    if (running != NULL) {
+        thread_running_pop(running);
+    }
     if (*pbox != NULL) {
         (*pbox)->task_flags &= ~(TF_RUNNING_BOX | TF_RESUME_PENDING);
+        if (rc == STEP_SUSPENDED) {
+            box_registry_add(*pbox);
+            /* a suspension may close a cycle through a blocked thread */
+            deadlock_graph_changed(st);
+        }
     }
     return rc;
 }
@@ -656,7 +700,7 @@ done:
     Py_DECREF(box);
 }
 
-static void
+void
 box_on_complete(st_cont_t *c, st_task_t *core, int how)
 {
     st_state *st = g_st;

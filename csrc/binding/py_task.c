@@ -60,6 +60,9 @@ static int g_ncpu = 0; /* st_cpu_count(), read once */
 #define TCW_EXEC_SYNC 0x80000u
 #define TCW_VALID (0x7Fu | 0xF0000u)
 
+/* The delegate task whose code runs on this thread (Task.current_id). */
+static _Thread_local TaskObject *tls_current_task;
+
 static _Thread_local PyObject *tls_pending_type;
 static _Thread_local PyObject *tls_pending_value;
 static _Thread_local PyObject *tls_pending_tb;
@@ -117,6 +120,10 @@ task_alloc(st_state *st, int kind, int status, uint32_t options)
     t->task_context = NULL;
     t->task_target = NULL;
     t->task_weakreflist = NULL;
+    t->task_scheduler = NULL;
+    t->task_tb = NULL;
+    t->task_box_prev = NULL;
+    t->task_box_next = NULL;
     t->task_cont.next = NULL;
     t->task_cont.fn = NULL;
     t->task_cont.kind = ST_CONT_ACTION;
@@ -230,6 +237,12 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
     }
     /* No Python code may run until st_task_finish: only stores. */
     t->task_result = Py_XNewRef(value);
+    if (status == ST_STATUS_FAULTED) {
+        t->task_tb = PyException_GetTraceback(PyTuple_GET_ITEM(value, 0));
+    }
+    else if (status == ST_STATUS_CANCELED && value != NULL) {
+        t->task_tb = PyException_GetTraceback(value);
+    }
     if (token != NULL) {
         Py_XSETREF(t->task_token, Py_NewRef(token)); /* old: never set */
     }
@@ -247,6 +260,7 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
         t->task_arg = NULL;
     }
     Py_CLEAR(t->task_target);
+    box_registry_remove(t);
     st_task_finish(&t->task_core, status);
     Py_XDECREF(fn);
     Py_XDECREF(arg);
@@ -371,6 +385,16 @@ raise_instance(PyObject *exc)
     PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
 }
 
+/* Re-raises a stored exception with the traceback it had when the task
+ * stored it, so that rethrowing it again and again (ExceptionDispatchInfo
+ * style) does not grow its traceback. */
+static void
+rethrow_stored(TaskObject *t, PyObject *exc)
+{
+    PyException_SetTraceback(exc, t->task_tb != NULL ? t->task_tb : Py_None);
+    raise_instance(exc);
+}
+
 static int
 outcome_gone(st_state *st, TaskObject *t)
 {
@@ -397,11 +421,11 @@ task_get_result(st_state *st, TaskObject *t)
         return Py_NewRef(t->task_result);
     case ST_STATUS_FAULTED:
         mark_observed(t);
-        raise_instance(PyTuple_GET_ITEM(t->task_result, 0));
+        rethrow_stored(t, PyTuple_GET_ITEM(t->task_result, 0));
         return NULL;
     case ST_STATUS_CANCELED:
         if (t->task_result != NULL) {
-            raise_instance(t->task_result);
+            rethrow_stored(t, t->task_result);
             return NULL;
         }
         exc = make_task_canceled(st, t);
@@ -488,6 +512,11 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
         st_waiter_destroy(&w);
         return 1;
     }
+    if (deadlock_before_wait(st, t, &w, timeout_ns == UINT64_MAX) < 0) {
+        st_task_remove_waiter(&t->task_core, &w);
+        st_waiter_destroy(&w);
+        return -1;
+    }
     if (pool != NULL) {
         st_pool_enter_blocking(pool);
     }
@@ -517,9 +546,19 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
         rc = st_task_is_completed(&t->task_core) ? 0
                                                  : st_waiter_wait(&w, slice);
         Py_END_ALLOW_THREADS
-        if (rc == 0) {
+        if (rc == 0 && st_task_is_completed(&t->task_core)) {
             done = 1;
             break;
+        }
+        if (rc == 0) {
+            /* woken without completion: another thread found this wait
+             * deadlocked (C6) */
+            st_event_reset(&w.ev);
+            if (deadlock_check_woken(st, t) < 0) {
+                done = -1;
+                break;
+            }
+            continue;
         }
         if (PyErr_CheckSignals() < 0) {
             done = -1;
@@ -537,6 +576,7 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     if (pool != NULL) {
         st_pool_leave_blocking(pool);
     }
+    deadlock_after_wait(st);
     /* Leaves nothing behind: a completion racing this removal is waited
      * for inside st_task_remove_waiter, which never calls Python. */
     st_task_remove_waiter(&t->task_core, &w);
@@ -592,6 +632,9 @@ task_execute(TaskObject *t)
         PyErr_Clear();
         ctx = NULL;
     }
+    TaskObject *outer_task = tls_current_task;
+    tls_current_task = t;
+    thread_running_push(t);
     if (t->task_kind == TASK_DELEGATE) {
         res = PyObject_Call(t->task_fn, t->task_arg, NULL);
     }
@@ -602,6 +645,8 @@ task_execute(TaskObject *t)
     else {
         res = PyObject_CallOneArg(t->task_fn, t->task_arg);
     }
+    thread_running_pop(t);
+    tls_current_task = outer_task;
     if (ctx != NULL) {
         PyContext_Exit(ctx);
     }
@@ -675,6 +720,50 @@ task_queue_work(st_state *st, TaskObject *t, st_work_fn fn)
 
 /* -------------------------------------------- continue_with / unwrap */
 
+/* An internal action (proxy, when_all, when_any) called ASYNC - the
+ * antecedent has RUN_CONTINUATIONS_ASYNCHRONOUSLY, and even these must not
+ * run inside the completing call (S3.5) - runs later on the pool. */
+typedef struct deferred_cont {
+    st_work_t work;
+    st_cont_t *cont;
+    TaskObject *src; /* strong: the completed antecedent */
+} deferred_cont;
+
+static void
+deferred_cont_run(st_work_t *w)
+{
+    deferred_cont *d = st_container_of(w, deferred_cont, work);
+    d->cont->fn(d->cont, &d->src->task_core, ST_RUN_INLINE);
+    if (pending_exc_restore() < 0) {
+        PyErr_WriteUnraisable((PyObject *)d->src);
+    }
+    Py_DECREF(d->src);
+    PyMem_Free(d);
+}
+
+/* 0 if queued (the caller returns), -1 if it must run inline anyway. */
+static int
+defer_cont(st_cont_t *c, st_task_t *core)
+{
+    deferred_cont *d = PyMem_Malloc(sizeof(*d));
+    if (d == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    d->work.run = deferred_cont_run;
+    d->work.flags = ST_WORK_DOMAIN;
+    d->cont = c;
+    d->src = (TaskObject *)Py_NewRef(
+        st_container_of(core, TaskObject, task_core));
+    if (pool_submit(g_st, &d->work) != 0) {
+        PyErr_Clear();
+        Py_DECREF(d->src);
+        PyMem_Free(d);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
 {
@@ -703,6 +792,9 @@ continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
 static void
 proxy_on_complete(st_cont_t *c, st_task_t *core, int how)
 {
+    if (how == ST_RUN_ASYNC && defer_cont(c, core) == 0) {
+        return;
+    }
     TaskObject *proxy = st_container_of(c, TaskObject, task_cont);
     TaskObject *src = st_container_of(core, TaskObject, task_core);
     (void)how;
@@ -714,6 +806,9 @@ proxy_on_complete(st_cont_t *c, st_task_t *core, int how)
 static void
 unwrap_outer_done(st_cont_t *c, st_task_t *core, int how)
 {
+    if (how == ST_RUN_ASYNC && defer_cont(c, core) == 0) {
+        return;
+    }
     st_state *st = g_st;
     TaskObject *proxy = st_container_of(c, TaskObject, task_cont);
     TaskObject *outer = st_container_of(core, TaskObject, task_core);
@@ -879,8 +974,9 @@ when_all_release(when_core *core)
 static void
 when_all_node_fn(st_cont_t *c, st_task_t *core_task, int how)
 {
-    (void)core_task;
-    (void)how;
+    if (how == ST_RUN_ASYNC && defer_cont(c, core_task) == 0) {
+        return;
+    }
     when_all_release(((when_node *)c)->core);
 }
 
@@ -891,8 +987,10 @@ when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how)
     when_core *core = node->core;
     PyObject *winner = PyTuple_GET_ITEM(core->tasks, node->index);
     Py_ssize_t i, n = PyTuple_GET_SIZE(core->tasks);
-    (void)core_task;
-    (void)how;
+
+    if (how == ST_RUN_ASYNC && defer_cont(c, core_task) == 0) {
+        return;
+    }
 
     core->outstanding--;
     if (task_try_complete(core->promise, ST_STATUS_RAN_TO_COMPLETION,
@@ -1600,6 +1698,15 @@ task_wait_any(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
+task_current_id(PyObject *unused, PyObject *noargs)
+{
+    if (tls_current_task == NULL) {
+        Py_RETURN_NONE;
+    }
+    return task_id_get((PyObject *)tls_current_task, NULL);
+}
+
+static PyObject *
 task_from_future(PyObject *unused, PyObject *fut)
 {
     PyObject *a[1] = {fut};
@@ -1687,6 +1794,82 @@ task_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     return NULL;
 }
 
+/* The object a registered node keeps alive, or NULL (GC support). */
+static void cb_node_fire(st_cont_t *c, st_task_t *core, int how);
+
+/* A callback continuation registered by on_completed. */
+typedef struct cb_node {
+    st_cont_t cont;
+    PyObject *action; /* an Action: runs the user's action in context */
+    PyObject *target; /* captured context, or NULL */
+} cb_node;
+
+static void
+cb_node_free(cb_node *n)
+{
+    Py_DECREF(n->action);
+    Py_XDECREF(n->target);
+    PyMem_Free(n);
+}
+
+
+static PyObject *
+cont_owner(st_cont_t *c)
+{
+    if (c->fn == box_on_complete || c->fn == continuation_on_complete
+        || c->fn == proxy_on_complete || c->fn == unwrap_outer_done) {
+        return (PyObject *)st_container_of(c, TaskObject, task_cont);
+    }
+    return NULL;
+}
+
+typedef struct visit_ctx {
+    visitproc visit;
+    void *arg;
+    int rc;
+} visit_ctx;
+
+static void
+visit_cont(st_cont_t *c, void *p)
+{
+    visit_ctx *vc = p;
+    PyObject *owner;
+    if (vc->rc != 0) {
+        return;
+    }
+    if ((owner = cont_owner(c)) != NULL) {
+        vc->rc = vc->visit(owner, vc->arg);
+    }
+    else if (c->fn == cb_node_fire) {
+        vc->rc = vc->visit(((cb_node *)c)->action, vc->arg);
+    }
+}
+
+/* A pending task is being destroyed (it can never complete): release
+ * what its registered nodes hold, without running them. */
+static void
+abandon_conts(TaskObject *t)
+{
+    st_cont_t *c = st_task_detach_conts(&t->task_core), *next;
+    for (; c != NULL; c = next) {
+        PyObject *owner = cont_owner(c);
+        next = c->next;
+        if (owner != NULL) {
+            Py_DECREF(owner); /* the registration's reference */
+        }
+        else if (c->fn == cb_node_fire) {
+            cb_node_free((cb_node *)c);
+        }
+        else if (c->fn == when_all_node_fn || c->fn == when_any_node_fn) {
+            when_core *core = ((when_node *)c)->core;
+            if (--core->outstanding == 0) {
+                when_core_free(core);
+            }
+        }
+        /* a SIGNAL waiter cannot be here: its thread holds the task */
+    }
+}
+
 static int
 Task_traverse(PyObject *op, visitproc visit, void *arg)
 {
@@ -1699,6 +1882,16 @@ Task_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(t->task_arg);
     Py_VISIT(t->task_context);
     Py_VISIT(t->task_target);
+    Py_VISIT(t->task_scheduler);
+    Py_VISIT(t->task_tb);
+    if (!st_task_is_completed(&t->task_core)) {
+        /* the references registered continuation nodes hold */
+        visit_ctx vc = {visit, arg, 0};
+        st_task_visit_conts(&t->task_core, visit_cont, &vc);
+        if (vc.rc != 0) {
+            return vc.rc;
+        }
+    }
     return 0;
 }
 
@@ -1715,6 +1908,11 @@ Task_clear(PyObject *op)
     Py_CLEAR(t->task_arg);
     Py_CLEAR(t->task_context);
     Py_CLEAR(t->task_target);
+    Py_CLEAR(t->task_scheduler);
+    Py_CLEAR(t->task_tb);
+    if (!st_task_is_completed(&t->task_core)) {
+        abandon_conts(t);
+    }
     return 0;
 }
 
@@ -1770,6 +1968,7 @@ Task_dealloc(PyObject *op)
     if (t->task_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
+    box_registry_remove(t);
     (void)Task_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -1835,6 +2034,10 @@ static PyMethodDef Task_methods[] = {
      PyDoc_STR("from_canceled(token, /)\n--\n\n"
                "A canceled Task for a canceled token (like "
                "Task.FromCanceled).")},
+    {"current_id", task_current_id, METH_NOARGS | METH_STATIC,
+     PyDoc_STR("current_id()\n--\n\n"
+               "The id of the task whose delegate runs on this thread, or\n"
+               "None (like Task.CurrentId).")},
     {"from_future", task_from_future, METH_O | METH_STATIC,
      PyDoc_STR("from_future(future, /)\n--\n\n"
                "A Task that completes with a concurrent.futures.Future.")},
@@ -2000,21 +2203,6 @@ awaiter_get_result(PyObject *op, PyObject *unused)
         return NULL;
     }
     return awaiter_result(st, aw);
-}
-
-/* A callback continuation registered by on_completed. */
-typedef struct cb_node {
-    st_cont_t cont;
-    PyObject *action; /* an Action: runs the user's action in context */
-    PyObject *target; /* captured context, or NULL */
-} cb_node;
-
-static void
-cb_node_free(cb_node *n)
-{
-    Py_DECREF(n->action);
-    Py_XDECREF(n->target);
-    PyMem_Free(n);
 }
 
 static void
@@ -2540,4 +2728,276 @@ PyType_Spec TCS_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
              | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = TCS_slots,
+};
+
+/* ------------------------------------------- waits on several tasks */
+
+/* One node per task, one shared event (Task.wait_any).  Every node is
+ * removed before returning, so a timed-out wait leaves nothing on a task
+ * that stays pending. */
+typedef struct multi_node {
+    st_cont_t cont;
+    st_event_t *ev;
+    ST_ATOMIC(int) done; /* fn finished: the node is ours again */
+} multi_node;
+
+static void
+multi_node_fire(st_cont_t *c, st_task_t *core, int how)
+{
+    multi_node *n = (multi_node *)c;
+    (void)core;
+    (void)how;
+    st_event_set(n->ev);
+    /* release: the waiter may free n once it sees this */
+    st_atomic_store(&n->done, 1, ST_RELEASE);
+}
+
+static Py_ssize_t
+first_completed(PyObject *tasks)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tasks); i++) {
+        TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(tasks, i);
+        if (st_task_is_completed(&t->task_core)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* _wait_any(tasks, timeout) -> index or -1 (T4, R5.11). */
+static PyObject *
+mod_wait_any(PyObject *mod, PyObject *args)
+{
+    st_state *st = g_st;
+    PyObject *seq, *timeout;
+    Py_ssize_t i, n, idx;
+    uint64_t ns, deadline, now, slice;
+    int infinite, rc = 0, err = 0;
+    multi_node *nodes;
+    st_event_t ev;
+
+    if (!PyArg_ParseTuple(args, "O!O:_wait_any", &PyTuple_Type, &seq,
+                          &timeout)) {
+        return NULL;
+    }
+    if (parse_timeout(timeout, "timeout", &ns, &infinite) < 0) {
+        return NULL;
+    }
+    n = PyTuple_GET_SIZE(seq);
+    for (i = 0; i < n; i++) {
+        if (!Task_Check(st, PyTuple_GET_ITEM(seq, i))) {
+            PyErr_Format(PyExc_TypeError, "tasks[%zd] must be a Task", i);
+            return NULL;
+        }
+    }
+    if (n == 0) {
+        return PyLong_FromLong(-1);
+    }
+    if ((idx = first_completed(seq)) >= 0 || (!infinite && ns == 0)) {
+        return PyLong_FromSsize_t(idx);
+    }
+    nodes = PyMem_Calloc((size_t)n, sizeof(*nodes));
+    if (nodes == NULL) {
+        return PyErr_NoMemory();
+    }
+    st_event_init(&ev);
+    for (i = 0; i < n; i++) {
+        TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(seq, i);
+        nodes[i].cont.fn = multi_node_fire;
+        nodes[i].cont.kind = ST_CONT_SIGNAL;
+        nodes[i].ev = &ev;
+        st_atomic_init(&nodes[i].done, 0);
+        if (st_task_add_cont(&t->task_core, &nodes[i].cont) != 0) {
+            st_atomic_store(&nodes[i].done, 1, ST_RELAXED); /* not added */
+            st_event_set(&ev);
+        }
+    }
+    deadline = infinite ? UINT64_MAX : st_now_ns() + ns;
+    while (first_completed(seq) < 0) {
+        now = st_now_ns();
+        if (now >= deadline) {
+            break;
+        }
+        slice = deadline - now;
+        if (slice > WAIT_SLICE_NS) {
+            slice = WAIT_SLICE_NS;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rc = st_event_wait(&ev, slice);
+        Py_END_ALLOW_THREADS
+        if (rc == 0) {
+            st_event_reset(&ev);
+            continue;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            err = 1;
+            break;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(seq, i);
+        if (st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
+            continue;
+        }
+        if (st_task_remove_cont(&t->task_core, &nodes[i].cont) != 0) {
+            /* the completer has it: wait until it is done with it */
+            while (!st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
+                st_cpu_relax();
+            }
+        }
+    }
+    st_event_destroy(&ev);
+    PyMem_Free(nodes);
+    if (err) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(first_completed(seq));
+}
+
+/* _wait_quiet(task, timeout) -> bool: waits for completion without
+ * raising or observing anything (wait_all's per-task wait). */
+static PyObject *
+mod_wait_quiet(PyObject *mod, PyObject *args)
+{
+    st_state *st = g_st;
+    PyObject *task, *timeout;
+    uint64_t ns;
+    int infinite, rc;
+    if (!PyArg_ParseTuple(args, "O!O:_wait_quiet", st->Task_type, &task,
+                          &timeout)) {
+        return NULL;
+    }
+    if (parse_timeout(timeout, "timeout", &ns, &infinite) < 0) {
+        return NULL;
+    }
+    rc = task_wait_blocking(st, (TaskObject *)task,
+                            infinite ? UINT64_MAX : ns);
+    if (rc < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(rc);
+}
+
+/* ---------------------------------------------------------- wait_async */
+
+/* The timeout side of wait_async: a node on a delay task. */
+typedef struct wait_async_timer {
+    st_cont_t cont;
+    TaskObject *promise; /* strong */
+    TaskObject *delay;   /* strong */
+    TaskObject *src;     /* strong; not in promise->task_arg, so that the
+                            deadlock walk does not take this promise for a
+                            plain proxy: it can also time out */
+} wait_async_timer;
+
+static void
+wait_async_timeout_fire(st_cont_t *c, st_task_t *core, int how)
+{
+    wait_async_timer *w = (wait_async_timer *)c;
+    TaskObject *p = w->promise;
+    TaskObject *src = w->src;
+    PyObject *e = PyObject_CallNoArgs(PyExc_TimeoutError), *excs;
+    (void)core;
+    (void)how;
+    excs = e != NULL ? PyTuple_Pack(1, e) : NULL;
+    Py_XDECREF(e);
+    if (excs == NULL) {
+        PyErr_WriteUnraisable((PyObject *)p);
+    }
+    else {
+        Py_INCREF(p);
+        if (task_try_complete(p, ST_STATUS_FAULTED, excs, NULL)) {
+            /* the source no longer needs to tell us anything */
+            if (st_task_remove_cont(&src->task_core, &p->task_cont) == 0) {
+                Py_DECREF(p); /* that registration's reference */
+            }
+        }
+        Py_DECREF(p);
+        Py_DECREF(excs);
+    }
+    Py_DECREF(w->promise);
+    Py_DECREF(w->delay);
+    Py_DECREF(w->src);
+    PyMem_Free(w);
+}
+
+static void
+wait_async_source_done(st_cont_t *c, st_task_t *core, int how)
+{
+    TaskObject *p = st_container_of(c, TaskObject, task_cont);
+    TaskObject *src = st_container_of(core, TaskObject, task_core);
+    (void)how;
+    task_complete_from(p, src);
+    Py_DECREF(p); /* the registration's reference */
+}
+
+/* _wait_async_timeout(task, seconds) -> Task: mirrors task, or faults
+ * with TimeoutError after seconds (R5.9); no token. */
+static PyObject *
+mod_wait_async_timeout(PyObject *mod, PyObject *args)
+{
+    st_state *st = g_st;
+    PyObject *task, *timeout;
+    TaskObject *src, *p, *delay;
+    wait_async_timer *w;
+    uint64_t ns;
+    int infinite;
+
+    if (!PyArg_ParseTuple(args, "O!O:_wait_async_timeout", st->Task_type,
+                          &task, &timeout)) {
+        return NULL;
+    }
+    if (parse_timeout(timeout, "timeout", &ns, &infinite) < 0) {
+        return NULL;
+    }
+    src = (TaskObject *)task;
+    if (infinite || st_task_is_completed(&src->task_core)) {
+        return Py_NewRef(task);
+    }
+    p = (TaskObject *)task_new_promise(st, NULL, 0);
+    if (p == NULL) {
+        return NULL;
+    }
+    delay = ns == 0 ? (TaskObject *)Py_NewRef(st->cached[0])
+                    : (TaskObject *)delay_start(st, ns);
+    w = delay ? PyMem_Malloc(sizeof(*w)) : NULL;
+    if (w == NULL) {
+        Py_XDECREF(delay);
+        Py_DECREF(p);
+        return delay ? PyErr_NoMemory() : NULL;
+    }
+    p->task_cont.fn = wait_async_source_done;
+    p->task_cont.kind = ST_CONT_ACTION;
+    Py_INCREF(p); /* the registration's reference */
+    if (st_task_add_cont(&src->task_core, &p->task_cont) != 0) {
+        wait_async_source_done(&p->task_cont, &src->task_core,
+                               ST_RUN_INLINE);
+    }
+    w->cont.fn = wait_async_timeout_fire;
+    w->cont.kind = ST_CONT_ACTION;
+    w->promise = (TaskObject *)Py_NewRef(p);
+    w->delay = delay; /* steals */
+    w->src = (TaskObject *)Py_NewRef(src);
+    if (st_task_add_cont(&delay->task_core, &w->cont) != 0) {
+        wait_async_timeout_fire(&w->cont, &delay->task_core, ST_RUN_INLINE);
+    }
+    if (pending_exc_restore() < 0) {
+        Py_DECREF(p);
+        return NULL;
+    }
+    return (PyObject *)p;
+}
+
+PyMethodDef task_module_methods[] = {
+    {"_wait_any", mod_wait_any, METH_VARARGS,
+     PyDoc_STR("_wait_any(tasks, timeout, /)\n--\n\n"
+               "Internal: Task.wait_any's wait; index or -1.")},
+    {"_wait_quiet", mod_wait_quiet, METH_VARARGS,
+     PyDoc_STR("_wait_quiet(task, timeout, /)\n--\n\n"
+               "Internal: wait for completion; False on timeout; observes "
+               "nothing.")},
+    {"_wait_async_timeout", mod_wait_async_timeout, METH_VARARGS,
+     PyDoc_STR("_wait_async_timeout(task, timeout, /)\n--\n\n"
+               "Internal: Task.wait_async with a timeout only.")},
+    {NULL, NULL, 0, NULL},
 };

@@ -338,6 +338,29 @@ st_task_remove_cont(st_task_t *t, st_cont_t *cont)
     return ST_EINVAL;
 }
 
+void
+st_task_visit_conts(st_task_t *t, void (*visit)(st_cont_t *, void *),
+                    void *arg)
+{
+    (void)lock_task(t);
+    for (st_cont_t *c = t->head; c != NULL; c = c->next) {
+        visit(c, arg);
+    }
+    unlock_task(t);
+}
+
+st_cont_t *
+st_task_detach_conts(st_task_t *t)
+{
+    st_cont_t *list;
+    (void)lock_task(t);
+    list = t->head;
+    t->head = NULL;
+    t->tail = NULL;
+    unlock_task(t);
+    return list;
+}
+
 /* ------------------------------------------------------------ waiting */
 
 static void

@@ -153,6 +153,17 @@ int st_task_add_cont(st_task_t *t, st_cont_t *cont);
  * being called), ST_EINVAL if it was never registered here. */
 int st_task_remove_cont(st_task_t *t, st_cont_t *cont);
 
+/* Any thread.  Calls visit(cont, arg) for each registered node, under
+ * the task's list lock: visit must be short and must not touch the task.
+ * For a garbage collector that follows the references nodes hold. */
+void st_task_visit_conts(st_task_t *t, void (*visit)(st_cont_t *, void *),
+                         void *arg);
+
+/* Any thread.  Takes every registered node off a task that will never
+ * complete (it is being destroyed) and returns them as a list linked by
+ * `next`; their fn will not be called.  The caller releases them. */
+st_cont_t *st_task_detach_conts(st_task_t *t);
+
 /* Sync waiting.  Any thread.
  *   st_waiter_init(&w);
  *   if (st_task_add_waiter(t, &w) == 0) {     // ST_ECLOSED: already done

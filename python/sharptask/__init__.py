@@ -30,16 +30,27 @@ from ._errors import (AggregateError, DeadlockError, InvalidOperationError,
                       SemaphoreFullError, TaskCanceledError)
 from . import _native
 from ._native import (INFINITE, Action, AsyncMethod, ConfiguredTaskAwaitable,
+                      SingleThreadSynchronizationContext,
                       SynchronizationContext, Task, TaskAwaiter,
                       TaskCompletionSource, YieldAwaitable)
 from ._builder import (AsyncTaskMethodBuilder, async_method, run)
 from ._scheduling import (TaskFactory, TaskScheduler, ThreadPool,
                           UnobservedTaskExceptionEventArgs)
+from ._context import (AsyncDump, ExclusiveSynchronizationContext, UiThread,
+                       async_void, dump_async, get_deadlock_detection,
+                       print_async_dump, set_deadlock_detection,
+                       set_unhandled_exception_handler,
+                       set_unhandled_exception_policy)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Action", "AggregateError", "AsyncMethod", "AsyncTaskMethodBuilder",
+    "Action", "AggregateError", "AsyncDump", "AsyncMethod",
+    "AsyncTaskMethodBuilder", "ExclusiveSynchronizationContext",
+    "SingleThreadSynchronizationContext", "UiThread", "async_void",
+    "dump_async", "get_deadlock_detection", "print_async_dump",
+    "set_deadlock_detection", "set_unhandled_exception_handler",
+    "set_unhandled_exception_policy",
     "ConfigureAwaitOptions", "ConfiguredTaskAwaitable", "DeadlockError",
     "INFINITE", "InvalidOperationError", "ObjectDisposedError",
     "OperationCanceledError", "SemaphoreFullError", "SynchronizationContext",

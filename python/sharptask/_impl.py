@@ -112,8 +112,7 @@ def wait_all(*tasks, timeout=None):
             continue
         remaining = None if deadline is None else \
             max(0.0, deadline - time.monotonic())
-        # when_any never faults and observes nothing: a quiet wait
-        if not Task.when_any(t).wait(remaining):
+        if not _native._wait_quiet(t, remaining):  # observes nothing
             return False
     excs: list[BaseException] = []
     for t in ts:
@@ -133,17 +132,7 @@ def wait_any(*tasks, timeout=None):
     ts = _collect(tasks, "wait_any")
     if not ts:
         return -1
-    for i, t in enumerate(ts):
-        if t.is_completed:
-            return i
-    anyt = Task.when_any(ts)
-    if not anyt.wait(secs):
-        return -1
-    winner = anyt.result
-    for i, t in enumerate(ts):
-        if t is winner:
-            return i
-    return -1  # pragma: no cover - when_any returns one of its inputs
+    return _native._wait_any(tuple(ts), secs)
 
 
 def task_wait_async(task, timeout=None, cancellation_token=None):
@@ -157,6 +146,8 @@ def task_wait_async(task, timeout=None, cancellation_token=None):
         return Task.from_canceled(token)
     if secs == 0:
         return Task.from_exception(TimeoutError())
+    if token is None:
+        return _native._wait_async_timeout(task, secs)
     tcs = TaskCompletionSource()
     reg = None
     timer = None
@@ -235,3 +226,75 @@ def task_from_future(fut):
             tcs.try_set_result(f.result())
     fut.add_done_callback(done)
     return tcs.task
+
+
+def context_send(ctx, callback, state):
+    """SingleThreadSynchronizationContext.send from another thread: post
+    and wait (a deadlock-aware wait)."""
+    tcs = TaskCompletionSource()
+    _native._completed_by(tcs.task, ctx)
+
+    def call(_):
+        try:
+            r = callback(state)
+        except BaseException as e:
+            tcs.try_set_exception(e)
+        else:
+            tcs.try_set_result(r)
+    ctx.post(call, None)
+    return tcs.task.get_awaiter().get_result()
+
+
+def _thread_name(ident):
+    for t in threading.enumerate():
+        if t.ident == ident:
+            return t.name
+    return f"thread {ident}"
+
+
+def _method_name(coro):
+    return getattr(coro, "__qualname__", None) or type(coro).__name__
+
+
+def deadlock_message(ident, task, steps):
+    """The text of DeadlockError (SPEC C6): the blocked thread, the
+    context, the chain of async methods that need it, and the fixes."""
+    me = _thread_name(ident)
+    methods = []
+    ctx_desc = None
+    lines = []
+    for kind, a, b in steps:
+        if kind == "box":
+            name = _method_name(b)
+            methods.append(name)
+            lines.append(f"  async method {name} ({a!r})")
+        elif kind == "task":
+            lines.append(f"  task {a!r}")
+        elif kind == "context":
+            owner = _thread_name(b)
+            ctx_desc = f"{type(a).__name__} run by {owner!r}"
+            lines.append(f"  needs {type(a).__name__} {hex(id(a))}, whose "
+                         f"only thread is {owner!r}")
+        elif kind == "blocked":
+            lines.append(f"  {_thread_name(a)!r} is blocked waiting for "
+                         f"{b!r}")
+    chain = " -> ".join(methods) if methods else "(no async method)"
+    text = [
+        f"deadlock: thread {me!r} is blocked in a synchronous wait "
+        f"(.result / wait() / get_awaiter().get_result()) on {task!r}, "
+        f"which can only complete on {ctx_desc or 'a context'} — that is, "
+        f"on the blocked thread itself.",
+        f"Pending async methods that need it: {chain}",
+        "Wait-for chain:",
+        *lines,
+        "Fixes:",
+        "  - await the task instead of blocking on it (async all the way "
+        "up);",
+        "  - in library code, use configure_await(False) on every await, so "
+        "that continuations do not need the context"
+        + (f" (in {', '.join(dict.fromkeys(methods))})" if methods else "")
+        + ";",
+        "  - or run the blocking wait on a thread with no context, e.g. "
+        "Task.run(lambda: fn()).result.",
+    ]
+    return "\n".join(text)

@@ -31,9 +31,17 @@ def _strip_comments(text: str) -> str:
 
 
 def _functions(text: str):
-    """Yield (name, body) for each top-level function definition."""
+    """Yield (name, body) for each top-level function definition; the body
+    text starts with the comment block just above the definition."""
     for m in re.finditer(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\([^;{]*\)\s*\{",
                          text, flags=re.M):
+        head = text.rfind("*/", 0, m.start())
+        between = text[head + 2:m.start()] if head >= 0 else ""
+        # the comment counts when only the return type line separates them
+        lead = ""
+        if head >= 0 and between.count("\n") <= 3 and ";" not in between \
+                and "}" not in between:
+            lead = text[text.rfind("/*", 0, head):head]
         depth, i = 0, m.end() - 1
         while i < len(text):
             if text[i] == "{":
@@ -43,7 +51,7 @@ def _functions(text: str):
                 if depth == 0:
                     break
             i += 1
-        yield m.group(1), text[m.end():i]
+        yield m.group(1), lead + text[m.end():i]
 
 
 def test_layering_core_never_sees_python():

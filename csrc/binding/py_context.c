@@ -1,0 +1,1021 @@
+/* py_context.c - the single-threaded synchronization context, the
+ * per-thread records, deadlock detection (SPEC C5, C6, C8) and the
+ * registry of pending async methods (D1).
+ *
+ *     class SingleThreadSynchronizationContext(SynchronizationContext):
+ *         def post(self, callback, state=None)  # queue; no allocation for
+ *                                               # a resuming async method
+ *         def send(self, callback, state=None)  # run on the pump thread
+ *         def run(self, fn, *args)              # pump until fn's task ends
+ *
+ * The queue is a core st_workq; box resumptions go in through the box's
+ * own work node.  The pump pops without releasing the GIL while items
+ * are there (BENCHMARKS rule 4) and sleeps only on an empty queue.
+ *
+ * DEADLOCK DETECTION
+ *
+ * A thread record per thread (TLS, owned by a capsule in the thread
+ * state dict) says which contexts the thread runs (`owned`), which task it
+ * is blocked on in an infinite wait (`blocked_on`), and which tasks' code
+ * it is executing now (`running`).  With those, the waits-for graph is:
+ *   thread T blocked on task X            T -> X
+ *   box X (suspended) awaiting Y          X -> Y
+ *   box X resuming on context C           X -> C
+ *   promise X completed by a post to C    X -> C   (UiThread.invoke)
+ *   when_all X                            X -> each input
+ *   proxy / continuation X of Y           X -> Y
+ *   task X whose code runs on thread Q    X -> Q
+ *   context C run only by thread T        C -> T
+ * Every edge is a hard dependency: X cannot complete unless its target
+ * makes progress, so a cycle through a blocked thread is a deadlock that
+ * no later event can undo - no false positive by construction.  Edges
+ * whose target could progress in another way (a context run by a free
+ * thread, a TaskCompletionSource anyone may set, when_any) end the walk.
+ * The walk runs (1) when a thread is about to block forever, starting
+ * from what it waits for, looking for itself; (2) when the graph changes
+ * while some context owner is blocked (a box suspends, a post): then for
+ * each such owner, and a hit wakes that owner, which raises.  Both are
+ * bounded (depth 64, visited set) and cost nothing while no thread that
+ * runs a context is blocked.
+ * Rejected: a timeout heuristic ("blocked for 5 s on a UI thread"): it
+ * has false positives and reports late; asgiref's thread-sensitive guard
+ * only sees one pattern.
+ */
+#include "binding.h"
+
+#include "st_error.h"
+#include "st_list.h"  /* st_container_of */
+#include "st_thread.h"
+#include "st_workq.h"
+
+/* ------------------------------------------------------ thread records */
+
+#define MAX_OWNED 8
+#define MAX_RUNNING 16
+#define WALK_DEPTH 64
+
+typedef struct thread_rec {
+    struct thread_rec *prev, *next; /* g_threads, GIL-protected */
+    unsigned long ident;            /* threading.get_ident() */
+    TaskObject *blocked_on;         /* borrowed; infinite waits only */
+    st_waiter_t *waiter;            /* while blocked_on is set */
+    int deadlocked;                 /* set by a re-check: wake and raise */
+    int warned;                     /* "warn" mode: reported this wait */
+    PyObject *owned[MAX_OWNED];     /* contexts it runs (borrowed) */
+    int nowned;
+    TaskObject *running[MAX_RUNNING]; /* tasks whose code runs here */
+    int nrunning;
+} thread_rec;
+
+static thread_rec *g_threads;        /* all records (GIL) */
+static int g_owner_threads;          /* records with nowned > 0 */
+static int g_blocked_owners;         /* of those, blocked forever now */
+static int g_mode = 2;               /* 0 off, 1 warn, 2 raise */
+static _Thread_local thread_rec *tls_rec;
+
+static void
+rec_capsule_destructor(PyObject *capsule)
+{
+    thread_rec *r = PyCapsule_GetPointer(capsule, "sharptask.thread_rec");
+    if (r == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (r->prev != NULL) {
+        r->prev->next = r->next;
+    }
+    else {
+        g_threads = r->next;
+    }
+    if (r->next != NULL) {
+        r->next->prev = r->prev;
+    }
+    if (r->nowned > 0) {
+        g_owner_threads--;
+    }
+    if (tls_rec == r) {
+        tls_rec = NULL;
+    }
+    PyMem_Free(r);
+}
+
+/* The calling thread's record, made on first use; NULL with an error. */
+static thread_rec *
+get_rec(void)
+{
+    PyObject *dict, *cap;
+    thread_rec *r;
+
+    if (tls_rec != NULL) {
+        return tls_rec;
+    }
+    dict = PyThreadState_GetDict(); /* borrowed */
+    if (dict == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "no thread state dict");
+        return NULL;
+    }
+    r = PyMem_Calloc(1, sizeof(*r));
+    if (r == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    r->ident = PyThread_get_thread_ident();
+    cap = PyCapsule_New(r, "sharptask.thread_rec", rec_capsule_destructor);
+    if (cap == NULL) {
+        PyMem_Free(r);
+        return NULL;
+    }
+    r->next = g_threads;
+    if (g_threads != NULL) {
+        g_threads->prev = r;
+    }
+    g_threads = r;
+    if (PyDict_SetItemString(dict, "sharptask.thread_rec", cap) < 0) {
+        Py_DECREF(cap); /* unlinks and frees r */
+        return NULL;
+    }
+    Py_DECREF(cap); /* the dict owns it now */
+    tls_rec = r;
+    return r;
+}
+
+static int
+rec_owns(thread_rec *r, PyObject *ctx)
+{
+    for (int i = 0; i < r->nowned; i++) {
+        if (r->owned[i] == ctx) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+owner_push(st_state *st, PyObject *ctx)
+{
+    thread_rec *r = get_rec();
+    if (r == NULL) {
+        return -1;
+    }
+    if (r->nowned == MAX_OWNED) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "too many nested synchronization contexts on one "
+                        "thread");
+        return -1;
+    }
+    if (r->nowned++ == 0) {
+        g_owner_threads++;
+    }
+    r->owned[r->nowned - 1] = ctx;
+    return 0;
+}
+
+static void
+owner_pop(PyObject *ctx)
+{
+    thread_rec *r = tls_rec;
+    if (r == NULL) {
+        return;
+    }
+    for (int i = r->nowned - 1; i >= 0; i--) {
+        if (r->owned[i] == ctx) {
+            for (int j = i; j + 1 < r->nowned; j++) {
+                r->owned[j] = r->owned[j + 1];
+            }
+            if (--r->nowned == 0) {
+                g_owner_threads--;
+            }
+            return;
+        }
+    }
+}
+
+static thread_rec *
+owner_of(PyObject *ctx)
+{
+    for (thread_rec *r = g_threads; r != NULL; r = r->next) {
+        if (rec_owns(r, ctx)) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static thread_rec *
+runner_of(TaskObject *t)
+{
+    for (thread_rec *r = g_threads; r != NULL; r = r->next) {
+        for (int i = 0; i < r->nrunning; i++) {
+            if (r->running[i] == t) {
+                return r;
+            }
+        }
+    }
+    return NULL;
+}
+
+void
+thread_running_push(TaskObject *t)
+{
+    thread_rec *r = tls_rec;
+    if (r == NULL) {
+        if (g_owner_threads == 0) {
+            return; /* nobody runs a context: nothing to detect */
+        }
+        r = get_rec();
+        if (r == NULL) {
+            PyErr_Clear();
+            return;
+        }
+    }
+    if (r->nrunning < MAX_RUNNING) {
+        r->running[r->nrunning] = t;
+    }
+    r->nrunning++;
+}
+
+void
+thread_running_pop(TaskObject *t)
+{
+    thread_rec *r = tls_rec;
+    if (r == NULL || r->nrunning == 0) {
+        return;
+    }
+    r->nrunning--;
+    (void)t;
+}
+
+/* ------------------------------------------------------------ the walk */
+
+typedef struct walk {
+    st_state *st;
+    thread_rec *start;
+    PyObject *steps;           /* list of steps for the message, or NULL */
+    TaskObject *visited[128];
+    int nvisited;
+    int depth;
+} walk;
+
+static int reaches_task(walk *w, TaskObject *x);
+
+static int
+is_context(st_state *st, PyObject *obj)
+{
+    return obj != NULL && PyObject_TypeCheck(obj, st->SyncContext_type);
+}
+
+static void
+add_step(walk *w, const char *kind, PyObject *a, PyObject *b)
+{
+    PyObject *step;
+    if (w->steps == NULL) {
+        return;
+    }
+    step = Py_BuildValue("(sOO)", kind, a ? a : Py_None, b ? b : Py_None);
+    if (step == NULL || PyList_Append(w->steps, step) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(step);
+}
+
+/* Drops the steps added after n (a branch that found nothing). */
+static void
+truncate_steps(walk *w, Py_ssize_t n)
+{
+    if (w->steps != NULL && PyList_GET_SIZE(w->steps) > n) {
+        if (PyList_SetSlice(w->steps, n, PyList_GET_SIZE(w->steps), NULL)
+            < 0) {
+            PyErr_Clear();
+        }
+    }
+}
+
+static Py_ssize_t
+nsteps(walk *w)
+{
+    return w->steps != NULL ? PyList_GET_SIZE(w->steps) : 0;
+}
+
+static int
+reaches_thread(walk *w, thread_rec *q)
+{
+    if (q == w->start) {
+        return 1;
+    }
+    if (q->blocked_on != NULL) {
+        PyObject *id = PyLong_FromUnsignedLong(q->ident);
+        add_step(w, "blocked", id, (PyObject *)q->blocked_on);
+        Py_XDECREF(id);
+        return reaches_task(w, q->blocked_on);
+    }
+    return 0;
+}
+
+static int
+reaches_context(walk *w, PyObject *ctx)
+{
+    thread_rec *o = owner_of(ctx);
+    Py_ssize_t n = nsteps(w);
+    PyObject *id;
+    int found;
+    if (o == NULL) {
+        return 0;
+    }
+    id = PyLong_FromUnsignedLong(o->ident);
+    add_step(w, "context", ctx, id);
+    Py_XDECREF(id);
+    found = reaches_thread(w, o);
+    if (!found) {
+        truncate_steps(w, n);
+    }
+    return found;
+}
+
+static int
+reaches_task(walk *w, TaskObject *x)
+{
+    st_state *st = w->st;
+    Py_ssize_t n = nsteps(w);
+    int found = 0, status = st_task_status(&x->task_core);
+    thread_rec *q;
+
+    if (status >= ST_STATUS_RAN_TO_COMPLETION || w->depth >= WALK_DEPTH) {
+        return 0;
+    }
+    for (int i = 0; i < w->nvisited; i++) {
+        if (w->visited[i] == x) {
+            return 0;
+        }
+    }
+    if (w->nvisited < (int)(sizeof(w->visited) / sizeof(w->visited[0]))) {
+        w->visited[w->nvisited++] = x;
+    }
+    w->depth++;
+    add_step(w, x->task_kind == TASK_BOX ? "box" : "task", (PyObject *)x,
+             x->task_kind == TASK_BOX ? x->task_fn : NULL);
+    /* code of x running on some thread now: x needs that thread */
+    if ((q = runner_of(x)) != NULL) {
+        found = reaches_thread(w, q);
+    }
+    else if (x->task_kind == TASK_BOX) {
+        if (is_context(st, x->task_target)) {
+            found = reaches_context(w, x->task_target);
+        }
+        if (!found && x->task_arg != NULL && Task_Check(st, x->task_arg)) {
+            found = reaches_task(w, (TaskObject *)x->task_arg);
+        }
+    }
+    else if (x->task_kind == TASK_PROMISE) {
+        if (is_context(st, x->task_target)) {
+            found = reaches_context(w, x->task_target);
+        }
+        else if (x->task_arg != NULL && PyTuple_Check(x->task_arg)) {
+            /* when_all: blocked if any input is */
+            for (Py_ssize_t i = 0;
+                 !found && i < PyTuple_GET_SIZE(x->task_arg); i++) {
+                found = reaches_task(
+                    w, (TaskObject *)PyTuple_GET_ITEM(x->task_arg, i));
+            }
+        }
+        else if (x->task_arg != NULL && Task_Check(st, x->task_arg)) {
+            found = reaches_task(w, (TaskObject *)x->task_arg); /* proxy */
+        }
+    }
+    else if (status == ST_STATUS_WAITING_FOR_ACTIVATION
+             && x->task_arg != NULL && Task_Check(st, x->task_arg)) {
+        /* a continuation waiting for its antecedent, or a delegate
+         * mirroring the task it returned */
+        found = reaches_task(w, (TaskObject *)x->task_arg);
+    }
+    w->depth--;
+    if (!found) {
+        truncate_steps(w, n);
+    }
+    return found;
+}
+
+static int
+find_cycle(st_state *st, thread_rec *start, TaskObject *t, PyObject *steps)
+{
+    walk w;
+    w.st = st;
+    w.start = start;
+    w.steps = steps;
+    w.nvisited = 0;
+    w.depth = 0;
+    return reaches_task(&w, t);
+}
+
+/* Builds the DeadlockError message (via sharptask._impl) and raises it,
+ * or warns (mode warn).  Returns -1 with the error set when raising. */
+static int
+report_deadlock(st_state *st, thread_rec *r, TaskObject *t)
+{
+    PyObject *steps = PyList_New(0), *msg = NULL, *id = NULL;
+    int rc = -1;
+    if (steps == NULL) {
+        return -1;
+    }
+    if (!find_cycle(st, r, t, steps)) {
+        Py_DECREF(steps);
+        return 0; /* gone meanwhile */
+    }
+    id = PyLong_FromUnsignedLong(r->ident);
+    if (id != NULL) {
+        PyObject *a[3] = {id, (PyObject *)t, steps};
+        msg = call_impl(st, "deadlock_message", a, 3, NULL);
+    }
+    if (msg != NULL) {
+        if (g_mode == 1) {
+            rc = PyErr_WarnEx(PyExc_RuntimeWarning, PyUnicode_AsUTF8(msg), 1)
+                         < 0
+                     ? -1
+                     : 0;
+        }
+        else {
+            PyErr_SetObject(st->DeadlockError, msg);
+        }
+    }
+    Py_XDECREF(msg);
+    Py_XDECREF(id);
+    Py_DECREF(steps);
+    return rc;
+}
+
+int
+deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *waiter,
+                     int infinite)
+{
+    thread_rec *r;
+    if (g_mode == 0 || !infinite || g_owner_threads == 0) {
+        if (tls_rec != NULL) {
+            tls_rec->blocked_on = NULL;
+        }
+        return 0;
+    }
+    r = get_rec();
+    if (r == NULL) {
+        return -1;
+    }
+    r->warned = 0;
+    r->deadlocked = 0;
+    if (find_cycle(st, r, t, NULL)) {
+        if (report_deadlock(st, r, t) < 0) {
+            return -1;
+        }
+        r->warned = 1;
+    }
+    r->blocked_on = t;
+    r->waiter = waiter;
+    if (r->nowned > 0) {
+        g_blocked_owners++;
+    }
+    /* this block may close a cycle through another blocked owner */
+    deadlock_graph_changed(st);
+    return 0;
+}
+
+void
+deadlock_after_wait(st_state *st)
+{
+    thread_rec *r = tls_rec;
+    (void)st;
+    if (r == NULL || r->blocked_on == NULL) {
+        return;
+    }
+    if (r->nowned > 0) {
+        g_blocked_owners--;
+    }
+    r->blocked_on = NULL;
+    r->waiter = NULL;
+    r->deadlocked = 0;
+}
+
+int
+deadlock_check_woken(st_state *st, TaskObject *t)
+{
+    thread_rec *r = tls_rec;
+    if (r == NULL || !r->deadlocked) {
+        return 0;
+    }
+    r->deadlocked = 0;
+    if (r->warned) {
+        return 0; /* warn mode: said once, keep waiting */
+    }
+    r->warned = 1;
+    return report_deadlock(st, r, t);
+}
+
+void
+deadlock_graph_changed(st_state *st)
+{
+    if (g_blocked_owners == 0 || g_mode == 0) {
+        return;
+    }
+    for (thread_rec *r = g_threads; r != NULL; r = r->next) {
+        if (r->blocked_on != NULL && r->nowned > 0 && !r->deadlocked
+            && !r->warned && r != tls_rec
+            && find_cycle(st, r, r->blocked_on, NULL)) {
+            r->deadlocked = 1;
+            st_event_set(&r->waiter->ev); /* it raises when it wakes */
+        }
+    }
+}
+
+/* ------------------------------------------------------ box registry */
+
+static TaskObject *g_boxes; /* pending async methods (GIL) */
+
+void
+box_registry_add(TaskObject *box)
+{
+    if (box->task_box_prev != NULL || g_boxes == box) {
+        return;
+    }
+    box->task_box_next = g_boxes;
+    if (g_boxes != NULL) {
+        g_boxes->task_box_prev = box;
+    }
+    g_boxes = box;
+}
+
+void
+box_registry_remove(TaskObject *box)
+{
+    if (box->task_box_prev == NULL && g_boxes != box) {
+        return;
+    }
+    if (box->task_box_prev != NULL) {
+        box->task_box_prev->task_box_next = box->task_box_next;
+    }
+    else {
+        g_boxes = box->task_box_next;
+    }
+    if (box->task_box_next != NULL) {
+        box->task_box_next->task_box_prev = box->task_box_prev;
+    }
+    box->task_box_prev = NULL;
+    box->task_box_next = NULL;
+}
+
+/* _pending_boxes() -> [(box, coroutine, awaiting, context), ...] */
+static PyObject *
+mod_pending_boxes(PyObject *mod, PyObject *unused)
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (TaskObject *b = g_boxes; b != NULL; b = b->task_box_next) {
+        PyObject *item = Py_BuildValue(
+            "(OOOO)", (PyObject *)b, b->task_fn ? b->task_fn : Py_None,
+            b->task_arg ? b->task_arg : Py_None,
+            b->task_target ? b->task_target : Py_None);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
+}
+
+/* ---------------------------------------------------- module functions */
+
+static PyObject *
+mod_set_deadlock_detection(PyObject *mod, PyObject *arg)
+{
+    static const char *names[] = {"off", "warn", "raise"};
+    const char *s;
+    PyObject *prev;
+    int i;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "mode must be 'raise', 'warn' or "
+                     "'off', not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    s = PyUnicode_AsUTF8(arg);
+    if (s == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < 3; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            break;
+        }
+    }
+    if (i == 3) {
+        PyErr_Format(PyExc_ValueError,
+                     "mode must be 'raise', 'warn' or 'off', not %R", arg);
+        return NULL;
+    }
+    prev = PyUnicode_FromString(names[g_mode]);
+    g_mode = i;
+    return prev;
+}
+
+static PyObject *
+mod_get_deadlock_detection(PyObject *mod, PyObject *unused)
+{
+    static const char *names[] = {"off", "warn", "raise"};
+    return PyUnicode_FromString(names[g_mode]);
+}
+
+/* _context_owner(ctx, enter): the calling thread starts or stops running
+ * ctx's callbacks (the exclusive context, C8). */
+static PyObject *
+mod_context_owner(PyObject *mod, PyObject *args)
+{
+    st_state *st = get_st_state(mod);
+    PyObject *ctx;
+    int enter;
+    if (!PyArg_ParseTuple(args, "Op:_context_owner", &ctx, &enter)) {
+        return NULL;
+    }
+    if (enter) {
+        if (owner_push(st, ctx) < 0) {
+            return NULL;
+        }
+        deadlock_graph_changed(st);
+    }
+    else {
+        owner_pop(ctx);
+    }
+    Py_RETURN_NONE;
+}
+
+/* _completed_by(task, ctx): task (a promise) is completed by a callback
+ * posted to ctx (UiThread.invoke): an edge for the walk. */
+static PyObject *
+mod_completed_by(PyObject *mod, PyObject *args)
+{
+    st_state *st = get_st_state(mod);
+    PyObject *task, *ctx;
+    if (!PyArg_ParseTuple(args, "O!O:_completed_by", st->Task_type, &task,
+                          &ctx)) {
+        return NULL;
+    }
+    if (((TaskObject *)task)->task_kind != TASK_PROMISE) {
+        PyErr_SetString(PyExc_ValueError, "task must be a promise task");
+        return NULL;
+    }
+    Py_XSETREF(((TaskObject *)task)->task_target,
+               ctx == Py_None ? NULL : Py_NewRef(ctx));
+    deadlock_graph_changed(st);
+    Py_RETURN_NONE;
+}
+
+PyMethodDef context_methods[] = {
+    {"set_deadlock_detection", mod_set_deadlock_detection, METH_O,
+     PyDoc_STR("set_deadlock_detection(mode, /)\n--\n\n"
+               "'raise' (default): a blocking wait that can never complete\n"
+               "raises DeadlockError; 'warn': a RuntimeWarning, then it\n"
+               "waits; 'off': it just waits.  Returns the previous mode.")},
+    {"get_deadlock_detection", mod_get_deadlock_detection, METH_NOARGS,
+     PyDoc_STR("get_deadlock_detection()\n--\n\nThe current mode.")},
+    {"_context_owner", mod_context_owner, METH_VARARGS,
+     PyDoc_STR("_context_owner(ctx, enter, /)\n--\n\n"
+               "Internal: the calling thread starts/stops running ctx.")},
+    {"_completed_by", mod_completed_by, METH_VARARGS,
+     PyDoc_STR("_completed_by(task, ctx, /)\n--\n\n"
+               "Internal: task is completed by a callback posted to ctx.")},
+    {"_pending_boxes", mod_pending_boxes, METH_NOARGS,
+     PyDoc_STR("_pending_boxes()\n--\n\n"
+               "Internal: every pending async method, for dump_async().")},
+    {NULL, NULL, 0, NULL},
+};
+
+/* ---------------------------------- SingleThreadSynchronizationContext */
+
+typedef struct STContextObject {
+    PyObject_HEAD
+    st_workq_t stc_queue;
+    thread_rec *stc_owner; /* the pumping thread's record, or NULL */
+    Py_ssize_t stc_ops;    /* operation_started - operation_completed */
+} STContextObject;
+
+#define STContextObject_CAST(op) ((STContextObject *)(op))
+#define PUMP_SLICE_NS 50000000u /* Ctrl-C latency while idle (T6) */
+
+/* A box resumption taken from the queue. */
+static void
+stcontext_box_run(st_work_t *w)
+{
+    box_resume(st_container_of(w, TaskObject, task_work));
+}
+
+int
+stcontext_post_box(st_state *st, PyObject *ctx, TaskObject *box)
+{
+    STContextObject *c = STContextObject_CAST(ctx);
+    box->task_work.run = stcontext_box_run;
+    box->task_work.flags = 0;
+    /* the queue owns the reference we were given */
+    if (st_workq_push(&c->stc_queue, &box->task_work) != 0) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "the SingleThreadSynchronizationContext is closed");
+        return -1;
+    }
+    deadlock_graph_changed(st);
+    return 0;
+}
+
+static PyObject *
+STContext_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
+{
+    STContextObject *c;
+    if (PyTuple_GET_SIZE(args) != 0 || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "SingleThreadSynchronizationContext() takes no "
+                        "arguments");
+        return NULL;
+    }
+    c = (STContextObject *)tp->tp_alloc(tp, 0);
+    if (c == NULL) {
+        return NULL;
+    }
+    st_workq_init(&c->stc_queue);
+    c->stc_owner = NULL;
+    c->stc_ops = 0;
+    return (PyObject *)c;
+}
+
+static PyObject *
+stcontext_post(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    st_state *st = g_st;
+    STContextObject *c = STContextObject_CAST(op);
+    PyObject *cargs, *ctx, *action;
+    st_work_t *node;
+
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "post(callback, state=None)");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "post(): callback must be callable, "
+                     "not %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    cargs = PyTuple_Pack(1, nargs == 2 ? args[1] : Py_None);
+    ctx = cargs ? PyContext_CopyCurrent() : NULL;
+    action = ctx ? action_new(st, args[0], cargs, ctx) : NULL;
+    Py_XDECREF(cargs);
+    Py_XDECREF(ctx);
+    if (action == NULL) {
+        return NULL;
+    }
+    node = action_queue_node(action); /* steals action */
+    if (st_workq_push(&c->stc_queue, node) != 0) {
+        action_queue_node_drop(node);
+        PyErr_SetString(st->InvalidOperationError,
+                        "the SingleThreadSynchronizationContext is closed");
+        return NULL;
+    }
+    deadlock_graph_changed(st);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stcontext_send(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    st_state *st = g_st;
+    STContextObject *c = STContextObject_CAST(op);
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "send(callback, state=None)");
+        return NULL;
+    }
+    if (c->stc_owner != NULL && c->stc_owner == tls_rec) {
+        return PyObject_CallOneArg(args[0], nargs == 2 ? args[1] : Py_None);
+    }
+    PyObject *a[3] = {op, args[0], nargs == 2 ? args[1] : Py_None};
+    return call_impl(st, "context_send", a, 3, NULL);
+}
+
+static PyObject *
+stcontext_operation_started(PyObject *op, PyObject *unused)
+{
+    STContextObject_CAST(op)->stc_ops++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stcontext_operation_completed(PyObject *op, PyObject *unused)
+{
+    STContextObject_CAST(op)->stc_ops--;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+stcontext_create_copy(PyObject *op, PyObject *unused)
+{
+    return Py_NewRef(op); /* one queue, one thread: the copy is itself */
+}
+
+/* Runs one queue item; -1 if it raised (error set). */
+static int
+pump_one(st_work_t *w)
+{
+    w->run(w);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    return pending_exc_restore();
+}
+
+static PyObject *
+stcontext_run(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    st_state *st = g_st;
+    STContextObject *c = STContextObject_CAST(op);
+    PyObject *prev, *r = NULL, *result = NULL;
+    TaskObject *task = NULL;
+    thread_rec *rec;
+    st_work_t *w;
+
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "run() missing argument: fn");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0]) && !is_coroutine_like(args[0])) {
+        PyErr_Format(PyExc_TypeError, "run(): fn must be callable or a "
+                     "coroutine, not %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (c->stc_owner != NULL) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "this SingleThreadSynchronizationContext is already "
+                        "being run by a thread");
+        return NULL;
+    }
+    rec = get_rec();
+    if (rec == NULL || owner_push(st, op) < 0) {
+        return NULL;
+    }
+    c->stc_owner = rec;
+    prev = Py_XNewRef(sync_context_current());
+    if (sync_context_set(st, op) < 0) {
+        goto done;
+    }
+    if (is_coroutine_like(args[0])) {
+        r = builder_start(st, Py_NewRef(args[0]), NULL);
+    }
+    else {
+        r = PyObject_Vectorcall(args[0], args + 1, nargs - 1, NULL);
+        if (r != NULL && is_coroutine_like(r)) {
+            r = builder_start(st, r, NULL); /* steals */
+        }
+    }
+    if (r == NULL) {
+        goto done;
+    }
+    if (Task_Check(st, r)) {
+        task = (TaskObject *)r;
+    }
+    for (;;) {
+        w = st_workq_try_pop(&c->stc_queue);
+        if (w != NULL) {
+            if (pump_one(w) < 0) {
+                goto done;
+            }
+            continue;
+        }
+        if ((task == NULL || st_task_is_completed(&task->task_core))
+            && c->stc_ops <= 0) {
+            break;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        w = st_workq_pop_wait(&c->stc_queue, PUMP_SLICE_NS);
+        Py_END_ALLOW_THREADS
+        if (w != NULL) {
+            if (pump_one(w) < 0) {
+                goto done;
+            }
+        }
+        else if (PyErr_CheckSignals() < 0) {
+            goto done;
+        }
+        else if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+            PyErr_SetString(st->InvalidOperationError,
+                            "the interpreter is shutting down");
+            goto done;
+        }
+    }
+    result = task != NULL ? task_get_result(st, task) : Py_NewRef(r);
+done:
+    {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        c->stc_owner = NULL;
+        owner_pop(op);
+        if (sync_context_set(st, prev) < 0) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(prev);
+        Py_XDECREF(r);
+        PyErr_Restore(type, value, tb);
+    }
+    return result;
+}
+
+static PyObject *
+stcontext_pending_get(PyObject *op, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(
+        st_workq_count(&STContextObject_CAST(op)->stc_queue));
+}
+
+static PyObject *
+stcontext_thread_get(PyObject *op, void *closure)
+{
+    thread_rec *r = STContextObject_CAST(op)->stc_owner;
+    if (r == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLong(r->ident);
+}
+
+static int
+STContext_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    return 0;
+}
+
+static void
+STContext_dealloc(PyObject *op)
+{
+    STContextObject *c = STContextObject_CAST(op);
+    PyTypeObject *tp = Py_TYPE(op);
+    st_work_t *w;
+    PyObject_GC_UnTrack(op);
+    /* items still queued will never run: release what they hold */
+    while ((w = st_workq_try_pop(&c->stc_queue)) != NULL) {
+        if (w->run == stcontext_box_run) {
+            Py_DECREF(st_container_of(w, TaskObject, task_work));
+        }
+        else {
+            action_queue_node_drop(w);
+        }
+    }
+    st_workq_destroy(&c->stc_queue);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef STContext_methods[] = {
+    {"post", (PyCFunction)(void (*)(void))stcontext_post, METH_FASTCALL,
+     PyDoc_STR("post($self, callback, state=None, /)\n--\n\n"
+               "Queue callback(state) to run on the thread that runs this\n"
+               "context.")},
+    {"send", (PyCFunction)(void (*)(void))stcontext_send, METH_FASTCALL,
+     PyDoc_STR("send($self, callback, state=None, /)\n--\n\n"
+               "Run callback(state) on the context's thread and wait for\n"
+               "it (inline when called on that thread).")},
+    {"operation_started", stcontext_operation_started, METH_NOARGS,
+     PyDoc_STR("operation_started($self, /)\n--\n\n"
+               "An async void method started: run() keeps pumping until\n"
+               "it completes.")},
+    {"operation_completed", stcontext_operation_completed, METH_NOARGS,
+     PyDoc_STR("operation_completed($self, /)\n--\n\n"
+               "An async void method completed.")},
+    {"create_copy", stcontext_create_copy, METH_NOARGS,
+     PyDoc_STR("create_copy($self, /)\n--\n\nThe context itself.")},
+    {"run", (PyCFunction)(void (*)(void))stcontext_run, METH_FASTCALL,
+     PyDoc_STR("run($self, fn, /, *args)\n--\n\n"
+               "Install this context on the calling thread, call fn(*args)\n"
+               "(an async function is started by the builder), and pump\n"
+               "posted callbacks until its task and every async void\n"
+               "operation complete.  Returns the result, or raises.")},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef STContext_getset[] = {
+    {"pending", stcontext_pending_get, NULL,
+     PyDoc_STR("Callbacks queued and not yet run."), NULL},
+    {"thread_ident", stcontext_thread_get, NULL,
+     PyDoc_STR("threading ident of the thread running it, or None."),
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot STContext_slots[] = {
+    {Py_tp_doc, (void *)PyDoc_STR(
+         "SingleThreadSynchronizationContext()\n--\n\n"
+         "A message queue pumped by one thread: the UI-thread model\n"
+         "(WindowsFormsSynchronizationContext, a test's AsyncPump).")},
+    {Py_tp_new, STContext_new},
+    {Py_tp_traverse, STContext_traverse},
+    {Py_tp_dealloc, STContext_dealloc},
+    {Py_tp_methods, STContext_methods},
+    {Py_tp_getset, STContext_getset},
+    {0, NULL},
+};
+
+PyType_Spec STContext_spec = {
+    .name = "sharptask.SingleThreadSynchronizationContext",
+    .basicsize = sizeof(STContextObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = STContext_slots,
+};

@@ -1,0 +1,393 @@
+"""Synchronization contexts and async void (SPEC C2, C8, A8), the
+deadlock detector's switch (C6) and the async dump (D1)."""
+from __future__ import annotations
+
+import collections
+import functools
+import inspect
+import os
+import sys
+import threading
+import traceback
+from typing import Any, Callable
+
+from . import _native
+from ._builder import async_method
+from ._enums import TaskContinuationOptions
+from ._errors import AggregateError, InvalidOperationError
+
+Task = _native.Task
+TaskCompletionSource = _native.TaskCompletionSource
+SynchronizationContext = _native.SynchronizationContext
+SingleThreadSynchronizationContext = _native.SingleThreadSynchronizationContext
+
+__all__ = [
+    "UiThread", "ExclusiveSynchronizationContext", "async_void",
+    "set_unhandled_exception_handler", "set_unhandled_exception_policy",
+    "set_deadlock_detection", "get_deadlock_detection", "dump_async",
+    "print_async_dump", "AsyncDump",
+]
+
+set_deadlock_detection = _native.set_deadlock_detection
+get_deadlock_detection = _native.get_deadlock_detection
+
+_EXEC_SYNC = TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY
+
+
+# ------------------------------------------------------------- UiThread
+
+class UiThread:
+    """A dedicated thread pumping one SingleThreadSynchronizationContext:
+    the WinForms/WPF dispatcher (SPEC C2).
+
+    ``invoke(fn, *args)`` runs fn there and blocks for its value;
+    ``begin_invoke(fn, *args)`` returns a Task.  Use ``close()`` or a
+    ``with`` block.  The thread is a daemon: a UiThread never closed, even
+    one stuck in a deadlock, does not hold up interpreter exit.
+    """
+
+    def __init__(self, name: str = "UiThread") -> None:
+        self.context = SingleThreadSynchronizationContext()
+        self._closed = TaskCompletionSource()
+        self._started = threading.Event()
+        self._ident: int | None = None
+        self._thread = threading.Thread(target=self._main, name=name,
+                                        daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    def _main(self) -> None:
+        self._ident = threading.get_ident()
+        self._started.set()
+        while not self._closed.task.is_completed:
+            try:
+                self.context.run(lambda: self._closed.task)
+            except BaseException as e:  # an exception raised on the UI
+                # thread by a posted callback (async void): report, go on
+                if isinstance(e, InvalidOperationError) and \
+                        self._closed.task.is_completed:
+                    break
+                _report_unhandled(e, "UiThread message loop")
+
+    @property
+    def ident(self) -> int | None:
+        """The thread's ``threading.get_ident()``."""
+        return self._ident
+
+    def _check_open(self) -> None:
+        if self._closed.task.is_completed:
+            raise InvalidOperationError("the UiThread is closed")
+
+    def begin_invoke(self, fn: Callable, *args: Any) -> Task:
+        """Queue ``fn(*args)`` to the UI thread; a Task of its value,
+        faulted with its exception (like ``Control.BeginInvoke``)."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        self._check_open()
+        tcs = TaskCompletionSource()
+        _native._completed_by(tcs.task, self.context)
+
+        def call(_state: Any) -> None:
+            try:
+                r = fn(*args)
+            except BaseException as e:
+                tcs.try_set_exception(e)
+            else:
+                tcs.try_set_result(r)
+        self.context.post(call, None)
+        return tcs.task
+
+    def invoke(self, fn: Callable, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the UI thread, wait, and return its value as
+        it is (an async method's Task is returned, not awaited) or raise
+        its exception itself (like ``Control.Invoke``)."""
+        if threading.get_ident() == self._ident:
+            return fn(*args)
+        return self.begin_invoke(fn, *args).get_awaiter().get_result()
+
+    def close(self, timeout: float | None = 5.0) -> None:
+        """Stop the message loop and join the thread (at most ``timeout``
+        seconds: a thread stuck in a deadlock is left behind, as a daemon)."""
+        self._closed.try_set_result(None)
+        if threading.get_ident() != self._ident:
+            # wake the pump: it exits once the closing task completed
+            try:
+                self.context.post(lambda _: None, None)
+            except InvalidOperationError:
+                pass
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "UiThread":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed.task.is_completed else "running"
+        return f"<UiThread {self._thread.name!r} {state}>"
+
+
+# ------------------------------------------------- exclusive (ASP.NET)
+
+class ExclusiveSynchronizationContext(SynchronizationContext):
+    """Runs one callback at a time (post and send alike) on whatever
+    thread, and is current inside its callbacks: the model of the old
+    ASP.NET request context (SPEC C8).  A blocking wait inside a callback
+    that holds it counts, for deadlock detection, like a wait on a UI
+    thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.RLock()
+        self._queue: collections.deque = collections.deque()
+        self._draining = False
+        self._guard = threading.Lock()
+
+    def _run_one(self, callback: Callable, state: Any) -> Any:
+        with self._lock:
+            prev = SynchronizationContext.current()
+            SynchronizationContext.set_synchronization_context(self)
+            _native._context_owner(self, True)
+            try:
+                return callback(state)
+            finally:
+                _native._context_owner(self, False)
+                SynchronizationContext.set_synchronization_context(prev)
+
+    def _drain(self, _state: Any = None) -> None:
+        while True:
+            with self._guard:
+                if not self._queue:
+                    self._draining = False
+                    return
+                callback, state = self._queue.popleft()
+            try:
+                self._run_one(callback, state)
+            except BaseException as e:
+                _report_unhandled(e, "ExclusiveSynchronizationContext")
+
+    def post(self, callback: Callable, state: Any = None) -> None:
+        """Queue callback(state); callbacks run one at a time on pool
+        threads."""
+        if not callable(callback):
+            raise TypeError("post(): callback must be callable, not "
+                            f"{type(callback).__name__}")
+        with self._guard:
+            self._queue.append((callback, state))
+            if self._draining:
+                return
+            self._draining = True
+        _native._pool_queue(self._drain)
+
+    def send(self, callback: Callable, state: Any = None) -> Any:
+        """Run callback(state) on the calling thread once no other
+        callback of this context runs."""
+        if not callable(callback):
+            raise TypeError("send(): callback must be callable, not "
+                            f"{type(callback).__name__}")
+        return self._run_one(callback, state)
+
+    def create_copy(self) -> "ExclusiveSynchronizationContext":
+        """The context itself (one request, one context)."""
+        return self
+
+
+# ------------------------------------------------------------ async void
+
+_unhandled_handler: Callable[[BaseException], Any] | None = None
+_policy = "report"
+
+
+def set_unhandled_exception_handler(
+        fn: Callable[[BaseException], Any] | None) -> Any:
+    """Set what receives an exception escaping an ``@async_void`` method
+    with no SynchronizationContext (``fn(exception)``); returns the previous
+    handler; None restores the default (``sys.unraisablehook``)."""
+    global _unhandled_handler
+    if fn is not None and not callable(fn):
+        raise TypeError(f"fn must be callable or None, not "
+                        f"{type(fn).__name__}")
+    prev, _unhandled_handler = _unhandled_handler, fn
+    return prev
+
+
+def set_unhandled_exception_policy(policy: str) -> str:
+    """``"report"`` (default: the handler / sys.unraisablehook) or
+    ``"crash"`` (print it and end the process with exit code 1, as .NET
+    does).  Returns the previous policy."""
+    global _policy
+    if policy not in ("report", "crash"):
+        raise ValueError(f"policy must be 'report' or 'crash', not "
+                         f"{policy!r}")
+    prev, _policy = _policy, policy
+    return prev
+
+
+class _UnraisableArgs:
+    def __init__(self, exc: BaseException, where: str) -> None:
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = f"Exception ignored in async void method {where}"
+        self.object = None
+
+
+def _report_unhandled(exc: BaseException, where: str) -> None:
+    if _policy == "crash":
+        sys.stderr.write(f"Unhandled exception in {where}:\n")
+        traceback.print_exception(exc)
+        sys.stderr.flush()
+        os._exit(1)
+    handler = _unhandled_handler
+    if handler is not None:
+        try:
+            handler(exc)
+        except BaseException as e:  # the handler failed: say so
+            sys.unraisablehook(_UnraisableArgs(e, where))
+        return
+    sys.unraisablehook(_UnraisableArgs(exc, where))
+
+
+def async_void(fn: Callable) -> Callable[..., None]:
+    """An ``async void`` method (AsyncVoidMethodBuilder, SPEC A8).
+
+    Calling it returns None.  It calls ``operation_started()`` on the
+    current SynchronizationContext at the start and
+    ``operation_completed()`` at the end; an escaping exception is posted
+    to that context, which raises it there (a pumping
+    ``SingleThreadSynchronizationContext.run`` raises it to its caller);
+    with no context it goes to the unhandled-exception handler, on a pool
+    thread, as .NET rethrows it on the thread pool.
+    """
+    if isinstance(fn, staticmethod):
+        return staticmethod(async_void(fn.__func__))  # type: ignore
+    if isinstance(fn, classmethod):
+        return classmethod(async_void(fn.__func__))  # type: ignore
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"async_void(): "
+                        f"{getattr(fn, '__qualname__', fn)!s} is not an "
+                        "async def function")
+    method = async_method(fn)
+    name = getattr(fn, "__qualname__", repr(fn))
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> None:
+        ctx = SynchronizationContext.current()
+        if ctx is not None:
+            ctx.operation_started()
+        task = method(*args, **kwargs)
+
+        def done(t: Task) -> None:
+            exc = None
+            if not t.is_completed_successfully:
+                try:
+                    t.get_awaiter().get_result()
+                except BaseException as e:
+                    exc = e
+            if exc is not None:
+                if ctx is not None:
+                    def rethrow(_state: Any, exc: BaseException = exc) -> None:
+                        raise exc
+                    try:
+                        ctx.post(rethrow, None)
+                    except BaseException as post_error:
+                        _native._pool_queue(
+                            lambda: _report_unhandled(
+                                AggregateError([exc, post_error]), name))
+                else:
+                    _native._pool_queue(
+                        lambda: _report_unhandled(exc, name))
+            if ctx is not None:
+                ctx.operation_completed()
+
+        if task.is_completed:
+            done(task)
+        else:
+            task.continue_with(done, options=_EXEC_SYNC)
+        return None
+
+    return call
+
+
+# ----------------------------------------------------------- dump_async
+
+class AsyncDump:
+    """What :func:`dump_async` returns: ``str()`` is the dump; ``chains``
+    holds ``(count, [frames...])`` with the coalesced await chains."""
+
+    def __init__(self, chains: list[tuple[int, list[str]]]) -> None:
+        self.chains = chains
+
+    def __len__(self) -> int:
+        return sum(n for n, _ in self.chains)
+
+    def __str__(self) -> str:
+        if not self.chains:
+            return "no pending async methods\n"
+        out = [f"{len(self)} pending async method(s), "
+               f"{len(self.chains)} distinct chain(s):"]
+        for n, frames in self.chains:
+            out.append("")
+            out.append(f"  {n} x" if n > 1 else "  1 x")
+            for i, f in enumerate(frames):
+                out.append("    " + ("  " * i) + f)
+        return "\n".join(out) + "\n"
+
+    __repr__ = __str__
+
+
+def _describe(box: Any, coro: Any, awaiting: Any, target: Any) -> str:
+    name = getattr(coro, "__qualname__", None) or type(coro).__name__
+    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+    where = ""
+    if frame is not None:
+        where = f" at {os.path.basename(frame.f_code.co_filename)}" \
+                f":{frame.f_lineno}"
+    if isinstance(awaiting, Task):
+        what = f"awaits {awaiting!r}"
+    elif awaiting is None:
+        what = "scheduled to resume"
+    else:
+        what = f"awaits {type(awaiting).__name__}"
+    on = f", resumes on {type(target).__name__}" if target is not None \
+        else ""
+    return f"{name}{where} [{box!r}] {what}{on}"
+
+
+def dump_async() -> AsyncDump:
+    """Every pending async method with its await chain: what each awaits,
+    where it is suspended, and which context it resumes on, like
+    ``dumpasync`` in dotnet-dump (SPEC D1).  Identical chains are
+    coalesced with a count."""
+    rows = _native._pending_boxes()
+    by_box = {id(r[0]): r for r in rows}
+    awaited_by_box = {id(r[2]) for r in rows if isinstance(r[2], Task)}
+    chains: dict[tuple[str, ...], int] = {}
+    for box, coro, awaiting, target in rows:
+        if id(box) in awaited_by_box:
+            continue  # shown inside the chain of what awaits it
+        frames = []
+        cur = by_box.get(id(box))
+        seen = set()
+        while cur is not None and id(cur[0]) not in seen:
+            seen.add(id(cur[0]))
+            frames.append(_describe(*cur))
+            nxt = cur[2]
+            cur = by_box.get(id(nxt)) if isinstance(nxt, Task) else None
+        # the ids in reprs differ per instance: coalesce on the shape
+        key = tuple(_shape(f) for f in frames)
+        chains[key] = chains.get(key, 0) + 1
+    result = sorted(((n, list(k)) for k, n in chains.items()),
+                    key=lambda x: -x[0])
+    return AsyncDump(result)
+
+
+def _shape(frame: str) -> str:
+    import re
+    return re.sub(r"<Task id=\d+ ", "<Task ", frame)
+
+
+def print_async_dump() -> None:
+    """Print :func:`dump_async` to stdout."""
+    print(dump_async(), end="")
