@@ -172,6 +172,13 @@ int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
 /* A coroutine, generator or other object the builder can drive. */
 int is_coroutine_like(PyObject *obj);
 
+/* The custom TaskScheduler whose task runs on this thread (borrowed), or
+ * NULL (the default, the pool). */
+PyObject *current_scheduler(void);
+/* A delegate task running fn() queued to scheduler.queue_task. */
+PyObject *task_new_on_scheduler(st_state *st, PyObject *fn,
+                                PyObject *scheduler);
+
 /* Continuation fns the GC needs to recognise (Task_traverse). */
 void box_on_complete(st_cont_t *c, st_task_t *core, int how);
 

@@ -105,9 +105,15 @@ capture_target(st_state *st)
 {
     PyObject *ctx = tls_sync_ctx;
     if (ctx != NULL && Py_TYPE(ctx) != st->SyncContext_type) {
-        return Py_NewRef(ctx);
+        return Py_NewRef(ctx); /* R7.2 step 1 */
     }
-    return NULL;
+    return Py_XNewRef(current_scheduler()); /* step 2: a custom scheduler */
+}
+
+static int
+is_sync_context(st_state *st, PyObject *obj)
+{
+    return PyObject_TypeCheck(obj, st->SyncContext_type);
 }
 
 int
@@ -118,9 +124,15 @@ can_inline_here(st_state *st, PyObject *target)
         return 0;
     }
     if (target == NULL) {
-        return cur == NULL || Py_TYPE(cur) == st->SyncContext_type;
+        /* a valid location: no context (or the base one) and the
+         * default scheduler (R3.4) */
+        return (cur == NULL || Py_TYPE(cur) == st->SyncContext_type)
+               && current_scheduler() == NULL;
     }
-    return cur == target;
+    if (is_sync_context(st, target)) {
+        return cur == target;
+    }
+    return current_scheduler() == target; /* already on that scheduler */
 }
 
 int
@@ -284,6 +296,14 @@ int
 schedule_action(st_state *st, PyObject *target, PyObject *action)
 {
     ActionObject *a = ActionObject_CAST(action);
+    if (target != NULL && !PyObject_TypeCheck(target, st->SyncContext_type)) {
+        PyObject *t = task_new_on_scheduler(st, action, target);
+        if (t == NULL) {
+            return -1;
+        }
+        Py_DECREF(t);
+        return 0;
+    }
     if (target != NULL) {
         return post_to_target(st, target, action);
     }
@@ -375,6 +395,19 @@ box_schedule(TaskObject *box)
         if (task_complete_from_error(box, 0) < 0) {
             pending_exc_save();
         }
+    }
+    else if (target != NULL && !is_sync_context(st, target)) {
+        /* a captured TaskScheduler: resume as a task queued to it */
+        PyObject *action = action_new_box(st, box);
+        PyObject *t = action ? task_new_on_scheduler(st, action, target)
+                             : NULL;
+        Py_XDECREF(action);
+        if (t == NULL) {
+            if (task_complete_from_error(box, 0) < 0) {
+                pending_exc_save();
+            }
+        }
+        Py_XDECREF(t);
     }
     else if (target != NULL) {
         PyObject *action = action_new_box(st, box);

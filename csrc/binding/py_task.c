@@ -63,6 +63,16 @@ static int g_ncpu = 0; /* st_cpu_count(), read once */
 /* The delegate task whose code runs on this thread (Task.current_id). */
 static _Thread_local TaskObject *tls_current_task;
 
+/* The custom scheduler whose task runs on this thread (borrowed), or NULL
+ * for the default: TaskScheduler.current() (C7, R10.2). */
+static _Thread_local PyObject *tls_current_scheduler;
+
+PyObject *
+current_scheduler(void)
+{
+    return tls_current_scheduler;
+}
+
 static _Thread_local PyObject *tls_pending_type;
 static _Thread_local PyObject *tls_pending_value;
 static _Thread_local PyObject *tls_pending_tb;
@@ -633,7 +643,9 @@ task_execute(TaskObject *t)
         ctx = NULL;
     }
     TaskObject *outer_task = tls_current_task;
+    PyObject *outer_sched = tls_current_scheduler;
     tls_current_task = t;
+    tls_current_scheduler = t->task_scheduler;
     thread_running_push(t);
     if (t->task_kind == TASK_DELEGATE) {
         res = PyObject_Call(t->task_fn, t->task_arg, NULL);
@@ -647,6 +659,7 @@ task_execute(TaskObject *t)
     }
     thread_running_pop(t);
     tls_current_task = outer_task;
+    tls_current_scheduler = outer_sched;
     if (ctx != NULL) {
         PyContext_Exit(ctx);
     }
@@ -707,6 +720,17 @@ int
 task_queue_work(st_state *st, TaskObject *t, st_work_fn fn)
 {
     int rc;
+    if (t->task_scheduler != NULL && fn == task_work_run) {
+        /* a custom TaskScheduler: its queue_task runs the task later
+         * through try_execute_task (C7) */
+        PyObject *r = PyObject_CallMethod(t->task_scheduler, "queue_task",
+                                          "O", (PyObject *)t);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+        return 0;
+    }
     t->task_work.run = fn;
     t->task_work.flags = ST_WORK_DOMAIN;
     Py_INCREF(t);
@@ -764,6 +788,30 @@ defer_cont(st_cont_t *c, st_task_t *core)
     return 0;
 }
 
+/* An EXECUTE_SYNCHRONOUSLY continuation on a custom scheduler asks it
+ * (try_execute_task_inline); 1 if it ran (or faulted), 0 to queue it. */
+static int
+scheduler_try_inline(TaskObject *t)
+{
+    PyObject *r = PyObject_CallMethod(t->task_scheduler,
+                                      "try_execute_task_inline", "OO",
+                                      (PyObject *)t, Py_False);
+    int yes;
+    if (r == NULL) {
+        if (task_complete_from_error(t, 0) < 0) {
+            pending_exc_save();
+        }
+        return 1;
+    }
+    yes = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    if (yes < 0) {
+        PyErr_Clear();
+        yes = 0;
+    }
+    return yes;
+}
+
 static void
 continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
 {
@@ -780,11 +828,17 @@ continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
         /* R3.8: the condition is not met: canceled, never run */
         task_try_complete(ct, ST_STATUS_CANCELED, NULL, NULL);
     }
-    else if (how == ST_RUN_INLINE) {
+    else if (how == ST_RUN_INLINE && ct->task_scheduler == NULL) {
         task_execute(ct);
     }
+    else if (how == ST_RUN_INLINE && scheduler_try_inline(ct) != 0) {
+        /* ran inline on its scheduler, or faulted trying */
+    }
     else if (task_queue_work(g_st, ct, task_work_run) < 0) {
-        PyErr_WriteUnraisable((PyObject *)ct);
+        /* R1.9/S3.6: a scheduler that throws faults the task */
+        if (task_complete_from_error(ct, 0) < 0) {
+            pending_exc_save();
+        }
     }
     Py_DECREF(ct); /* the registration's reference */
 }
@@ -1336,6 +1390,39 @@ task_configure_await(PyObject *op, PyObject *arg)
                        TaskObject_CAST(op), (int)options);
 }
 
+/* TaskScheduler.default is the pool: stored as NULL on tasks. */
+static int
+scheduler_is_default(st_state *st, PyObject *sched)
+{
+    PyObject *d;
+    int is;
+    if (sched == NULL || sched == Py_None) {
+        return 1;
+    }
+    d = call_impl(st, "default_scheduler", NULL, 0, NULL);
+    if (d == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    is = d == sched;
+    Py_DECREF(d);
+    return is;
+}
+
+static int
+scheduler_check(st_state *st, PyObject *sched)
+{
+    int ok = PyObject_HasAttrString(sched, "queue_task")
+             && PyObject_HasAttrString(sched, "try_execute_task_inline");
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError,
+                     "scheduler must be a TaskScheduler, not %.100s",
+                     Py_TYPE(sched)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
 {
@@ -1369,17 +1456,16 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
                      "TaskContinuationOptions", opts);
         return NULL;
     }
-    if (scheduler != Py_None) {
-        PyObject *a[6] = {op, fn, state ? state : Py_None, token,
-                          NULL, scheduler};
-        PyObject *o = PyLong_FromUnsignedLong(opts);
-        if (o == NULL) {
-            return NULL;
-        }
-        a[4] = o;
-        PyObject *r = call_impl(st, "continue_with_scheduler", a, 6, NULL);
-        Py_DECREF(o);
-        return r;
+    if (scheduler == Py_None) {
+        /* R3.6/R10.6: the default is TaskScheduler.current(), not the
+         * pool: work started inside a custom scheduler stays there */
+        scheduler = tls_current_scheduler;
+    }
+    else if (scheduler_is_default(st, scheduler)) {
+        scheduler = NULL;
+    }
+    else if (scheduler_check(st, scheduler) < 0) {
+        return NULL;
     }
     copts = (uint32_t)(opts & 0x7F);
     ct = task_alloc(st, TASK_CONTINUATION, ST_STATUS_WAITING_FOR_ACTIVATION,
@@ -1388,6 +1474,7 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
         return NULL;
     }
     ct->task_cwopts = (uint16_t)(opts >> 16);
+    ct->task_scheduler = Py_XNewRef(scheduler);
     ct->task_fn = Py_NewRef(fn);
     ct->task_arg = Py_NewRef(op);
     if (state != NULL) {
@@ -1568,8 +1655,18 @@ task_start_new_raw(PyObject *unused, PyObject *args)
     unsigned long options;
     TaskObject *t;
 
-    if (!PyArg_ParseTuple(args, "OO!k:_start_new", &fn, &PyTuple_Type,
-                          &fargs, &options)) {
+    PyObject *scheduler = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!k|O:_start_new", &fn, &PyTuple_Type,
+                          &fargs, &options, &scheduler)) {
+        return NULL;
+    }
+    if (scheduler == Py_None) {
+        scheduler = tls_current_scheduler; /* R5.3: TaskScheduler.current */
+    }
+    else if (scheduler_is_default(st, scheduler)) {
+        scheduler = NULL;
+    }
+    else if (scheduler_check(st, scheduler) < 0) {
         return NULL;
     }
     t = task_alloc(st, TASK_DELEGATE, ST_STATUS_WAITING_TO_RUN,
@@ -1586,7 +1683,22 @@ task_start_new_raw(PyObject *unused, PyObject *args)
     t->task_arg = Py_NewRef(fargs);
     t->task_context = ctx;
     t->task_flags |= TF_NO_UNWRAP;
+    t->task_scheduler = Py_XNewRef(scheduler);
     if (task_queue_work(st, t, task_work_run) < 0) {
+        if (t->task_scheduler == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        /* R1.9: the scheduler's queue_task raised: the task is faulted
+         * and the caller gets the exception too */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyErr_Restore(Py_XNewRef(type), Py_XNewRef(value), Py_XNewRef(tb));
+        if (task_complete_from_error(t, 0) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, tb);
         Py_DECREF(t);
         return NULL;
     }
@@ -2988,7 +3100,79 @@ mod_wait_async_timeout(PyObject *mod, PyObject *args)
     return (PyObject *)p;
 }
 
+/* _try_execute_task(task, scheduler) -> bool (C7, R10.3). */
+static PyObject *
+mod_try_execute_task(PyObject *mod, PyObject *args)
+{
+    st_state *st = g_st;
+    PyObject *task, *sched;
+    TaskObject *t;
+    int status;
+    if (!PyArg_ParseTuple(args, "O!O:try_execute_task", st->Task_type,
+                          &task, &sched)) {
+        return NULL;
+    }
+    t = (TaskObject *)task;
+    if (t->task_scheduler != sched) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "try_execute_task(): the task belongs to another "
+                        "scheduler");
+        return NULL;
+    }
+    status = st_task_status(&t->task_core);
+    if (status == ST_STATUS_CANCELED) {
+        Py_RETURN_TRUE; /* canceled while queued: "ran" as canceled */
+    }
+    if ((t->task_kind != TASK_DELEGATE && t->task_kind != TASK_CONTINUATION)
+        || t->task_fn == NULL
+        || (status != ST_STATUS_WAITING_TO_RUN
+            && status != ST_STATUS_WAITING_FOR_ACTIVATION)) {
+        Py_RETURN_FALSE; /* already executed (or executing) */
+    }
+    Py_INCREF(t);
+    task_execute(t);
+    Py_DECREF(t);
+    if (pending_exc_restore() < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(st_task_status(&t->task_core)
+                           != ST_STATUS_WAITING_TO_RUN);
+}
+
+static PyObject *
+mod_current_scheduler(PyObject *mod, PyObject *unused)
+{
+    return Py_NewRef(tls_current_scheduler ? tls_current_scheduler
+                                           : Py_None);
+}
+
+/* _scheduled_resume(box_action, scheduler) -> Task: a delegate task that
+ * runs box_action() on scheduler (an await that captured it, R7.2). */
+PyObject *
+task_new_on_scheduler(st_state *st, PyObject *fn, PyObject *scheduler)
+{
+    TaskObject *t = task_alloc(st, TASK_DELEGATE, ST_STATUS_WAITING_TO_RUN,
+                               0x1 /* PREFER_FAIRNESS */);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->task_fn = Py_NewRef(fn);
+    t->task_arg = PyTuple_New(0);
+    t->task_scheduler = Py_NewRef(scheduler);
+    if (t->task_arg == NULL || task_queue_work(st, t, task_work_run) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
 PyMethodDef task_module_methods[] = {
+    {"_try_execute_task", mod_try_execute_task, METH_VARARGS,
+     PyDoc_STR("_try_execute_task(task, scheduler, /)\n--\n\n"
+               "Internal: TaskScheduler.try_execute_task.")},
+    {"_current_scheduler", mod_current_scheduler, METH_NOARGS,
+     PyDoc_STR("_current_scheduler()\n--\n\n"
+               "Internal: the custom scheduler running now, or None.")},
     {"_wait_any", mod_wait_any, METH_VARARGS,
      PyDoc_STR("_wait_any(tasks, timeout, /)\n--\n\n"
                "Internal: Task.wait_any's wait; index or -1.")},

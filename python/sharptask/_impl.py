@@ -188,10 +188,10 @@ def delay_token(seconds, token):
     return tcs.task
 
 
-def continue_with_scheduler(task, fn, state, token, options, scheduler):
-    raise NotImplementedError(
-        "continue_with(scheduler=...) needs TaskScheduler, which arrives "
-        "with the synchronization-context work (issue 4)")
+def default_scheduler():
+    """TaskScheduler.default, for the C side."""
+    from ._scheduling import TaskScheduler
+    return TaskScheduler.default
 
 
 def task_as_future(task):

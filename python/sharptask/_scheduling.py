@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from . import _native
 from ._enums import TaskCreationOptions
+from ._errors import InvalidOperationError
 
 Task = _native.Task
 TaskCompletionSource = _native.TaskCompletionSource
@@ -53,18 +54,82 @@ _native._install(unobserved_hook=_unobserved_hook)
 
 
 class TaskScheduler:
-    """Where tasks run, like ``System.Threading.Tasks.TaskScheduler``.
+    """Where tasks run, like ``System.Threading.Tasks.TaskScheduler`` (SPEC
+    C7).
 
-    ``TaskScheduler.default`` is the thread pool.
+    ``TaskScheduler.default`` is the thread pool.  Subclass it and override
+    ``queue_task(task)``, ``try_execute_task_inline(task,
+    previously_queued)`` and ``get_scheduled_tasks()``; run a task with
+    ``self.try_execute_task(task)``.  Tasks started with
+    ``Task.factory.start_new(..., scheduler=s)`` or
+    ``continue_with(..., scheduler=s)`` go to ``s.queue_task``; code running
+    in such a task sees ``TaskScheduler.current() is s``, and an ``await``
+    there resumes on ``s`` (R7.2).
     """
 
     default: "TaskScheduler"
+    _next_id = 0
+    _id_lock = threading.Lock()
 
     @staticmethod
     def current() -> "TaskScheduler":
-        """The scheduler of the task running now; the default outside any
-        task (custom schedulers arrive with issue 4)."""
-        return TaskScheduler.default
+        """The scheduler of the task running now; ``default`` outside any
+        task (like ``TaskScheduler.Current``)."""
+        s = _native._current_scheduler()
+        return s if s is not None else TaskScheduler.default
+
+    @staticmethod
+    def from_current_synchronization_context() -> "TaskScheduler":
+        """A scheduler that posts its tasks to the current
+        SynchronizationContext (like
+        ``TaskScheduler.FromCurrentSynchronizationContext``)."""
+        ctx = _native.SynchronizationContext.current()
+        if ctx is None:
+            raise InvalidOperationError(
+                "The current SynchronizationContext may not be used as a "
+                "TaskScheduler: there is none on this thread.")
+        return _SyncContextTaskScheduler(ctx)
+
+    @property
+    def id(self) -> int:
+        """A unique id, assigned on first read."""
+        i = getattr(self, "_id", None)
+        if i is None:
+            with TaskScheduler._id_lock:
+                TaskScheduler._next_id += 1
+                i = self._id = TaskScheduler._next_id
+        return i
+
+    @property
+    def maximum_concurrency_level(self) -> int:
+        """How many tasks it may run at once (default: unbounded)."""
+        return 2**31 - 1
+
+    def queue_task(self, task: Task) -> None:
+        """Queue ``task``; the scheduler must later run it with
+        ``try_execute_task`` (abstract)."""
+        raise NotImplementedError("a TaskScheduler subclass must implement "
+                                  "queue_task(task)")
+
+    def try_execute_task_inline(self, task: Task,
+                                task_was_previously_queued: bool) -> bool:
+        """Run ``task`` on the calling thread now if allowed, returning
+        True only after running it with ``try_execute_task``."""
+        return False
+
+    def get_scheduled_tasks(self):
+        """The tasks queued and not yet run (for debuggers)."""
+        raise NotImplementedError
+
+    def try_dequeue(self, task: Task) -> bool:
+        """Remove a queued task (default: cannot)."""
+        return False
+
+    def try_execute_task(self, task: Task) -> bool:
+        """Run ``task`` on the calling thread (protected
+        ``TryExecuteTask``): False if it already ran; InvalidOperationError
+        if it belongs to another scheduler."""
+        return _native._try_execute_task(task, self)
 
     @staticmethod
     def add_unobserved_task_exception_handler(
@@ -87,11 +152,49 @@ class TaskScheduler:
             except ValueError:
                 pass
 
+
+class _ThreadPoolTaskScheduler(TaskScheduler):
+    """The default scheduler: the thread pool (tasks on it are queued by
+    the C core directly, never through queue_task)."""
+
+    def queue_task(self, task: Task) -> None:
+        raise InvalidOperationError("the default scheduler's tasks are "
+                                    "queued to the pool directly")
+
+    def get_scheduled_tasks(self):
+        return []
+
     def __repr__(self) -> str:
-        return "<TaskScheduler default (thread pool)>"
+        return "<TaskScheduler.default (thread pool)>"
 
 
-TaskScheduler.default = TaskScheduler()
+class _SyncContextTaskScheduler(TaskScheduler):
+    """Posts each task to a SynchronizationContext (R10.4)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.context = ctx
+
+    @property
+    def maximum_concurrency_level(self) -> int:
+        return 1
+
+    def queue_task(self, task: Task) -> None:
+        self.context.post(lambda _state: self.try_execute_task(task), None)
+
+    def try_execute_task_inline(self, task: Task,
+                                task_was_previously_queued: bool) -> bool:
+        if _native.SynchronizationContext.current() is self.context:
+            return self.try_execute_task(task)
+        return False
+
+    def get_scheduled_tasks(self):
+        return None
+
+    def __repr__(self) -> str:
+        return f"<TaskScheduler for {self.context!r}>"
+
+
+TaskScheduler.default = _ThreadPoolTaskScheduler()
 
 
 _VALID_CREATION = 0x5F
@@ -114,16 +217,18 @@ class TaskFactory:
         if opts & ~_VALID_CREATION:
             raise ValueError(f"options: {opts:#x} is not a valid "
                              "combination of TaskCreationOptions")
-        if scheduler is not None and scheduler is not TaskScheduler.default:
-            raise NotImplementedError(
-                "start_new(scheduler=...) with a custom TaskScheduler "
-                "arrives with issue 4")
+        if scheduler is not None and not isinstance(scheduler, TaskScheduler):
+            raise TypeError("start_new(): scheduler must be a TaskScheduler, "
+                            f"not {type(scheduler).__name__}")
         if cancellation_token is not None and \
                 cancellation_token.is_cancellation_requested:
             return Task.from_canceled(cancellation_token)
-        if opts & TaskCreationOptions.LONG_RUNNING:
+        if scheduler is None:
+            scheduler = TaskScheduler.current()  # R5.3: not the default!
+        if opts & TaskCreationOptions.LONG_RUNNING and \
+                scheduler is TaskScheduler.default:
             return _long_running(fn, args)
-        return Task._start_new(fn, tuple(args), opts)
+        return Task._start_new(fn, tuple(args), opts, scheduler)
 
 
 def _long_running(fn: Callable, args: tuple) -> Task:
