@@ -187,6 +187,17 @@ void box_on_complete(st_cont_t *c, st_task_t *core, int how);
  * and returns its task.  If box is not NULL, that task becomes the box
  * (Task.run of an async def).  Steals coro. */
 PyObject *builder_start(st_state *st, PyObject *coro, TaskObject *box);
+/* Like builder_start for a ValueTask method (V5): a body that finishes
+ * synchronously makes no task: returns 1 with *value (new ref).  Else
+ * returns 0 with *task (new ref): the box, or a completed task for a
+ * body that raised.  -1 with an error (a BaseException to the caller).
+ * rent_box, if not NULL, supplies the box at the first suspension (the
+ * pooling builder); it returns a new reference to a TaskObject ready for
+ * use as a fresh promise (WAITING_FOR_ACTIVATION, no fields set).
+ * Steals coro. */
+int builder_start_value(st_state *st, PyObject *coro,
+                        TaskObject *(*rent_box)(void *), void *arg,
+                        PyObject **value, PyObject **task);
 /* Resumes a suspended box (GIL held; drops the registration ref). */
 void box_resume(TaskObject *box);
 /* Schedules a box's resumption asynchronously (post to its captured

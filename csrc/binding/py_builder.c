@@ -534,6 +534,12 @@ enum { STEP_SUSPENDED = 0, STEP_RETURNED = 1, STEP_RAISED = 2 };
 static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
                            PyObject *ctx, PyObject **out_value);
 
+/* Where run_steps gets a box at the first suspension: NULL allocates a
+ * new Task; the pooling ValueTask builder sets its rent function for the
+ * duration of one builder_start_value call (GIL-protected). */
+static TaskObject *(*g_rent_box)(void *arg);
+static void *g_rent_arg;
+
 /* Runs coro until it suspends or ends (ctx entered by the caller).  The
  * box is created at the first suspension if *pbox is NULL.  While this
  * runs, the box is marked running so that a resumption requested from
@@ -586,7 +592,15 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             return STEP_RAISED;
         }
         if (*pbox == NULL) {
-            TaskObject *box = (TaskObject *)task_new_promise(st, NULL, 0);
+            TaskObject *box;
+            if (g_rent_box != NULL) {
+                TaskObject *(*rent)(void *) = g_rent_box;
+                g_rent_box = NULL; /* one box per start */
+                box = rent(g_rent_arg);
+            }
+            else {
+                box = (TaskObject *)task_new_promise(st, NULL, 0);
+            }
             if (box == NULL) {
                 Py_DECREF(val);
                 return STEP_RAISED;
@@ -683,6 +697,67 @@ builder_start(st_state *st, PyObject *coro, TaskObject *box)
         Py_CLEAR(result);
     }
     return result;
+}
+
+int
+builder_start_value(st_state *st, PyObject *coro,
+                    TaskObject *(*rent_box)(void *), void *arg,
+                    PyObject **value, PyObject **task)
+{
+    PyObject *ctx, *saved, *v = NULL;
+    TaskObject *b = NULL;
+    int rc;
+
+    *value = NULL;
+    *task = NULL;
+    ctx = PyContext_CopyCurrent();
+    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
+        Py_XDECREF(ctx);
+        Py_DECREF(coro);
+        return -1;
+    }
+    saved = sync_context_save();
+    g_rent_box = rent_box;
+    g_rent_arg = arg;
+    rc = run_steps(st, &b, coro, ctx, &v);
+    g_rent_box = NULL;
+    g_rent_arg = NULL;
+    PyContext_Exit(ctx);
+    {
+        PyObject *type, *val, *tb;
+        PyErr_Fetch(&type, &val, &tb);
+        sync_context_restore(st, saved);
+        PyErr_Restore(type, val, tb);
+    }
+    Py_DECREF(ctx);
+    Py_DECREF(coro);
+    switch (rc) {
+    case STEP_SUSPENDED:
+        *task = (PyObject *)b;
+        return 0;
+    case STEP_RETURNED:
+        if (b != NULL) { /* suspended once, then finished in this call */
+            task_try_complete(b, ST_STATUS_RAN_TO_COMPLETION, v, NULL);
+            Py_DECREF(v);
+            *task = (PyObject *)b;
+            return pending_exc_restore() < 0 ? -1 : 0;
+        }
+        *value = v;
+        return 1;
+    default:
+        if (b == NULL) {
+            b = (TaskObject *)task_new_promise(st, NULL, 0);
+            if (b == NULL) {
+                return -1;
+            }
+        }
+        if (task_complete_from_error(b, 1) < 0) {
+            Py_DECREF(b);
+            return -1;
+        }
+        *task = (PyObject *)b;
+        return 0;
+    }
 }
 
 void
