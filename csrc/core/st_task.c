@@ -118,6 +118,13 @@ queue_run(cont_queue *q, st_task_t *t, int how)
     }
 }
 
+/* Completions nested on this thread's stack: a continuation run inline
+ * may complete another task, whose continuations run inline, and so on.
+ * Past ST_MAX_FINISH_DEPTH every continuation is handed over as ASYNC
+ * instead (.NET's "not enough stack" check), so a chain of any length
+ * completes without overflowing the C stack. */
+static _Thread_local int finish_depth;
+
 /* Runs the continuations taken from a completed task (no lock held). */
 static void
 run_continuations(st_task_t *t, st_cont_t *list, uint32_t flags)
@@ -125,7 +132,8 @@ run_continuations(st_task_t *t, st_cont_t *list, uint32_t flags)
     cont_queue signal = {NULL, NULL};
     cont_queue async = {NULL, NULL};
     cont_queue inl = {NULL, NULL};
-    int all_async = (flags & ST_TASK_RUN_CONT_ASYNC) != 0;
+    int all_async = (flags & ST_TASK_RUN_CONT_ASYNC) != 0
+                    || finish_depth >= ST_MAX_FINISH_DEPTH;
     int seen_await = 0;
     st_cont_t *c, *next;
 
@@ -156,7 +164,9 @@ run_continuations(st_task_t *t, st_cont_t *list, uint32_t flags)
     }
     queue_run(&signal, t, ST_RUN_INLINE);
     queue_run(&async, t, ST_RUN_ASYNC);
+    finish_depth++;
     queue_run(&inl, t, ST_RUN_INLINE);
+    finish_depth--;
 }
 
 /* ---------------------------------------------------------- lifecycle */

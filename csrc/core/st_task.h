@@ -72,6 +72,10 @@ enum {
     ST_CONT_SIGNAL = 4
 };
 
+/* Nested completions deeper than this on one thread's stack hand every
+ * continuation over as ST_RUN_ASYNC (SIGNAL excepted). */
+#define ST_MAX_FINISH_DEPTH 32
+
 /* How fn is asked to run. */
 #define ST_RUN_ASYNC 0
 #define ST_RUN_INLINE 1
