@@ -320,13 +320,16 @@ class AsyncDump:
         self.chains = chains
 
     def __len__(self) -> int:
-        return sum(n for n, _ in self.chains)
+        """The number of pending async methods (every frame of every
+        chain)."""
+        return sum(n * len(frames) for n, frames in self.chains)
 
     def __str__(self) -> str:
         if not self.chains:
             return "no pending async methods\n"
-        out = [f"{len(self)} pending async method(s), "
-               f"{len(self.chains)} distinct chain(s):"]
+        out = [f"{len(self)} pending async method(s) in "
+               f"{sum(n for n, _ in self.chains)} chain(s), "
+               f"{len(self.chains)} distinct:"]
         for n, frames in self.chains:
             out.append("")
             out.append(f"  {n} x" if n > 1 else "  1 x")
@@ -344,10 +347,12 @@ def _describe(box: Any, coro: Any, awaiting: Any, target: Any) -> str:
     if frame is not None:
         where = f" at {os.path.basename(frame.f_code.co_filename)}" \
                 f":{frame.f_lineno}"
-    if isinstance(awaiting, Task):
+    if isinstance(awaiting, Task) and awaiting.is_completed:
+        what = f"{awaiting!r} completed; queued to resume"
+    elif isinstance(awaiting, Task):
         what = f"awaits {awaiting!r}"
     elif awaiting is None:
-        what = "scheduled to resume"
+        what = "queued to resume"
     else:
         what = f"awaits {type(awaiting).__name__}"
     on = f", resumes on {type(target).__name__}" if target is not None \

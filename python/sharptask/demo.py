@@ -4,8 +4,12 @@ Each scenario runs a small experiment with sharptask, measures what happened
 (statuses, threads, timings: nothing is canned) and explains why, in .NET's
 terms. `demo` with no name runs every implemented scenario in turn.
 
-    state-machine   an async method is a state machine driven by a builder
-    task-vs-thread  a Task is a promise, not a thread
+    state-machine    an async method is a state machine driven by a builder
+    deadlock         .result on a UI thread: the deadlock, detected, and fixed
+    configure-await  where the code after an await runs, and the pitfalls
+    async-void       where an async void method's exception goes
+    task-vs-thread   a Task is a promise, not a thread
+    fire-and-forget  a dropped Task hides its exception; dump_async
 """
 
 from __future__ import annotations
@@ -466,17 +470,1185 @@ def demo_task_vs_thread() -> None:
         a promise of a result; a thread is a worker.""")
 
 
+# --------------------------------------------- helpers of issue 4's demos
+
+
+def _quote(text, prefix: str = "   | ") -> None:
+    """Print a multi-line text (an exception's message) as it is."""
+    for line in str(text).splitlines():
+        print(prefix + line)
+
+
+def _ms(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    return f"{seconds * 1e3:.1f} ms"
+
+
+class _Threads:
+    """Names the threads a demo sees: main, UI, or another (pool) one."""
+
+    def __init__(self, ui_ident=None):
+        self.main = threading.get_ident()
+        self.ui = ui_ident
+
+    def name(self, ident) -> str:
+        if ident is None:
+            return "?"
+        if ident == self.ui:
+            return "UI thread"
+        if ident == self.main:
+            return "main thread"
+        return f"pool thread {ident:#x}"
+
+
+def _context_name(st) -> str:
+    ctx = st.SynchronizationContext.current()
+    return type(ctx).__name__ if ctx is not None else "no context"
+
+
+def _child_env():
+    """The environment of a child process that imports this sharptask."""
+    import sharptask
+    env = dict(os.environ)
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(
+        sharptask.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (parent, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --------------------------------------------------------------- deadlock
+
+# The child of part 4: the article's deadlock with the detector set to
+# sys.argv[1] ("off" or "warn"). A watchdog thread only *looks* (it posts
+# nothing and completes nothing) and reports what it sees, then the parent
+# kills the child.
+_HANG_CHILD = r'''
+import sys, threading, time
+import sharptask as st
+
+st.set_deadlock_detection(sys.argv[1])
+seen = {}
+
+@st.async_method
+async def get_json_async(uri):
+    seen["delay"] = st.Task.delay(0.05)   # the HTTP request
+    await seen["delay"]                   # captures the UI context
+    return "{...}"
+
+def watchdog(ctx, t0):
+    while not seen["delay"].is_completed:
+        time.sleep(0.005)
+    fired = time.perf_counter() - t0
+    time.sleep(0.4)
+    print(f"watchdog: the request (Task.delay) completed "
+          f"{fired * 1e3:.0f} ms after the UI thread blocked")
+    print(f"watchdog: {time.perf_counter() - t0:.2f} s after the block: "
+          f"get_json_async's task is {seen['task'].status.name}, "
+          f"callbacks waiting in the UI queue: {ctx.pending}")
+    for line in str(st.dump_async()).splitlines():
+        print("dump_async: " + line)
+    print("watchdog: done")
+
+def button1_click(ctx):
+    seen["task"] = get_json_async("https://example.com/api")
+    t0 = time.perf_counter()
+    threading.Thread(target=watchdog, args=(ctx, t0), daemon=True).start()
+    print("ui: blocking in get_json_async(uri).result")
+    text = seen["task"].result
+    print("ui: .result returned " + text)
+
+ctx = st.SingleThreadSynchronizationContext()
+ctx.run(button1_click, ctx)
+print("ui: the message loop ended normally")
+'''
+
+
+class _HangingChild:
+    """Runs _HANG_CHILD in a subprocess and collects its output."""
+
+    def __init__(self, mode: str) -> None:
+        import subprocess
+        self.mode = mode
+        self.lines = []
+        self.done = threading.Event()
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HANG_CHILD, mode],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_child_env())
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("watchdog: done"):
+                self.done.set()
+        self.done.set()
+
+    def finish(self, limit: float = 10.0, grace: float = 0.3):
+        """Wait for the watchdog's report (at most `limit` s), give the
+        child `grace` more seconds, then kill it if it still runs.
+        Returns (was still running, seconds it ran)."""
+        self.done.wait(limit)
+        time.sleep(grace)
+        alive = self.proc.poll() is None
+        ran = time.perf_counter() - self.started
+        if alive:
+            self.proc.kill()
+        self.proc.wait()
+        self.reader.join(2)
+        self.stderr = self.proc.stderr.read()
+        self.proc.stderr.close()
+        self.proc.stdout.close()
+        return alive, ran
+
+
+def demo_deadlock() -> None:
+    """C5/C6: the sync-over-async deadlock of the article, the detector's
+    DeadlockError, and the three fixes."""
+    import sharptask as st
+
+    delay = 0.05
+    uri = "https://example.com/api"
+    _title("deadlock: blocking on async code from a UI thread")
+    _say("""
+        The article's example: a WinForms button handler calls
+        GetJsonAsync(uri).Result. GetJsonAsync awaits
+        HttpClient.GetStringAsync with the UI context captured, so the rest
+        of it must run on the UI thread, and the UI thread is blocked in
+        .Result waiting for exactly that. In .NET (as in asyncio or trio)
+        the window just freezes. Here UiThread is the dispatcher: a thread
+        pumping a SingleThreadSynchronizationContext; Task.delay(0.05)
+        stands in for the HTTP request.""")
+    st.Task.delay(0.001).wait()  # start the timer thread once, untimed
+
+    with st.UiThread(name="UI") as ui:
+        th = _Threads(ui.ident)
+        where = {}
+
+        @st.async_method
+        async def get_json_async(uri):
+            where["body"] = threading.get_ident()
+            await st.Task.delay(delay)        # the UI context is captured
+            where["after await"] = threading.get_ident()
+            return '{"answer": 42}'
+
+        # ---- 1. the deadlock, detected
+        _step("1. button1_click blocks on get_json_async(uri).result")
+
+        def button1_click(box):
+            task = get_json_async(uri)
+            box["task"] = task
+            t0 = time.perf_counter()
+            try:
+                return task.result
+            except st.DeadlockError:
+                box["raised after"] = time.perf_counter() - t0
+                box["raised on"] = threading.get_ident()
+                box["status then"] = task.status.name
+                raise
+
+        impl_before = "sharptask._impl" in sys.modules
+        clicks = []
+        for _ in range(2):  # the same click twice
+            box = {"error": None}
+            try:
+                ui.invoke(button1_click, box)
+            except st.DeadlockError as exc:
+                box["error"] = exc
+            clicks.append(box)
+        impl_imported = not impl_before and "sharptask._impl" in sys.modules
+        error = clicks[0]["error"]
+        _show("set_deadlock_detection mode:", st.get_deadlock_detection())
+        if error is None:
+            _show("DeadlockError raised:", "NO: .result returned")
+            return
+        box = clicks[0]
+        _show(".result raised:", type(error).__name__)
+        _show("raised on:", th.name(box["raised on"]))
+        _show("raised after blocking for:",
+              f"{_ms(box['raised after'])}, and "
+              f"{_ms(clicks[1].get('raised after', float('nan')))} on a "
+              f"second click (the request takes {_ms(delay)})")
+        if impl_imported:
+            print("   (sharptask._impl was imported during these clicks: "
+                  "a one-time cost, paid by the first)")
+        _show("get_json_async's task at that moment:", box["status then"])
+        print("   the detector's message:")
+        _quote(error)
+        for click in clicks:
+            click["task"].wait(5)
+        _show("the two abandoned tasks, later:",
+              ", ".join(c["task"].status.name for c in clicks)
+              + f"; code after their await ran on the "
+              f"{th.name(where.get('after await'))}")
+        _say(f"""
+            The detector raised {_ms(clicks[1].get('raised after', 0))}
+            after the block, long before the request completed: the cycle
+            already existed at the block (the UI thread waits for
+            get_json_async, whose continuation is bound to the UI context,
+            which only the UI thread can run). Because it raised instead of
+            hanging, the UI thread went back to its message loop, and when
+            the request completed, the posted continuation ran there and the
+            abandoned task completed after all.""")
+        # Part 4 runs in child processes; start them now so they overlap.
+        children = [_HangingChild("off"), _HangingChild("warn")]
+
+        # ---- 2. configure_await(False) on every await
+        _step("2. the same handler, with configure_await(False) on every "
+              "await")
+
+        @st.async_method
+        async def get_json_async_ca(uri):
+            where["body ca"] = threading.get_ident()
+            await st.Task.delay(delay).configure_await(False)
+            where["after ca"] = threading.get_ident()
+            return '{"answer": 42}'
+
+        def button1_click_ca():
+            t0 = time.perf_counter()
+            text = get_json_async_ca(uri).result
+            return text, time.perf_counter() - t0
+
+        text, blocked = ui.invoke(button1_click_ca)
+        _show(".result returned:", text)
+        _show("the UI thread was blocked (frozen) for:", _ms(blocked))
+        _show("get_json_async_ca's body started on:",
+              th.name(where["body ca"]))
+        _show("its code after the await ran on:", th.name(where["after ca"]))
+        _say("""
+            With configure_await(False) the await captured nothing, so the
+            continuation ran on the pool thread that completed the request
+            and completed the task there; the blocked UI thread was not
+            needed. It works, but the window was still frozen while it
+            waited.""")
+
+        _step("2b. configure_await(False) in the outer method only")
+
+        @st.async_method
+        async def read_body_async():
+            await st.Task.delay(delay)        # no configure_await(False)
+            return '{"answer": 42}'
+
+        @st.async_method
+        async def get_json_async_half(uri):
+            return await read_body_async().configure_await(False)
+
+        try:
+            ui.invoke(lambda: get_json_async_half(uri).result)
+            _show(".result:", "returned (no deadlock)")
+        except st.DeadlockError as exc:
+            _show(".result raised:", type(exc).__name__)
+            for line in str(exc).splitlines():
+                if line.startswith("Pending async methods"):
+                    _quote(line)
+        _say("""
+            Every await that really suspends, transitively, must opt out
+            (R9.5): the inner read_body_async still captured the UI context,
+            and the detector names the whole chain that needs the blocked
+            thread.""")
+
+        # ---- 3. async all the way
+        _step("3. async all the way: an async void handler that awaits")
+        done = st.TaskCompletionSource()
+        events = []
+        t0 = time.perf_counter()
+
+        def mark(label):
+            events.append((time.perf_counter() - t0, label,
+                           threading.get_ident()))
+
+        @st.async_void
+        async def button1_click_async():
+            mark("click handler starts, calls get_json_async")
+            text = await get_json_async(uri)
+            mark(f"click handler resumes, label.text = {text}")
+            done.set_result(text)
+
+        ui.invoke(button1_click_async)
+        mark("main: click delivered, ui.invoke returned")
+        repaint = ui.begin_invoke(mark, "UI processes a repaint message "
+                                        "meanwhile")
+        repaint.wait(5)
+        text = done.task.result
+        for when, label, ident in events:
+            print(f"   {when * 1e3:7.1f} ms  {label:<52} [{th.name(ident)}]")
+        resumed = next(i for _, l, i in events if "resumes" in l)
+        _say(f"""
+            Nothing blocks: the handler returned to the message loop at its
+            await, the UI thread went on processing messages (the repaint
+            ran while the request was in flight), and the rest of the
+            handler ran on the {th.name(resumed)} when the request
+            completed, where touching controls is safe. This is the fix the
+            article recommends.""")
+
+        _step("3b. or block on a thread with no context: "
+              "Task.run(get_json_async, uri).result")
+        where.pop("body", None)
+
+        def button1_click_run():
+            t1 = time.perf_counter()
+            text = st.Task.run(get_json_async, uri).result
+            return text, time.perf_counter() - t1
+
+        text, blocked = ui.invoke(button1_click_run)
+        _show(".result returned:", f"{text} after {_ms(blocked)}")
+        _show("get_json_async started on:", th.name(where["body"]))
+        _show("and resumed on:", th.name(where["after await"]))
+        _say("""
+            Started on a pool thread, get_json_async captured no context, so
+            it never needs the UI thread (which still freezes while it
+            waits).""")
+
+    # ---- 4. with the detector off, or warning only: a real hang
+    _step('4. set_deadlock_detection("off") and ("warn"): the real hang')
+    _say("""
+        Each mode runs in a child process (the same button1_click, with the
+        UI thread's context run by the child's main thread, and a watchdog
+        thread that only observes); the child is killed once the watchdog
+        has reported.""")
+    outcomes = {}
+    for child in children:
+        alive, ran = child.finish()
+        outcomes[child.mode] = (alive, ran)
+        print()
+        _show(f'mode "{child.mode}": child still running after',
+              f"{ran:.2f} s: {'yes, killed it' if alive else 'NO'}")
+        for line in child.lines:
+            print("   child> " + line)
+        warned = [ln for ln in child.stderr.splitlines()
+                  if "RuntimeWarning" in ln]
+        if warned:
+            print("   child stderr> " + warned[0].strip()[:150] + " ...")
+        _show("child printed '.result returned':",
+              any(".result returned" in ln for ln in child.lines))
+    hung = [f'"{mode}" {ran:.2f} s' for mode, (alive, ran)
+            in outcomes.items() if alive]
+    _say(f"""
+        With the detector off the child hangs as .NET does: the request
+        completed, get_json_async's continuation sits in the UI queue
+        (dump_async shows it still pending, resuming on the
+        SingleThreadSynchronizationContext), and the only thread that could
+        run it is blocked in .result. \"warn\" prints a RuntimeWarning
+        naming the chain, then waits just the same. Nothing here can end
+        that wait: the children were still blocked when killed
+        ({', '.join(hung) or 'none'} after they started); a real UI
+        would stay frozen until the user kills it.""")
+
+
+# -------------------------------------------------------- configure-await
+
+
+def demo_configure_await() -> None:
+    """C3/C4, R7.4/R9.5: where the code after an await runs, with and
+    without configure_await(False); the already-completed-task pitfall;
+    FORCE_YIELDING and SUPPRESS_THROWING."""
+    import gc
+
+    import sharptask as st
+
+    O = st.ConfigureAwaitOptions
+    _title("configure-await: where does the code after `await` run?")
+    _say("""
+        At an await that suspends, the builder captures
+        SynchronizationContext.current() and resumes the method there by
+        post(); configure_await(False) skips the capture, so the method goes
+        on wherever the awaited task completed. Each probe below records the
+        thread and the current context before and after one await, started
+        on a UI thread (a UiThread pumping a
+        SingleThreadSynchronizationContext); Task.delay(0.02) is the I/O.""")
+
+    with st.UiThread(name="UI") as ui:
+        th = _Threads(ui.ident)
+
+        def here():
+            return threading.get_ident(), _context_name(st)
+
+        def fmt(rec):
+            ident, ctx = rec
+            return f"{th.name(ident)} [{ctx}]"
+
+        # ---- 1. capture or not
+        _step("1. before and after `await Task.delay(0.02)`")
+
+        @st.async_method
+        async def probe(configure):
+            before = here()
+            if configure is None:
+                await st.Task.delay(0.02)
+            else:
+                await st.Task.delay(0.02).configure_await(configure)
+            return before, here()
+
+        rows = [
+            ("plain await, from the UI thread", ui.invoke(probe, None)),
+            ("configure_await(True), from the UI thread",
+             ui.invoke(probe, True)),
+            ("configure_await(False), from the UI thread",
+             ui.invoke(probe, False)),
+            ("plain await, from the main thread (no context)",
+             probe(None)),
+        ]
+        results = {}
+        for label, task in rows:
+            before, after = task.result
+            results[label] = after
+            print(f"   {label}:")
+            print(f"      before: {fmt(before)}")
+            print(f"      after:  {fmt(after)}")
+        back_on_ui = results["plain await, from the UI thread"][0] == ui.ident
+        ca_off_ui = (results["configure_await(False), from the UI thread"]
+                     [0] != ui.ident)
+        _say(f"""
+            The plain await
+            {'came back to' if back_on_ui else 'DID NOT come back to'} the UI
+            thread: the context was captured and the continuation
+            posted to its queue. configure_await(False)
+            {'left' if ca_off_ui else 'DID NOT leave'} it: the continuation ran
+            inline on the pool thread that completed the delay, with no
+            context. From the main thread there is no context to capture, so
+            even a plain await resumes on the completing pool thread: the
+            capture is the only thing that brings a method back.""")
+
+        # ---- 2. the pitfall
+        _step("2. the pitfall: configure_await(False) on an already-"
+              "completed task does nothing")
+        _say("""
+            load_settings_async puts configure_await(False) on its first
+            await only, then awaits again without it (\"we are off the UI
+            thread by now\"). When the first task is already complete (a cache
+            hit), that await does not suspend (R7.4): nothing is skipped
+            because nothing is captured, the method is still on the UI
+            thread, and the second await captures the UI context after
+            all.""")
+
+        @st.async_method
+        async def fetch_async():
+            await st.Task.delay(0.02).configure_await(False)
+            return "settings"
+
+        @st.async_method
+        async def load_settings_async(cached, first_options=False):
+            source = (st.Task.from_result("settings") if cached
+                      else fetch_async())
+            data = await source.configure_await(first_options)
+            first = here()
+            await st.Task.delay(0.02)      # forgot configure_await(False)
+            return data, first, here()
+
+        for cached in (False, True):
+            _, first, second = ui.invoke(load_settings_async, cached).result
+            print(f"   cache {'hit' if cached else 'miss'}:")
+            print(f"      after await source.configure_await(False): "
+                  f"{fmt(first)}")
+            print(f"      after the plain await that follows:         "
+                  f"{fmt(second)}")
+
+        def block_on(cached, first_options=False):
+            t0 = time.perf_counter()
+            try:
+                load_settings_async(cached, first_options).result
+            except st.DeadlockError as exc:
+                return ("DeadlockError after "
+                        f"{_ms(time.perf_counter() - t0)}: "
+                        + str(exc).splitlines()[1])
+            return f"completed in {_ms(time.perf_counter() - t0)}"
+
+        _show("UI thread blocks on it, cache miss:",
+              ui.invoke(block_on, False))
+        _show("UI thread blocks on it, cache hit:", ui.invoke(block_on, True))
+        _say("""
+            So the same library code is deadlock-free or not depending on
+            timing: blocking on it from the UI thread works on a cache miss
+            and deadlocks on a hit (the detector raises instead of hanging).
+            Hence the rule: configure_await(False) on every await, not just
+            the first (R9.5).""")
+
+        # ---- 3. FORCE_YIELDING
+        _step("3. FORCE_YIELDING: suspend even when the task is complete")
+
+        @st.async_method
+        async def yield_probe(make, order):
+            st.SynchronizationContext.current().post(
+                lambda _: order.append("a callback posted before the await"),
+                None)
+            await make()
+            order.append("the code after the await")
+            return here()
+
+        done_task = st.Task.from_result(1)
+        cases = [
+            ("await a completed task",
+             lambda: done_task),
+            ("...configure_await(FORCE_YIELDING)",
+             lambda: done_task.configure_await(O.FORCE_YIELDING)),
+            ("...configure_await(FORCE_YIELDING | "
+             "CONTINUE_ON_CAPTURED_CONTEXT)",
+             lambda: done_task.configure_await(
+                 O.FORCE_YIELDING | O.CONTINUE_ON_CAPTURED_CONTEXT)),
+            ("await Task.yield_()", st.Task.yield_),
+        ]
+
+        def start(make):
+            order = []
+            task = yield_probe(make, order)
+            return task, task.is_completed, order
+
+        summary = {}
+        for label, make in cases:
+            task, finished_in_call, order = ui.invoke(start, make)
+            after = task.result
+            ui.invoke(lambda: None)  # let the posted callback run
+            queued_first = (order.index("a callback posted before the await")
+                            < order.index("the code after the await"))
+            summary[label] = (finished_in_call, after)
+            print(f"   {label}:")
+            print(f"      finished inside the call (no suspension): "
+                  f"{finished_in_call}; resumed on {fmt(after)}")
+            if after[0] == ui.ident:
+                print("      the code after the await ran "
+                      + ("after" if queued_first else "before")
+                      + " a callback posted to the UI queue before it")
+        _say("""
+            A completed task normally never suspends. FORCE_YIELDING makes
+            the awaiter report \"not completed\", so the method always
+            suspends: alone (no CONTINUE_ON_CAPTURED_CONTEXT) it resumes on
+            the pool, which is the configure_await(False) that works even on
+            a cache hit; with CONTINUE_ON_CAPTURED_CONTEXT it is posted to the
+            back of the UI queue, behind work already waiting there, exactly
+            like Task.yield_().""")
+        fixed = ui.invoke(block_on, True, O.FORCE_YIELDING)
+        print("   part 2's cache hit with FORCE_YIELDING on the first await,")
+        _show("   the UI thread blocking on it:", fixed)
+
+        # ---- 4. SUPPRESS_THROWING
+        _step("4. SUPPRESS_THROWING: await a task without raising its fault")
+        reports = []
+
+        def on_unobserved(event):
+            if any(isinstance(e, ConnectionRefusedError)
+                   for e in event.exception.inner_exceptions):
+                reports.append(event)
+                event.set_observed()  # handled: not to sys.unraisablehook
+
+        @st.async_method
+        async def ping_async(host):
+            await st.Task.delay(0.02)
+            raise ConnectionRefusedError(f"{host} refused the connection")
+
+        @st.async_method
+        async def best_effort_ping(options):
+            task = ping_async("10.0.0.1")
+            try:
+                value = await task.configure_await(options)
+            except ConnectionRefusedError as exc:
+                return f"raised {exc!r}", task.status.name, here()
+            return f"returned {value!r}", task.status.name, here()
+
+        st.TaskScheduler.add_unobserved_task_exception_handler(on_unobserved)
+        try:
+            for label, options in (
+                    ("plain await (CONTINUE_ON_CAPTURED_CONTEXT)",
+                     O.CONTINUE_ON_CAPTURED_CONTEXT),
+                    ("SUPPRESS_THROWING", O.SUPPRESS_THROWING),
+                    ("SUPPRESS_THROWING | CONTINUE_ON_CAPTURED_CONTEXT",
+                     O.SUPPRESS_THROWING | O.CONTINUE_ON_CAPTURED_CONTEXT)):
+                outcome, status, after = ui.invoke(best_effort_ping,
+                                                   options).result
+                print(f"   {label}:")
+                print(f"      the await {outcome}; the task is {status}; "
+                      f"resumed on {fmt(after)}")
+            control = ping_async("10.0.0.2")   # the control: never awaited
+            while not control.is_completed:    # (is_completed observes
+                time.sleep(0.005)              # nothing)
+            del control
+            gc.collect()
+            time.sleep(0.05)  # the unobserved report comes from a safe point
+        finally:
+            st.TaskScheduler.remove_unobserved_task_exception_handler(
+                on_unobserved)
+        hosts = sorted(str(r.exception.inner_exceptions[0]).split()[0]
+                       for r in reports)
+        _show("unobserved-exception reports after gc.collect():",
+              f"{len(reports)} ({', '.join(hosts) or 'none'})")
+        try:
+            done_task.configure_await(8)
+            invalid = "accepted"
+        except (ValueError, TypeError) as exc:
+            invalid = f"{type(exc).__name__}: {exc}"
+        _show("configure_await(8) (not a flag):", invalid)
+    _say(f"""
+        SUPPRESS_THROWING turns the await of a faulted task into a plain
+        \"wait until it is done\": no exception, None as the value, and the
+        fault counts as observed, so nothing is reported when the task is
+        collected. Of the four faulted tasks, the reports named
+        {', '.join(hosts) or 'none'}: the control (10.0.0.2), faulted and
+        never awaited. (.NET rejects SUPPRESS_THROWING on Task<T>, which has
+        a result to return; sharptask's Task is untyped and gives None.)
+        Options combine with |; anything else is refused.""")
+
+
+# ------------------------------------------------------------- async-void
+
+
+class _CountingPump:
+    """Factory of a test pump: a Python SynchronizationContext subclass
+    (SPEC C1) that queues posted callbacks for the demo to run by hand and
+    counts operation_started / operation_completed, like the pumps .NET
+    test frameworks install to know when async void work is done."""
+
+    @staticmethod
+    def make(st):
+        import collections
+
+        class CountingPump(st.SynchronizationContext):
+            def __init__(self):
+                super().__init__()
+                self.queue = collections.deque()
+                self.lock = threading.Lock()
+                self.started = 0
+                self.completed = 0
+
+            def post(self, callback, state=None):
+                with self.lock:
+                    self.queue.append((callback, state))
+
+            def operation_started(self):
+                with self.lock:
+                    self.started += 1
+
+            def operation_completed(self):
+                with self.lock:
+                    self.completed += 1
+
+            def outstanding(self):
+                with self.lock:
+                    return self.started - self.completed
+
+            def pump_once(self):
+                """Run the queued callbacks, as this context's thread;
+                return how many ran and what they raised."""
+                ran = 0
+                raised = []
+                prev = st.SynchronizationContext.current()
+                st.SynchronizationContext.set_synchronization_context(self)
+                try:
+                    while True:
+                        with self.lock:
+                            if not self.queue:
+                                break
+                            callback, state = self.queue.popleft()
+                        ran += 1
+                        try:
+                            callback(state)
+                        except Exception as exc:
+                            raised.append(exc)
+                finally:
+                    st.SynchronizationContext.set_synchronization_context(
+                        prev)
+                return ran, raised
+
+        return CountingPump()
+
+
+def demo_async_void() -> None:
+    """A8: where an async void method's exception goes, with a context and
+    without, how operation_started/completed let a pump wait for it, and
+    why async Task is preferred."""
+    import subprocess
+
+    import sharptask as st
+
+    delay = 0.03
+    th = _Threads()
+    _title("async-void: fire-and-forget event handlers and their exceptions")
+    _say("""
+        An async void method (@async_void) returns nothing to its caller: no
+        Task to await, so no way to catch its exception or to know when it
+        is done. At its start it calls operation_started() on the current
+        SynchronizationContext, at its end operation_completed(); an
+        exception that escapes it is posted to that context and raised
+        there, or, with no context, goes to the unhandled-exception handler
+        (in .NET: the process dies).""")
+
+    class SaveFailed(Exception):
+        pass
+
+    @st.async_void
+    async def on_save_clicked(name, fail_before_await=False):
+        if fail_before_await:
+            raise SaveFailed(f"{name}: failed before its first await")
+        await st.Task.delay(delay)
+        raise SaveFailed(f"{name}: the disk is full")
+
+    # ---- 1. on a UI context
+    _step("1. an @async_void handler on a UI thread "
+          "(SingleThreadSynchronizationContext.run)")
+    st.Task.delay(0.001).wait()  # start the timer thread once, untimed
+
+    def click(name, early=False):
+        """The UI's click dispatch: calls the async void handler."""
+        t0 = time.perf_counter()
+        try:
+            value = on_save_clicked(name, early)
+            seen[name] = (f"returned {value!r} after "
+                          f"{_ms(time.perf_counter() - t0)}")
+        except SaveFailed as exc:  # never happens (R8.4)
+            seen[name] = f"raised {exc!r} to the caller"
+        seen["returned"] = time.perf_counter()
+        return "the click dispatch's result"
+
+    seen = {}
+    for name, early in (("report.txt", False), ("early.txt", True)):
+        ctx = st.SingleThreadSynchronizationContext()
+        t0 = time.perf_counter()
+        try:
+            value = ctx.run(click, name, early)
+            outcome = f"returned {value!r}"
+        except SaveFailed as exc:
+            outcome = f"raised {type(exc).__name__}({exc})"
+        took = time.perf_counter() - t0
+        print(f"   on_save_clicked({name!r}"
+              + (", fail_before_await=True)" if early else ")"))
+        _show("   the call itself:", seen[name])
+        _show("   ctx.run(click, ...):", outcome)
+        _show("   ctx.run ended after:",
+              f"{_ms(took)} (click returned after "
+              f"{_ms(seen['returned'] - t0)})")
+        if not early:
+            pumped = took
+    _say(f"""
+        Neither call raised to its caller, not even the one that failed
+        before its first await (R8.4): the exception was posted to the UI
+        context and raised by the pump, on the thread running it (the main
+        thread, playing the UI thread), out of ctx.run, as WinForms'
+        Application.Run would (a real UI crashes here). And
+        ctx.run kept pumping until the async void operation it had been told
+        about (operation_started) completed: it ended after {_ms(pumped)},
+        with the failing save, not when click returned.""")
+
+    # ---- 2. counting operations with a Python test pump
+    _step("2. operation_started / operation_completed, counted by a "
+          "Python SynchronizationContext subclass")
+    pump = _CountingPump.make(st)
+
+    @st.async_void
+    async def on_load(n):
+        await st.Task.delay(delay)
+
+    prev = st.SynchronizationContext.current()
+    st.SynchronizationContext.set_synchronization_context(pump)
+    try:
+        on_load(1)
+        on_load(2)
+        on_save_clicked("settings.ini")
+    finally:
+        st.SynchronizationContext.set_synchronization_context(prev)
+    rows = [("right after the three calls",
+             pump.started, pump.completed, len(pump.queue), [])]
+    t0 = time.perf_counter()
+    while pump.outstanding() and time.perf_counter() - t0 < 5:
+        time.sleep(0.002)
+        ran, raised = pump.pump_once()
+        if ran:
+            rows.append((f"pumped {ran}, {_ms(time.perf_counter() - t0)} "
+                         "later", pump.started, pump.completed,
+                         len(pump.queue), raised))
+    print(f"   {'':<30} {'started':>8} {'completed':>10} {'queued':>7}  "
+          "raised by the pump")
+    for label, s, c, q, raised in rows:
+        print(f"   {label:<30} {s:>8} {c:>10} {q:>7}  "
+              + (", ".join(repr(e) for e in raised) or "-"))
+    _say("""
+        Three async void calls: three operation_started() at once, and
+        their continuations posted to the pump (the awaits captured it). The
+        pump ran them; each finished method called operation_completed(),
+        and the failing one first posted its exception, which the pump
+        raised when it ran it. Counting these is how a test pump knows that
+        async void work is over, since there is no Task to wait on.""")
+
+    # ---- 3. no context
+    _step("3. no SynchronizationContext: the unhandled-exception handler")
+    got = []
+    arrived = threading.Event()
+
+    def handler(exc):
+        got.append((exc, threading.get_ident()))
+        arrived.set()
+
+    previous = st.set_unhandled_exception_handler(handler)
+    try:
+        on_save_clicked("no-context.txt")
+        arrived.wait(5)
+    finally:
+        restored = st.set_unhandled_exception_handler(previous)
+    _show("set_unhandled_exception_handler(fn) returned:",
+          f"{previous!r} (the previous handler: the default)")
+    if got:
+        exc, ident = got[0]
+        _show("the handler received:", repr(exc))
+        _show("on:", f"{th.name(ident)} (the caller was the main thread)")
+    else:
+        _show("the handler received:", "NOTHING within 5 s")
+    _show("setting the previous one back returned ours:", restored is handler)
+
+    hooked = []
+    arrived.clear()
+    old_hook = sys.unraisablehook
+
+    def capture(args):
+        if isinstance(args.exc_value, SaveFailed):
+            hooked.append(args)
+            arrived.set()
+        else:
+            old_hook(args)
+
+    sys.unraisablehook = capture
+    try:
+        on_save_clicked("default-handler.txt")
+        arrived.wait(5)
+    finally:
+        sys.unraisablehook = old_hook
+    if hooked:
+        _show("with no handler, sys.unraisablehook got:",
+              f"{hooked[0].err_msg}: {hooked[0].exc_value!r}")
+
+    child = subprocess.run(
+        [sys.executable, "-c",
+         "import sharptask as st\n"
+         "st.set_unhandled_exception_policy('crash')\n"
+         "@st.async_void\n"
+         "async def on_click():\n"
+         "    await st.Task.delay(0.01)\n"
+         "    raise RuntimeError('unhandled in async void')\n"
+         "on_click()\n"
+         "st.Task.delay(2).wait()\n"
+         "print('still alive')\n"],
+        capture_output=True, text=True, env=_child_env(), timeout=30)
+    last = (child.stderr.strip().splitlines() or ["(nothing)"])
+    _show('set_unhandled_exception_policy("crash"):',
+          f"the child exited with code {child.returncode}, "
+          f"printed 'still alive': {'still alive' in child.stdout}")
+    _show("  its stderr ends with:", last[-1])
+    _say("""
+        With no context to post to, the exception is rethrown on a pool
+        thread, where nothing can catch it: sharptask hands it to the
+        unhandled-exception handler, by default sys.unraisablehook (the
+        program goes on); with the policy "crash" it ends the process, as
+        .NET does for every unhandled async void exception.""")
+
+    # ---- 4. async Task instead
+    _step("4. the same method as async Task (@async_method)")
+
+    @st.async_method
+    async def save_async(name):
+        await st.Task.delay(delay)
+        raise SaveFailed(f"{name}: the disk is full")
+
+    @st.async_method
+    async def on_save_clicked_task():
+        task = save_async("report.txt")
+        status = task.status.name
+        t0 = time.perf_counter()
+        try:
+            await task
+        except SaveFailed as exc:
+            return (status, f"caught {exc!r} at the await, "
+                    f"{_ms(time.perf_counter() - t0)} later, on the "
+                    f"{th.name(threading.get_ident())}")
+        return status, "no exception?"
+
+    status, caught = st.run(on_save_clicked_task)
+    _show("save_async('report.txt') returned a Task:", status)
+    _show("the caller:", caught)
+    _say("""
+        Returning a Task gives the caller the three things async void takes
+        away: it can await the method, catch its exception with an ordinary
+        try/except, and know when it finished (tests can too). Keep async
+        void for event handlers, whose signature the framework imposes, and
+        make them thin wrappers that await an async Task method inside a
+        try/except.""")
+
+
+# -------------------------------------------------------- fire-and-forget
+
+
+def _wait_until(predicate, timeout: float = 3.0) -> float:
+    """Poll `predicate` until true; return the seconds it took (or the
+    timeout)."""
+    t0 = time.perf_counter()
+    while not predicate() and time.perf_counter() - t0 < timeout:
+        time.sleep(0.001)
+    return time.perf_counter() - t0
+
+
+def demo_fire_and_forget() -> None:
+    """T11 and D1: a task-returning call whose result is dropped loses its
+    exception until the task is collected; awaiting it, or a helper that
+    observes it, does not; dump_async shows what is still pending."""
+    import gc
+
+    import sharptask as st
+
+    delay = 0.03
+    th = _Threads()
+    _title("fire-and-forget: a dropped Task hides its exception")
+    _say("""
+        Calling an async method without awaiting its Task (\"fire and
+        forget\") starts the work, but its exception goes into the Task, and
+        nobody looks at the Task. .NET reports such an exception only when
+        the faulted Task is finalized by the garbage collector, through
+        TaskScheduler.UnobservedTaskException. sharptask does the same (SPEC
+        T11): handlers added with
+        TaskScheduler.add_unobserved_task_exception_handler, else
+        sys.unraisablehook. send_welcome_email_async below fails after
+        Task.delay(0.03).""")
+
+    class SmtpError(Exception):
+        pass
+
+    faulted_at = {}
+
+    @st.async_method
+    async def send_welcome_email_async(user):
+        await st.Task.delay(delay)
+        faulted_at[user] = time.perf_counter()
+        raise SmtpError(f"550 mailbox unavailable: {user}@example.com")
+
+    reports = []
+
+    def on_unobserved(event):
+        mine = [e for e in event.exception.inner_exceptions
+                if isinstance(e, SmtpError)]
+        if mine:
+            user = str(mine[0]).split(": ")[1].split("@")[0]
+            reports.append((user, time.perf_counter(),
+                            threading.get_ident()))
+            event.set_observed()  # handled here, not sys.unraisablehook
+
+    def reported(user):
+        return [r for r in reports if r[0] == user]
+
+    st.Task.delay(0.001).wait()  # start the timer thread once, untimed
+    st.TaskScheduler.add_unobserved_task_exception_handler(on_unobserved)
+    try:
+        # ---- 1. dropped
+        _step("1. the result dropped: send_welcome_email_async('ann')")
+        t0 = time.perf_counter()
+        send_welcome_email_async("ann")    # fire and forget
+        returned = time.perf_counter() - t0
+        _wait_until(lambda: reported("ann"))
+        _show("the call returned after:",
+              f"{_ms(returned)}, no exception (the work goes on)")
+        if reported("ann"):
+            _, when, ident = reported("ann")[0]
+            _show("the handler got SmtpError for ann:",
+                  f"{_ms(when - faulted_at['ann'])} after the fault, on "
+                  f"the {th.name(ident)}")
+        else:
+            _show("the handler got SmtpError for ann:", "NO (within 3 s)")
+        _say("""
+            In CPython the task's last reference went away as soon as it
+            faulted (nobody held it), so it was collected at once and the
+            report came right away. In .NET it waits for a garbage
+            collection and the finalizer thread: seconds, minutes, or never
+            in a process that exits first. Either way the caller never
+            heard of it.""")
+
+        # ---- 2. kept alive
+        _step("2. the Task kept somewhere, never looked at")
+        gc.disable()  # no automatic collection during this experiment
+        background = [send_welcome_email_async("bob")]
+        job = {"task": send_welcome_email_async("cy")}
+        job["self"] = job                   # a reference cycle
+        _wait_until(lambda: len(faulted_at) >= 3)
+        time.sleep(0.2)
+        _show("0.2 s after bob's and cy's tasks faulted:",
+              f"{background[0].status.name}, reports: bob "
+              f"{len(reported('bob'))}, cy {len(reported('cy'))}")
+        background.clear()
+        _wait_until(lambda: reported("bob"), 1)
+        _show("after background.clear():",
+              f"reports: bob {len(reported('bob'))}")
+        del job
+        time.sleep(0.05)
+        before_gc = len(reported("cy"))
+        collected = gc.collect()
+        gc.enable()
+        _wait_until(lambda: reported("cy"), 1)
+        _show("cy's task, only in a cycle, after del:",
+              f"reports: cy {before_gc}")
+        _show("after gc.collect():",
+              f"reports: cy {len(reported('cy'))} "
+              f"({collected} objects collected)")
+        _say("""
+            While anything holds the faulted Task, its exception stays
+            silent: bob's sat in a list nobody read, cy's in a reference
+            cycle that only the cyclic collector frees, the case closest to
+            .NET's finalizer (automatic collection was paused here, so
+            that only the explicit gc.collect() could free it). It surfaces
+            only when the Task is collected.""")
+
+        # ---- 3. the default: sys.unraisablehook
+        _step("3. with no handler: sys.unraisablehook")
+        st.TaskScheduler.remove_unobserved_task_exception_handler(
+            on_unobserved)
+        hooked = []
+        old_hook = sys.unraisablehook
+
+        def capture(args):
+            if isinstance(args.exc_value, BaseException) and any(
+                    isinstance(e, SmtpError) for e in
+                    getattr(args.exc_value, "exceptions", ())):
+                hooked.append(args)
+            else:
+                old_hook(args)
+
+        sys.unraisablehook = capture
+        try:
+            send_welcome_email_async("dee")
+            _wait_until(lambda: hooked)
+        finally:
+            sys.unraisablehook = old_hook
+            st.TaskScheduler.add_unobserved_task_exception_handler(
+                on_unobserved)
+        if hooked:
+            args = hooked[0]
+            _show("sys.unraisablehook got:",
+                  f"{type(args.exc_value).__name__}"
+                  f"({args.exc_value.exceptions[0]!r})")
+            _show("for the object:", repr(args.object))
+            _say("""
+                The default hook prints \"Exception ignored in: <Task ...>\"
+                and a traceback on stderr, and the program goes on: the
+                error is visible, not lost, but far from the code that
+                dropped the Task.""")
+        else:
+            _show("sys.unraisablehook got:", "NOTHING within 3 s")
+
+        # ---- 4. awaiting it
+        _step("4. awaiting it instead")
+
+        @st.async_method
+        async def register_user_async(user):
+            try:
+                await send_welcome_email_async(user)
+            except SmtpError as exc:
+                return (f"caught {exc!r} on the "
+                        f"{th.name(threading.get_ident())}")
+            return "no exception?"
+
+        count = len(reports)
+        _show("register_user_async('eve'):",
+              st.run(register_user_async, "eve"))
+        gc.collect()
+        time.sleep(0.05)
+        _show("new unobserved reports:", len(reports) - count)
+
+        # ---- 5. a safe fire_and_forget helper
+        _step("5. a fire_and_forget helper that observes and logs")
+        log = []
+        EXEC_SYNC = st.TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY
+        ONLY_FAULTED = st.TaskContinuationOptions.ONLY_ON_FAULTED
+
+        def fire_and_forget(task, what):
+            """Let `task` run unawaited, but log its failure."""
+            def log_failure(t):
+                # reading t.exception observes it: no unobserved report
+                for exc in t.exception.inner_exceptions:
+                    log.append(f"{what} failed: {exc!r} (logged on the "
+                               f"{th.name(threading.get_ident())})")
+            task.continue_with(log_failure,
+                               options=ONLY_FAULTED | EXEC_SYNC)
+
+        count = len(reports)
+        fire_and_forget(send_welcome_email_async("fay"), "welcome email")
+        _wait_until(lambda: log)
+        gc.collect()
+        time.sleep(0.05)
+        for line in log:
+            print("   log: " + line)
+        _show("new unobserved reports:", len(reports) - count)
+        _say("""
+            When the caller really does not want to wait, the helper keeps
+            the fire-and-forget but not the silence: a continuation that
+            runs only on a fault reads the exception (which observes it) and
+            logs it the moment it happens, not when a collector gets to the
+            Task.""")
+    finally:
+        gc.enable()
+        st.TaskScheduler.remove_unobserved_task_exception_handler(
+            on_unobserved)
+
+    # ---- 6. dump_async
+    _step("6. dump_async(): what fire-and-forget work is still pending")
+    gate = st.TaskCompletionSource()
+
+    @st.async_method
+    async def fetch_mailbox_async(user):
+        return await gate.task           # the server has not answered
+
+    @st.async_method
+    async def sync_inbox_async(user):
+        messages = await fetch_mailbox_async(user)
+        return len(messages)
+
+    push = st.TaskCompletionSource()
+
+    @st.async_method
+    async def refresh_badge_async():
+        await push.task                  # a push that has not come yet
+
+    def methods(dump):
+        """The async methods in a dump: every frame of every chain."""
+        return sum(n * len(frames) for n, frames in dump.chains)
+
+    def heads(dump):
+        return "; ".join(frames[0].split(" at ")[0].split(".")[-1]
+                         for _, frames in dump.chains) or "-"
+
+    tasks = [sync_inbox_async(u) for u in ("gus", "hal", "ida")]
+    badge = refresh_badge_async()
+    dump = st.dump_async()
+    _show("async methods in the dump's chains:",
+          f"{methods(dump)} in {len(dump.chains)} distinct chain(s)")
+    _quote(str(dump).rstrip("\n"))
+    if len(dump) != methods(dump):
+        print(f"   (the header's count, len(dump) = {len(dump)}, counts "
+              "only the outermost method of each chain)")
+    gate.set_result(["hello"] * 3)
+    st.Task.when_all(tasks).wait(5)
+    after = st.dump_async()
+    _show("after the gate completed:",
+          f"{methods(after)} pending: {heads(after)}")
+    push.set_result(None)
+    badge.wait(5)
+    _show("after the push came:",
+          f"{methods(st.dump_async())} pending")
+    _say("""
+        Like dotnet-dump's dumpasync, dump_async() lists every async method
+        that has not finished, with its await chain (what each one awaits,
+        where it is suspended, where it will resume) and identical chains
+        coalesced with a count: the way to find work that was fired and
+        forgotten and never completed. A method drops out of it when it
+        completes: after the gate, only refresh_badge_async was left.""")
+
+
 # -------------------------------------------------------------- registry
 
 #: name -> (function, None) when implemented, or (None, issue number).
 SCENARIOS = {
     "state-machine": (demo_state_machine, None),
-    "deadlock": (None, 4),
-    "configure-await": (None, 4),
-    "async-void": (None, 4),
+    "deadlock": (demo_deadlock, None),
+    "configure-await": (demo_configure_await, None),
+    "async-void": (demo_async_void, None),
     "valuetask": (None, 5),
     "task-vs-thread": (demo_task_vs_thread, None),
-    "fire-and-forget": (None, 4),
+    "fire-and-forget": (demo_fire_and_forget, None),
     "starvation": (None, 3),
 }
 

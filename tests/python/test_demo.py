@@ -94,6 +94,176 @@ def test_demo_task_vs_thread():
     assert "1,000 threads blocked on an Event:" in out
 
 
+def _after(out, heading, label):
+    """The text after `label` on the first line that has it, below the
+    line `heading` (for the nested `before:` / `after:` rows)."""
+    rest = out[out.index(heading):]
+    match = re.search(re.escape(label) + r"\s*(.+)", rest)
+    assert match, f"{label!r} not under {heading!r}:\n{out}"
+    return match.group(1).strip()
+
+
+@pytest.mark.timeout(120)
+def test_demo_deadlock_C5_C6():
+    out = _run("demo", "deadlock")
+    flat = " ".join(out.split())
+    # 1. the article's deadlock, raised by the detector on the UI thread
+    assert _value(out, "set_deadlock_detection mode:") == "raise"
+    assert _value(out, ".result raised:") == "DeadlockError"
+    assert _value(out, "raised on:") == "UI thread"
+    assert _value(out, "get_json_async's task at that moment:") == \
+        "WAITING_FOR_ACTIVATION"
+    assert "| deadlock: thread 'UI' is blocked in a synchronous wait" in out
+    assert "Pending async methods that need it: " \
+        "demo_deadlock.<locals>.get_json_async" in out
+    assert "configure_await(False) on every await" in out
+    assert _value(out, "the two abandoned tasks, later:").startswith(
+        "RAN_TO_COMPLETION, RAN_TO_COMPLETION")
+    # 2. configure_await(False) on every await completes, off the UI thread
+    assert _value(out, ".result returned:") == '{"answer": 42}'
+    assert _value(out, "its code after the await ran on:").startswith(
+        "pool thread")
+    # 2b. on the outer await only: the chain of both methods is named
+    assert "get_json_async_half -> demo_deadlock.<locals>.read_body_async" \
+        in out
+    # 3. async all the way: the UI kept pumping, the handler resumed on it
+    repaint = out.index("UI processes a repaint message meanwhile")
+    resumed = out.index("click handler resumes, label.text")
+    assert repaint < resumed
+    assert re.search(r"click handler resumes, label\.text = .*"
+                     r"\[UI thread\]", out)
+    assert _value(out, "get_json_async started on:").startswith("pool")
+    # 4. "off" and "warn" really hang: the children were killed
+    assert re.search(r'mode "off": child still running after\s+[\d.]+ s: '
+                     r"yes, killed it", out)
+    assert re.search(r'mode "warn": child still running after\s+[\d.]+ s: '
+                     r"yes, killed it", out)
+    assert out.count("callbacks waiting in the UI queue: 1") == 2
+    assert "child stderr> " in out and "RuntimeWarning: deadlock" in out
+    assert "child> ui: .result returned" not in out
+    assert "resumes on SingleThreadSynchronizationContext" in flat
+
+
+@pytest.mark.timeout(120)
+def test_demo_configure_await_C3_C4():
+    out = _run("demo", "configure-await")
+    ui = "UI thread [SingleThreadSynchronizationContext]"
+    # 1. plain await returns to the UI thread, configure_await(False) not
+    assert _after(out, "plain await, from the UI thread:", "after:") == ui
+    assert _after(out, "configure_await(True), from the UI thread:",
+                  "after:") == ui
+    assert _after(out, "configure_await(False), from the UI thread:",
+                  "after:").endswith("[no context]")
+    assert _after(out, "configure_await(False), from the UI thread:",
+                  "after:").startswith("pool thread")
+    # 2. the pitfall (R7.4/R9.5): a completed first await changes nothing
+    assert _after(out, "cache hit:", "configure_await(False):") == ui
+    assert _after(out, "cache hit:", "the plain await that follows:") == ui
+    assert _after(out, "cache miss:", "configure_await(False):") \
+        .startswith("pool thread")
+    assert _value(out, "UI thread blocks on it, cache miss:").startswith(
+        "completed in")
+    assert _value(out, "UI thread blocks on it, cache hit:").startswith(
+        "DeadlockError after")
+    # 3. FORCE_YIELDING suspends on a completed task
+    assert _after(out, "await a completed task:", "(no suspension):") \
+        .startswith("True; resumed on UI thread")
+    assert _after(out, "...configure_await(FORCE_YIELDING):",
+                  "(no suspension):").startswith(
+        "False; resumed on pool thread")
+    fy_ccc = "...configure_await(FORCE_YIELDING | " \
+        "CONTINUE_ON_CAPTURED_CONTEXT):"
+    assert _after(out, fy_ccc, "(no suspension):") == f"False; resumed on {ui}"
+    assert _after(out, fy_ccc, "the code after the await ran") \
+        .startswith("after a callback posted")
+    assert _after(out, "await Task.yield_():", "(no suspension):") == \
+        f"False; resumed on {ui}"
+    assert _value(out, "the UI thread blocking on it:").startswith(
+        "completed in")
+    # 4. SUPPRESS_THROWING
+    assert _after(out, "plain await (CONTINUE_ON_CAPTURED_CONTEXT):",
+                  "the await").startswith("raised ConnectionRefusedError")
+    assert _after(out, "   SUPPRESS_THROWING:", "the await").startswith(
+        "returned None; the task is FAULTED")
+    assert _value(out, "unobserved-exception reports after gc.collect():") \
+        == "1 (10.0.0.2)"
+    assert _value(out, "configure_await(8) (not a flag):").startswith(
+        "ValueError")
+
+
+@pytest.mark.timeout(120)
+def test_demo_async_void_A8():
+    out = _run("demo", "async-void")
+    # 1. the caller never sees the exception; the pump raises it
+    assert _after(out, "on_save_clicked('report.txt')",
+                  "the call itself:").startswith("returned None")
+    assert _after(out, "on_save_clicked('report.txt')",
+                  "ctx.run(click, ...):") == \
+        "raised SaveFailed(report.txt: the disk is full)"
+    assert _after(out, "fail_before_await=True)", "the call itself:") \
+        .startswith("returned None")
+    assert _after(out, "fail_before_await=True)", "ctx.run(click, ...):") \
+        .startswith("raised SaveFailed(early.txt")
+    ended = _after(out, "on_save_clicked('report.txt')",
+                   "ctx.run ended after:")
+    assert re.match(r"[\d.]+ ms \(click returned after", ended), ended
+    # 2. operation_started / operation_completed balanced by the pump
+    assert re.search(r"right after the three calls\s+3\s+0\s", out)
+    rows = re.findall(r"^\s+pumped \d+, .* later\s+(\d+)\s+(\d+)\s+(\d+)"
+                      r"\s+(.*)$", out, re.MULTILINE)
+    assert rows, out
+    assert rows[-1][:3] == ("3", "3", "0"), rows
+    assert any(r[3].startswith("SaveFailed('settings.ini") for r in rows)
+    # 3. no context: the handler, then sys.unraisablehook, then "crash"
+    assert _value(out, "the handler received:") == \
+        "SaveFailed('no-context.txt: the disk is full')"
+    assert _value(out, "on:").startswith("pool thread")
+    assert _value(out, "setting the previous one back returned ours:") == \
+        "True"
+    assert "Exception ignored in async void method" in \
+        _value(out, "with no handler, sys.unraisablehook got:")
+    assert _value(out, 'set_unhandled_exception_policy("crash"):') == \
+        "the child exited with code 1, printed 'still alive': False"
+    # 4. async Task: the caller catches it
+    assert _value(out, "the caller:").startswith(
+        "caught SaveFailed('report.txt: the disk is full') at the await")
+
+
+@pytest.mark.timeout(120)
+def test_demo_fire_and_forget_T11_D1():
+    out = _run("demo", "fire-and-forget")
+    # 1. dropped: reported through the handler once collected
+    assert "after the fault, on the" in \
+        _value(out, "the handler got SmtpError for ann:")
+    # 2. silent while referenced, reported when collected
+    assert _value(out, "0.2 s after bob's and cy's tasks faulted:") == \
+        "FAULTED, reports: bob 0, cy 0"
+    assert _value(out, "after background.clear():") == "reports: bob 1"
+    assert _value(out, "cy's task, only in a cycle, after del:") == \
+        "reports: cy 0"
+    assert _value(out, "after gc.collect():").startswith("reports: cy 1")
+    # 3. the default: sys.unraisablehook with the Task
+    assert _value(out, "sys.unraisablehook got:") == \
+        "AggregateError(SmtpError('550 mailbox unavailable: " \
+        "dee@example.com'))"
+    assert _value(out, "for the object:").startswith("<Task")
+    # 4. and 5. awaited, or observed by the helper: nothing unobserved
+    assert _value(out, "register_user_async('eve'):").startswith(
+        "caught SmtpError")
+    assert re.findall(r"new unobserved reports:\s+(\d+)", out) == ["0", "0"]
+    assert "log: welcome email failed: SmtpError('550 mailbox " \
+        "unavailable: fay@example.com')" in out
+    # 6. dump_async shows the pending chains, coalesced, then nothing
+    assert "|   3 x" in out
+    assert re.search(r"sync_inbox_async at .*\n.*fetch_mailbox_async at",
+                     out)
+    assert _value(out, "async methods in the dump's chains:") == \
+        "7 in 2 distinct chain(s)"
+    assert _value(out, "after the gate completed:") == \
+        "1 pending: refresh_badge_async"
+    assert _value(out, "after the push came:") == "0 pending"
+
+
 @pytest.mark.timeout(60)
 def test_demo_scenarios_not_yet_implemented_exit_0():
     pending = [n for n, (fn, _) in demo.SCENARIOS.items() if fn is None]
