@@ -361,8 +361,18 @@ reaches_task(walk *w, TaskObject *x)
         if (is_context(st, x->task_target)) {
             found = reaches_context(w, x->task_target);
         }
-        if (!found && x->task_arg != NULL && Task_Check(st, x->task_arg)) {
-            found = reaches_task(w, (TaskObject *)x->task_arg);
+        /* When building the message, go on down the await chain even
+         * after a hit: every method on it that needs the blocked thread
+         * is named (fixing only the first would not end the deadlock). */
+        if ((!found || w->steps != NULL) && x->task_arg != NULL
+            && Task_Check(st, x->task_arg)) {
+            Py_ssize_t before = nsteps(w);
+            if (reaches_task(w, (TaskObject *)x->task_arg)) {
+                found = 1;
+            }
+            else {
+                truncate_steps(w, before);
+            }
         }
     }
     else if (x->task_kind == TASK_PROMISE) {
@@ -380,6 +390,12 @@ reaches_task(walk *w, TaskObject *x)
         else if (x->task_arg != NULL && Task_Check(st, x->task_arg)) {
             found = reaches_task(w, (TaskObject *)x->task_arg); /* proxy */
         }
+    }
+    else if (x->task_kind == TASK_CONTINUATION && x->task_token != NULL
+             && !(x->task_options & 0x20 /* LAZY_CANCELLATION */)) {
+        /* a cancellable continuation may end (canceled) before its
+         * antecedent: not a hard dependency (R3.10) */
+        found = 0;
     }
     else if (status == ST_STATUS_WAITING_FOR_ACTIVATION
              && x->task_arg != NULL && Task_Check(st, x->task_arg)) {
@@ -558,7 +574,7 @@ box_registry_remove(TaskObject *box)
     box->task_box_next = NULL;
 }
 
-/* _pending_boxes() -> [(box, coroutine, awaiting, context), ...] */
+/* _pending_boxes() -> [(box, coroutine, awaiting, context, running)] */
 static PyObject *
 mod_pending_boxes(PyObject *mod, PyObject *unused)
 {
@@ -568,9 +584,10 @@ mod_pending_boxes(PyObject *mod, PyObject *unused)
     }
     for (TaskObject *b = g_boxes; b != NULL; b = b->task_box_next) {
         PyObject *item = Py_BuildValue(
-            "(OOOO)", (PyObject *)b, b->task_fn ? b->task_fn : Py_None,
+            "(OOOOO)", (PyObject *)b, b->task_fn ? b->task_fn : Py_None,
             b->task_arg ? b->task_arg : Py_None,
-            b->task_target ? b->task_target : Py_None);
+            b->task_target ? b->task_target : Py_None,
+            (b->task_flags & TF_RUNNING_BOX) ? Py_True : Py_False);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
             Py_DECREF(list);

@@ -343,6 +343,9 @@ task_complete_from_error(TaskObject *t, int oce_cancels)
         Py_DECREF(excs);
     }
     if (interrupted) {
+        /* the interrupt itself goes on to the caller: that observes it,
+         * so the task is not reported again when collected */
+        mark_observed(t);
         PyErr_Restore(type, value, tb);
         return -1;
     }
@@ -545,16 +548,16 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
              * within microseconds (a round trip through an idle pool) is
              * seen without a futex wake (BENCHMARKS.md rule 5). */
             uint64_t until = st_now_ns() + WAIT_SPIN_NS;
+            unsigned pauses = 0;
             while (!st_task_is_completed(&t->task_core)
                    && st_now_ns() < until) {
-                for (int i = 0; i < 16; i++) {
-                    st_cpu_relax();
-                }
+                st_pool_spin_pause(&pauses); /* issue 3: yields too */
             }
             spin = 0;
         }
         rc = st_task_is_completed(&t->task_core) ? 0
                                                  : st_waiter_wait(&w, slice);
+        pool_wait_gil_free(); /* issue 3: retake the GIL without a sleep */
         Py_END_ALLOW_THREADS
         if (rc == 0 && st_task_is_completed(&t->task_core)) {
             done = 1;
@@ -634,6 +637,12 @@ task_execute(TaskObject *t)
                    ? ST_STATUS_WAITING_TO_RUN
                    : ST_STATUS_WAITING_FOR_ACTIVATION;
 
+    if (t->task_token != NULL && cancel_token_requested(st, t->task_token)
+        && st_task_status(&t->task_core) == from) {
+        /* R1.7/R3.10: its token fired before it started (py_cancel.c) */
+        task_try_complete(t, ST_STATUS_CANCELED, NULL, t->task_token);
+        return;
+    }
     if (st_task_transition(&t->task_core, from, ST_STATUS_RUNNING) != 0) {
         return; /* canceled before it ran */
     }
@@ -665,9 +674,9 @@ task_execute(TaskObject *t)
     }
     if (res == NULL) {
         /* R1.6: an OperationCanceledError from a delegate cancels only
-         * when it carries the task's own token; tokens arrive with the
-         * cancellation issue, so for now it faults. */
-        if (task_complete_from_error(t, 0) < 0) {
+         * when it carries the task's own, canceled token */
+        if (task_complete_from_error(t, cancel_error_is_own_token(st, t))
+            < 0) {
             pending_exc_save();
         }
         return;
@@ -1521,6 +1530,11 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
+    if (ct->task_token != NULL && !(opts & TCW_LAZY)
+        && cancel_watch_continuation(st, ct) < 0) { /* R3.10 */
+        Py_DECREF(ct);
+        return NULL;
+    }
     return (PyObject *)ct;
 }
 
@@ -1643,6 +1657,10 @@ task_run(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
         Py_DECREF(t);
         return NULL;
     }
+    if (t->task_token != NULL && cancel_watch_delegate(st, t) < 0) {
+        Py_DECREF(t); /* R1.7: canceled at once if its token fires */
+        return NULL;
+    }
     return (PyObject *)t;
 }
 
@@ -1684,7 +1702,10 @@ task_start_new_raw(PyObject *unused, PyObject *args)
     t->task_context = ctx;
     t->task_flags |= TF_NO_UNWRAP;
     t->task_scheduler = Py_XNewRef(scheduler);
-    if (task_queue_work(st, t, task_work_run) < 0) {
+    if (((options & 0x2u) && t->task_scheduler == NULL /* LONG_RUNNING */
+             ? task_queue_dedicated(st, t, task_work_run) /* issue 3 */
+             : task_queue_work(st, t, task_work_run))
+        < 0) {
         if (t->task_scheduler == NULL) {
             Py_DECREF(t);
             return NULL;
@@ -1722,8 +1743,7 @@ task_delay(PyObject *unused, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (token != Py_None) {
-        PyObject *a[2] = {seconds, token};
-        return call_impl(st, "delay_token", a, 2, NULL);
+        return delay_start_token(st, seconds, ns, infinite, token); /* K3 */
     }
     if (infinite) {
         return task_new_promise(st, NULL, 0);
@@ -1932,7 +1952,7 @@ cont_owner(st_cont_t *c)
         || c->fn == proxy_on_complete || c->fn == unwrap_outer_done) {
         return (PyObject *)st_container_of(c, TaskObject, task_cont);
     }
-    return NULL;
+    return cancel_cont_owner(c); /* a token registration's watch node */
 }
 
 typedef struct visit_ctx {

@@ -249,6 +249,29 @@ def _report_unhandled(exc: BaseException, where: str) -> None:
     sys.unraisablehook(_UnraisableArgs(exc, where))
 
 
+def _on_pool(fn: Callable, *args: Any) -> None:
+    """Run fn(*args) on a pool thread, as .NET rethrows an unhandled
+    exception there."""
+    _native._pool_queue(lambda: fn(*args))
+
+
+def _deliver(exc: BaseException, ctx: Any, name: str) -> None:
+    """Where an exception escaping an async void method goes (R8.3)."""
+    if ctx is None or type(ctx) is SynchronizationContext:
+        # no context, or the base one (whose post queues to the pool):
+        # an unhandled exception on a pool thread
+        _on_pool(_report_unhandled, exc, name)
+        return
+
+    def rethrow(_state: Any) -> None:
+        raise exc
+    rethrow.__qualname__ = f"{name} (async void: rethrow on its context)"
+    try:
+        ctx.post(rethrow, None)
+    except BaseException as post_error:
+        _on_pool(_report_unhandled, AggregateError([exc, post_error]), name)
+
+
 def async_void(fn: Callable) -> Callable[..., None]:
     """An ``async void`` method (AsyncVoidMethodBuilder, SPEC A8).
 
@@ -286,20 +309,12 @@ def async_void(fn: Callable) -> Callable[..., None]:
                 except BaseException as e:
                     exc = e
             if exc is not None:
-                if ctx is not None:
-                    def rethrow(_state: Any, exc: BaseException = exc) -> None:
-                        raise exc
-                    try:
-                        ctx.post(rethrow, None)
-                    except BaseException as post_error:
-                        _native._pool_queue(
-                            lambda: _report_unhandled(
-                                AggregateError([exc, post_error]), name))
-                else:
-                    _native._pool_queue(
-                        lambda: _report_unhandled(exc, name))
+                _deliver(exc, ctx, name)
             if ctx is not None:
-                ctx.operation_completed()
+                try:
+                    ctx.operation_completed()
+                except BaseException as e:  # R8.2: rethrown on the pool
+                    _on_pool(_report_unhandled, e, name)
 
         if task.is_completed:
             done(task)
@@ -340,14 +355,17 @@ class AsyncDump:
     __repr__ = __str__
 
 
-def _describe(box: Any, coro: Any, awaiting: Any, target: Any) -> str:
+def _describe(box: Any, coro: Any, awaiting: Any, target: Any,
+              running: bool = False) -> str:
     name = getattr(coro, "__qualname__", None) or type(coro).__name__
     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
     where = ""
     if frame is not None:
         where = f" at {os.path.basename(frame.f_code.co_filename)}" \
                 f":{frame.f_lineno}"
-    if isinstance(awaiting, Task) and awaiting.is_completed:
+    if running:
+        what = "running now"
+    elif isinstance(awaiting, Task) and awaiting.is_completed:
         what = f"{awaiting!r} completed; queued to resume"
     elif isinstance(awaiting, Task):
         what = f"awaits {awaiting!r}"
@@ -369,7 +387,7 @@ def dump_async() -> AsyncDump:
     by_box = {id(r[0]): r for r in rows}
     awaited_by_box = {id(r[2]) for r in rows if isinstance(r[2], Task)}
     chains: dict[tuple[str, ...], int] = {}
-    for box, coro, awaiting, target in rows:
+    for box, coro, awaiting, target, running in rows:
         if id(box) in awaited_by_box:
             continue  # shown inside the chain of what awaits it
         frames = []

@@ -82,18 +82,94 @@ def _dispose(reg: Any) -> None:
             dispose()
 
 
+_EXEC_SYNC = 0x80000  # TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY
+_ONLY_ON_RAN = 0x60000  # TaskContinuationOptions.ONLY_ON_RAN_TO_COMPLETION
+
+
+def _register_quiet(token: Any, fn) -> Any:
+    """Register fn() on token without flowing the context."""
+    unsafe = getattr(token, "unsafe_register", None)
+    return unsafe(fn) if unsafe is not None else token.register(fn)
+
+
+class _TokenWait:
+    """A promise for a wait with a cancellation token (K3): it completes
+    when `task` does (mirroring it with `mirror`, else with None), is
+    canceled when `token` fires, or faults with TimeoutError after `secs`,
+    whichever comes first.  Then everything it registered is released at
+    once: an inner source cancels the continuation on `task` (which takes
+    it off the task, R3.10) and the delay (which disarms its timer), and
+    the registration on `token` is dropped.  So a long-pending task and a
+    long-lived token keep nothing of a finished wait."""
+
+    __slots__ = ("tcs", "inner", "reg", "token", "mirror")
+
+    def __init__(self, task, secs, token, mirror):
+        self.tcs = TaskCompletionSource()
+        self.inner = _native.CancellationTokenSource()
+        self.token = token
+        self.mirror = mirror
+        self.reg = None
+        inner = self.inner.token
+        task.continue_with(self._on_done, cancellation_token=inner,
+                           options=_EXEC_SYNC)
+        if secs is not None:
+            Task.delay(secs, cancellation_token=inner).continue_with(
+                self._on_timeout, options=_EXEC_SYNC | _ONLY_ON_RAN)
+        if not self.tcs.task.is_completed:
+            self.reg = _register_quiet(token, self._on_token)
+            if self.tcs.task.is_completed:
+                self.finish()  # completed while registering
+
+    def finish(self):
+        """Release the continuation, the timer and the registration."""
+        self.inner.cancel()
+        reg, self.reg = self.reg, None
+        if reg is not None:
+            getattr(reg, "unregister", reg.dispose)()
+
+    def _on_done(self, t):
+        tcs = self.tcs
+        if not self.mirror:
+            tcs.try_set_result(None)
+        elif t.is_completed_successfully:
+            tcs.try_set_result(t.result)
+        elif t.is_faulted:
+            tcs.try_set_exception(t.exception.inner_exceptions)
+        else:
+            tcs.try_set_canceled()
+        self.finish()
+
+    def _on_timeout(self, _):
+        self.tcs.try_set_exception(TimeoutError())
+        self.finish()
+
+    def _on_token(self):
+        self.tcs.try_set_canceled(self.token)
+        self.finish()
+
+
 def task_wait_token(task, timeout, token):
-    """Task.wait with a cancellation token (T4, R2.3)."""
+    """Task.wait with a cancellation token (T4, R2.3, K3): raises
+    OperationCanceledError when the token fires first; the task itself is
+    unaffected."""
     if token.is_cancellation_requested:
         raise OperationCanceledError(cancellation_token=token)
-    ct, reg = _token_task(token)
+    if task.is_completed or not token.can_be_canceled:
+        return task.wait(timeout)
+    _timeout_seconds(timeout)  # validated before anything is registered
+    w = _TokenWait(task, None, token, False)
     try:
-        idx = Task.wait_any(task, ct, timeout=timeout)
+        done = w.tcs.task.wait(timeout)
+    except AggregateError:  # canceled by the token
+        done = True
     finally:
-        _dispose(reg)
-    if idx == -1:
+        w.finish()  # a timed-out wait leaves nothing behind
+    if not done:
         return False
-    if idx == 1 and not task.is_completed:
+    if token.is_cancellation_requested and not \
+            task.is_completed_successfully:
+        # R2.3: the wait's token wins over a canceled (or pending) task
         raise OperationCanceledError(cancellation_token=token)
     return task.wait(0)
 
@@ -146,33 +222,16 @@ def task_wait_async(task, timeout=None, cancellation_token=None):
         return Task.from_canceled(token)
     if secs == 0:
         return Task.from_exception(TimeoutError())
-    if token is None:
+    if token is None or not token.can_be_canceled:
         return _native._wait_async_timeout(task, secs)
-    tcs = TaskCompletionSource()
-    reg = None
-    timer = None
-    if token is not None:
-        reg = token.register(lambda: tcs.try_set_canceled(token))
-    if secs is not None:
-        timer = Task.delay(secs)
-        timer.continue_with(
-            lambda _: tcs.try_set_exception(TimeoutError()),
-            options=0x80000)
-
-    def done(t):
-        _dispose(reg)
-        if t.is_completed_successfully:
-            tcs.try_set_result(t.result)
-        elif t.is_faulted:
-            tcs.try_set_exception(t.exception.inner_exceptions)
-        else:
-            tcs.try_set_canceled()
-    task.continue_with(done, options=0x80000)
-    return tcs.task
+    # K3: the token, the timeout and the task race; the first one wins and
+    # the others' continuation, timer and registration go at once
+    return _TokenWait(task, secs, token, True).tcs.task
 
 
 def delay_token(seconds, token):
-    """Task.delay with a cancellation token (K3)."""
+    """Task.delay with a token object that is not a native
+    CancellationToken (native ones are handled in C: py_pool.c)."""
     if token.is_cancellation_requested:
         return Task.from_canceled(token)
     d = Task.delay(seconds)
@@ -249,7 +308,7 @@ def _thread_name(ident):
     for t in threading.enumerate():
         if t.ident == ident:
             return t.name
-    return f"thread {ident}"
+    return f"thread-pool thread {ident}"
 
 
 def _method_name(coro):
@@ -262,6 +321,7 @@ def deadlock_message(ident, task, steps):
     me = _thread_name(ident)
     methods = []
     ctx_desc = None
+    ctx_owner = None
     lines = []
     for kind, a, b in steps:
         if kind == "box":
@@ -272,18 +332,25 @@ def deadlock_message(ident, task, steps):
             lines.append(f"  task {a!r}")
         elif kind == "context":
             owner = _thread_name(b)
-            ctx_desc = f"{type(a).__name__} run by {owner!r}"
+            if ctx_desc is None:
+                ctx_desc = f"{type(a).__name__} run by {owner!r}"
+                ctx_owner = b
             lines.append(f"  needs {type(a).__name__} {hex(id(a))}, whose "
                          f"only thread is {owner!r}")
         elif kind == "blocked":
             lines.append(f"  {_thread_name(a)!r} is blocked waiting for "
                          f"{b!r}")
-    chain = " -> ".join(methods) if methods else "(no async method)"
+    chain = " -> ".join(dict.fromkeys(methods)) if methods \
+        else "(no async method)"
+    if ctx_owner == ident:
+        why = "that is, on the blocked thread itself"
+    else:
+        why = ("and that thread is itself blocked, waiting (directly or "
+               f"not) for {me!r}")
     text = [
         f"deadlock: thread {me!r} is blocked in a synchronous wait "
         f"(.result / wait() / get_awaiter().get_result()) on {task!r}, "
-        f"which can only complete on {ctx_desc or 'a context'} — that is, "
-        f"on the blocked thread itself.",
+        f"which can only complete on {ctx_desc or 'a context'} — {why}.",
         f"Pending async methods that need it: {chain}",
         "Wait-for chain:",
         *lines,
