@@ -9,6 +9,8 @@
 #   make venv        .venv with pytest, pytest-timeout and the package
 #   make test        check-c, venv, then pytest tests/python
 #   make demo        venv, then python -m sharptask demo
+#   make bench-c     the C benchmarks (benchmarks/c) against the plain core:
+#                    build/plain/w11_pool_throughput
 #   make clean       remove build/ (distclean also removes .venv)
 
 CC ?= cc
@@ -21,6 +23,11 @@ VENV_PIP := $(VENV)/bin/pip
 CSTD := -std=c11
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
 BASE_CFLAGS := $(CSTD) $(WARNINGS) -g -pthread -MMD -MP
+
+# The core as the tests build it: the work-stealing deques' 64-bit
+# indices start just below the wrap, so every pool test also runs across
+# it (STYLE.md point 32, the .NET DEBUG trick).  setup.py does not set it.
+CORE_TEST_DEFS := '-DST_DEQUE_START_INDEX=(UINT64_MAX - 300u)'
 
 # Per variant: compile flags, which are also the link flags.
 FLAGS_plain := -O2
@@ -43,7 +50,7 @@ TEST_HDRS := tests/c/test.h tests/c/test_list.h
 T ?=
 
 .PHONY: all core check check-c check-c-plain check-c-asan check-c-tsan \
-        lint-core check-headers venv test demo clean distclean
+        lint-core check-headers venv test demo clean distclean bench-c
 
 all: core
 
@@ -56,7 +63,7 @@ core: build/plain/libsharptask_core.a
 define VARIANT_RULES
 build/$(1)/core/%.o: csrc/core/%.c
 	@mkdir -p $$(@D)
-	$$(CC) $$(BASE_CFLAGS) $$(FLAGS_$(1)) -c $$< -o $$@
+	$$(CC) $$(BASE_CFLAGS) $$(FLAGS_$(1)) $$(CORE_TEST_DEFS) -c $$< -o $$@
 
 build/$(1)/libsharptask_core.a: $$(patsubst csrc/core/%.c,build/$(1)/core/%.o,$$(CORE_SRCS))
 	@rm -f $$@
@@ -73,6 +80,17 @@ endef
 $(foreach v,$(VARIANTS),$(eval $(call VARIANT_RULES,$(v))))
 
 -include $(wildcard build/*/core/*.d build/*/tests/*.d)
+
+# ------------------------------------------------------------ benchmarks
+
+BENCH_C_SRCS := $(wildcard benchmarks/c/*.c)
+BENCH_C_BINS := $(patsubst benchmarks/c/%.c,build/plain/%,$(BENCH_C_SRCS))
+
+bench-c: $(BENCH_C_BINS)
+
+build/plain/%: benchmarks/c/%.c build/plain/libsharptask_core.a
+	$(CC) $(BASE_CFLAGS) $(FLAGS_plain) -Icsrc/core $< \
+	    build/plain/libsharptask_core.a -o $@
 
 # ---------------------------------------------------------------- checks
 

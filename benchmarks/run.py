@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Run every benchmark (BENCHMARKS.md W1, W2, W3, W4a, W5, W6).
+"""Run every benchmark (BENCHMARKS.md W1-W12 as implemented: see
+sharptask._benchmarks.WORKLOADS).
 
     python benchmarks/run.py [--quick] [--only W1,W4a] [--out DIR]
 

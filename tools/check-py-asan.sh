@@ -9,15 +9,18 @@
 # - test_leaks.py is left out: ASan's quarantine keeps freed memory, so
 #   its RSS checks mean nothing here (the plain run keeps them);
 # - the benchmark smoke tests are left out: timing under ASan says
-#   nothing and they are the slowest.
+#   nothing and they are the slowest;
+# - the fork-with-armed-timers test is left out: a forked child of an
+#   ASan process with live threads hangs in ASan's own allocator locks
+#   (a known limitation of fork under ASan); the plain run keeps it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 py=${PYTHON:-"$here/.venv/bin/python"}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # only what the build and the tests need
-cp -r "$here/csrc" "$here/python" "$here/tests" "$here/setup.py" \
-      "$here/pyproject.toml" "$scratch/"
+cp -r "$here/csrc" "$here/python" "$here/tests" "$here/benchmarks" \
+      "$here/setup.py" "$here/pyproject.toml" "$scratch/"
 rm -f "$scratch"/python/sharptask/*.so
 (cd "$scratch" && ST_SANITIZE=1 "$py" setup.py -q build_ext --inplace \
      >"$scratch/build.log" 2>&1) || { cat "$scratch/build.log"; exit 1; }
@@ -29,4 +32,5 @@ ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 PYTHONPATH=python "$py" -m pytest tests/python -q -p no:cacheprovider \
     --ignore=tests/python/test_leaks.py \
-    --ignore=tests/python/test_benchmarks_smoke.py
+    --ignore=tests/python/test_benchmarks_smoke.py \
+    --deselect tests/python/test_cancel.py::test_K3_timers_armed_before_fork_are_safe_in_the_child

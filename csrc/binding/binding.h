@@ -27,6 +27,40 @@
 
 #define ST_N_CACHED 13 /* None, False, True, -1..8 */
 
+/* ---- ValueTask, sources, pooling builder (py_valuetask.c, issue 5) ---- */
+struct st_state;
+#define ST_VT_CACHE_MAX 64 /* shared cache of pooled boxes, at most */
+/* task_flags bit: a box of the pooling ValueTask builder, whose version
+ * (the ValueTask token) is kept in task_cwopts.  py_valuetask.c resets
+ * such a box field by field when it goes back to the pool: a field added
+ * to TaskObject must be reset there too (box_return). */
+#define TF_POOLED 0x80
+typedef struct st_vt_state {
+    PyTypeObject *ValueTask_type;
+    PyTypeObject *VTAwaiter_type;         /* ValueTaskAwaiter */
+    PyTypeObject *VTConfigured_type;      /* ConfiguredValueTaskAwaitable */
+    PyTypeObject *MRVTSC_type;            /* ManualResetValueTaskSourceCore */
+    PyTypeObject *AsyncValueMethod_type;
+    PyTypeObject *BoxSlot_type;           /* a thread's pool slot */
+    PyObject *status_members[4];          /* ValueTaskSourceStatus(0..3) */
+    PyObject *flags_members[4];           /* ...OnCompletedFlags(0..3) */
+    PyObject *completed;                  /* ValueTask.completed_task */
+    PyObject *invoke_action;              /* continuation: state() */
+    PyObject *impl;                       /* sharptask._valuetask, lazily */
+    PyObject *str_get_status;
+    PyObject *str_get_result;
+    PyObject *str_configure_await;
+    PyObject *str_slot_key;               /* thread-state dict key */
+    PyObject *cache[ST_VT_CACHE_MAX];     /* pooled boxes (shared) */
+    int cache_len;
+    int cache_cap;
+} st_vt_state;
+int valuetask_module_exec(PyObject *mod, struct st_state *st);
+int valuetask_module_traverse(struct st_state *st, visitproc visit,
+                              void *arg);
+void valuetask_module_clear(struct st_state *st);
+/* ---- end of ValueTask ---- */
+
 typedef struct st_state {
     /* types */
     PyTypeObject *Task_type;
@@ -68,6 +102,27 @@ typedef struct st_state {
     ST_ATOMIC(int) shutting_down;
     long pid;          /* of the process that created pool and timer */
     uint32_t next_task_id;
+    /* ---- cancellation (py_cancel.c, issue 6): K1, K2 ---- */
+    PyTypeObject *CTS_type;          /* CancellationTokenSource */
+    PyTypeObject *Token_type;        /* CancellationToken */
+    PyTypeObject *Registration_type; /* CancellationTokenRegistration */
+    PyObject *ObjectDisposedError;
+    PyObject *token_none;         /* CancellationToken.none */
+    PyObject *canceled_source;    /* behind every CancellationToken(True) */
+    PyObject *empty_registration; /* the registration of nothing */
+    PyTypeObject *Semaphore_type;  /* SemaphoreSlim (py_semaphore.c): K4 */
+    PyTypeObject *SemWaiter_type;  /* its waiters */
+    PyObject *SemaphoreFullError;
+    /* ---- end of cancellation ---- */
+    /* ---- thread pool and timers (py_pool.c, py_timer.c, issue 3) ---- */
+    unsigned long pool_fork_epoch; /* g_fork_epoch when pool/timer made */
+    int pool_tuned;                /* pool_tuning set before creation */
+    st_pool_tuning_t pool_tuning;  /* applied when the pool is made */
+    uint64_t pool_shutdown_grace_ns; /* atexit waits this long for items */
+    PyTypeObject *TimerHandle_type; /* _native._TimerHandle (py_timer.c) */
+    PyObject *timers_module;        /* sharptask._timers, imported lazily */
+    /* ---- end of thread pool and timers ---- */
+    st_vt_state vt; /* ValueTask (py_valuetask.c, issue 5) */
 } st_state;
 
 extern st_state *g_st;
@@ -260,12 +315,96 @@ void thread_running_pop(TaskObject *t);
 
 /* py_pool.c */
 PyObject *delay_start(st_state *st, uint64_t ns);
+/* Task.delay(seconds, cancellation_token=token) (K3, R5.4): a canceled
+ * token gives a canceled task; a native token that fires first disarms
+ * the timer at once; other token objects go through sharptask._impl. */
+PyObject *delay_start_token(st_state *st, PyObject *seconds, uint64_t ns,
+                            int infinite, PyObject *token);
 st_pool_t *get_pool(st_state *st);
 st_timer_t *get_timer(st_state *st);
 int pool_submit(st_state *st, st_work_t *w);
 void pool_shutdown_all(st_state *st);
+/* ---- thread pool and timers (issue 3) ---- */
+/* Queues w on the global queue even from a worker (QUWI without
+ * prefer_local).  pool_submit itself queues on the calling worker's own
+ * deque when called from a worker (tasks, continuations: .NET 7.2). */
+int pool_submit_global(st_state *st, st_work_t *w);
+/* Runs w once on a dedicated thread (TaskCreationOptions.LONG_RUNNING).
+ * -1 with an error set. */
+int pool_submit_dedicated(st_state *st, st_work_t *w);
+/* task_queue_work on a dedicated thread (start_new with LONG_RUNNING on
+ * the default scheduler, .NET 7.15). */
+int task_queue_dedicated(st_state *st, TaskObject *t, st_work_fn fn);
+/* For blocking waits: call with the GIL released, just before retaking
+ * it; spins briefly while another thread holds it, so that retaking it
+ * does not sleep in the kernel (BENCHMARKS.md rule 5). */
+void pool_wait_gil_free(void);
+/* py_gil.c: 1 if the GIL is held by some thread, 0 if free, -1 unknown;
+ * and a bounded busy-poll while it is held (GIL not held by the caller). */
+int gil_is_locked(void);
+void gil_spin_until_free(uint64_t ns);
+/* py_timer.c: the one-shot timer handle under Timer, PeriodicTimer and
+ * TimeProvider.system (P5), and the time_provider= forms of Task.delay
+ * and wait_async (P6a), which go to sharptask._timers. */
+int timer_module_exec(PyObject *mod, st_state *st);
+int timer_module_traverse(st_state *st, visitproc visit, void *arg);
+void timer_module_clear(st_state *st);
+PyObject *timers_delay(st_state *st, PyObject *seconds, PyObject *token,
+                       PyObject *provider);
+PyObject *timers_wait_async(st_state *st, PyObject *task, PyObject *timeout,
+                            PyObject *token, PyObject *provider);
+/* ---- end of thread pool and timers ---- */
 int parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
                   int *infinite);
+
+/* ---- py_cancel.c: cancellation (issue 6; K1-K3) ---- */
+/* An internal registration's action: runs once, on the canceling thread
+ * with the GIL held, when the token fires.  0, or -1 with an error set
+ * (it joins the exceptions cancel() raises). */
+typedef int (*cancel_action_fn)(PyObject *target, PyObject *token,
+                                void *carg);
+int cancel_module_exec(PyObject *mod, st_state *st);
+int cancel_module_traverse(st_state *st, visitproc visit, void *arg);
+void cancel_module_clear(st_state *st);
+/* 1 if obj is a native CancellationToken; 1 if it is one that can fire. */
+int cancel_is_token(st_state *st, PyObject *obj);
+int cancel_token_can_fire(st_state *st, PyObject *token);
+/* 1 if token (native, or any object with is_cancellation_requested) is
+ * canceled; 0 if not, for None/NULL, and on an error (cleared). */
+int cancel_token_requested(st_state *st, PyObject *token);
+/* The same for a token that is not None, but 1/0, or -1 with the error
+ * an other token object's is_cancellation_requested raised. */
+int cancel_token_check(st_state *st, PyObject *token);
+/* R1.6: 1 if the error set now is an OperationCanceledError carrying
+ * t's own token and that token is canceled (the delegate acknowledged
+ * the cancellation: the task ends canceled, not faulted). */
+int cancel_error_is_own_token(st_state *st, TaskObject *t);
+/* Registers fn(target, token, carg) on a native token.  Returns a new
+ * reference to the registration, or to None when nothing was registered:
+ * token is not native or cannot fire, its source was disposed, or it is
+ * already canceled (then *already is 1 and the caller acts itself).
+ * carg_release(carg), if given, runs when the registration no longer
+ * needs carg (also at once when nothing was registered).  With watch, the
+ * registration is dropped the moment that task completes, so a finished
+ * operation leaves nothing on a long-lived source. */
+PyObject *cancel_register_action(st_state *st, PyObject *token,
+                                 cancel_action_fn fn, PyObject *target,
+                                 void *carg, void (*carg_release)(void *),
+                                 TaskObject *watch, int *already);
+/* Task.run/start_new (R1.7, R5.1): t's native token (t->task_token), if
+ * it fires before t starts, cancels t at once.  0 or -1. */
+int cancel_watch_delegate(st_state *st, TaskObject *t);
+/* continue_with (R3.10, not LAZY_CANCELLATION): ct's token, if it fires
+ * before ct starts, takes ct off its antecedent and cancels it.  0/-1. */
+int cancel_watch_continuation(st_state *st, TaskObject *ct);
+/* GC support for a task's continuation list: the registration object a
+ * node belongs to (it holds one reference to it), or NULL. */
+PyObject *cancel_cont_owner(st_cont_t *c);
+/* py_semaphore.c: SemaphoreSlim (K4); called by cancel_module_*. */
+int semaphore_module_exec(PyObject *mod, st_state *st);
+int semaphore_module_traverse(st_state *st, visitproc visit, void *arg);
+void semaphore_module_clear(st_state *st);
+/* ---- end of py_cancel.c ---- */
 
 /* module.c */
 PyObject *call_impl(st_state *st, const char *name, PyObject *const *args,

@@ -65,7 +65,15 @@ call_impl(st_state *st, const char *name, PyObject *const *args,
             return NULL;
         }
     }
-    fn = PyObject_GetAttrString(st->impl, name);
+    {
+        /* interned: one name object per helper, whatever the call count */
+        PyObject *key = PyUnicode_InternFromString(name);
+        if (key == NULL) {
+            return NULL;
+        }
+        fn = PyObject_GetAttr(st->impl, key);
+        Py_DECREF(key);
+    }
     if (fn == NULL) {
         return NULL;
     }
@@ -253,6 +261,15 @@ module_exec(PyObject *mod)
     if (PyModule_AddIntConstant(mod, "INFINITE", -1) < 0) {
         return -1;
     }
+    if (cancel_module_exec(mod, st) < 0) { /* py_cancel.c (issue 6) */
+        return -1;
+    }
+    if (valuetask_module_exec(mod, st) < 0) { /* py_valuetask.c (5) */
+        return -1;
+    }
+    if (timer_module_exec(mod, st) < 0) { /* py_timer.c (issue 3) */
+        return -1;
+    }
     return 0;
 }
 
@@ -288,6 +305,18 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->yield_awaitable);
     Py_VISIT(st->unobserved_hook);
     Py_VISIT(st->impl);
+    i = cancel_module_traverse(st, visit, arg); /* py_cancel.c */
+    if (i != 0) {
+        return i;
+    }
+    i = valuetask_module_traverse(st, visit, arg); /* py_valuetask.c */
+    if (i != 0) {
+        return i;
+    }
+    i = timer_module_traverse(st, visit, arg); /* py_timer.c */
+    if (i != 0) {
+        return i;
+    }
     return 0;
 }
 
@@ -323,6 +352,9 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->yield_awaitable);
     Py_CLEAR(st->unobserved_hook);
     Py_CLEAR(st->impl);
+    cancel_module_clear(st); /* py_cancel.c */
+    valuetask_module_clear(st); /* py_valuetask.c */
+    timer_module_clear(st);     /* py_timer.c */
     Py_CLEAR(st->str_post);
     Py_CLEAR(st->str_on_completed);
     Py_CLEAR(st->str_unsafe_on_completed);

@@ -536,9 +536,12 @@ static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
 
 /* Where run_steps gets a box at the first suspension: NULL allocates a
  * new Task; the pooling ValueTask builder sets its rent function for the
- * duration of one builder_start_value call (GIL-protected). */
-static TaskObject *(*g_rent_box)(void *arg);
-static void *g_rent_arg;
+ * duration of one builder_start_value call.  Per thread, and saved and
+ * cleared by every start, so that an async method that the body calls
+ * before its own first suspension (a nested start), or a start on another
+ * thread while this body lets the GIL go, never takes this call's box. */
+static _Thread_local TaskObject *(*g_rent_box)(void *arg);
+static _Thread_local void *g_rent_arg;
 
 /* Runs coro until it suspends or ends (ctx entered by the caller).  The
  * box is created at the first suspension if *pbox is NULL.  While this
@@ -651,7 +654,15 @@ builder_start(st_state *st, PyObject *coro, TaskObject *box)
         Py_XSETREF(b->task_context, Py_NewRef(ctx));
     }
     saved = sync_context_save();
-    rc = run_steps(st, &b, coro, ctx, &value);
+    {
+        /* not ours: an enclosing builder_start_value's (see g_rent_box) */
+        TaskObject *(*outer_rent)(void *) = g_rent_box;
+        void *outer_arg = g_rent_arg;
+        g_rent_box = NULL;
+        rc = run_steps(st, &b, coro, ctx, &value);
+        g_rent_box = outer_rent;
+        g_rent_arg = outer_arg;
+    }
     PyContext_Exit(ctx);
     if (rc == STEP_RAISED) {
         /* restore the context with the error kept aside */
@@ -717,11 +728,15 @@ builder_start_value(st_state *st, PyObject *coro,
         return -1;
     }
     saved = sync_context_save();
-    g_rent_box = rent_box;
-    g_rent_arg = arg;
-    rc = run_steps(st, &b, coro, ctx, &v);
-    g_rent_box = NULL;
-    g_rent_arg = NULL;
+    {
+        TaskObject *(*outer_rent)(void *) = g_rent_box; /* see g_rent_box */
+        void *outer_arg = g_rent_arg;
+        g_rent_box = rent_box;
+        g_rent_arg = arg;
+        rc = run_steps(st, &b, coro, ctx, &v);
+        g_rent_box = outer_rent;
+        g_rent_arg = outer_arg;
+    }
     PyContext_Exit(ctx);
     {
         PyObject *type, *val, *tb;

@@ -2,35 +2,80 @@
  *
  *     ThreadPool.queue_user_work_item(fn, state=..., prefer_local=False)
  *     Task.delay(seconds)      # a timer entry completing a promise
+ *     Task.delay(seconds, cancellation_token=token)   # K3: see below
  *
  * Workers are C threads (csrc/core/st_pool.c).  Each one owns one
  * PyThreadState, made the first time it runs Python and kept for its
  * life: attaching is PyEval_RestoreThread, detaching PyEval_SaveThread
  * (BENCHMARKS.md rule 1).  The pool keeps a worker attached while it
- * drains Python items, up to a time slice (rule 2).  A worker refuses to
- * attach once shutdown or finalization started: the item is then leaked,
- * never run without an interpreter (STYLE.md point 30).
+ * drains Python items, up to a time slice (rule 2), and lets one worker
+ * at a time attach (the core's domain token, rule 3).  Before it attaches
+ * a worker polls the GIL's lock word for a few microseconds (py_gil.c),
+ * and so does a thread leaving a blocking wait (pool_wait_gil_free), so
+ * that the usual hand-off does not sleep in the kernel (rules 4, 5).  A
+ * worker refuses to attach once shutdown or finalization started: the
+ * item is then leaked, never run without an interpreter (STYLE.md point
+ * 30).
+ *
+ *     ThreadPool.set_min_threads(n) / set_max_threads(n)   # .NET's checks
+ *     ThreadPool.thread_count, pending_work_item_count, ...  # _pool_stats
+ *     Task.factory.start_new(fn, options=LONG_RUNNING)    # dedicated thread
+ *
+ * Starvation (P3, D3): the core's gate thread counts an event and leaves a
+ * notice; the next worker to attach (it holds the GIL then) turns it into
+ * a RuntimeWarning.  Nothing Python ever runs on the gate thread.
+ *
+ * Queues (P2, .NET 7.2): pool_submit, used for tasks, continuations and
+ * resumptions, queues on the calling worker's own deque when it runs on a
+ * worker, and on the global queue elsewhere; queue_user_work_item goes to
+ * the global queue unless prefer_local.
+ *
+ * Exit (P6): the atexit shutdown stops the timer, then waits up to
+ * pool_shutdown_grace_ns for the workers (blocking waits abandon within a
+ * slice); a worker still inside a Python item after that is abandoned
+ * like a daemon thread (CPython stops it if it touches the GIL during
+ * finalization) and the pool is leaked, never freed.  Fork: a
+ * pthread_atfork child handler bumps g_fork_epoch; the child forgets
+ * (leaks) the parent's pool and timer, whose mutexes may be held, and
+ * makes fresh ones on first use.
  *
  * Timers: the timer thread does no Python work; a due delay entry is
- * queued to the pool, whose worker completes the task with the GIL.
+ * queued to the pool, whose worker completes the task with the GIL.  A
+ * delay with a cancellation token also registers on the token (through
+ * py_cancel.c): whichever comes first completes the task, and a token that
+ * fires first disarms the timer at once (st_timer_cancel), while the
+ * completion of the task drops the token's registration at once.
  */
 #include "binding.h"
 
-#include <math.h>   /* isnan */
-#include <string.h> /* memset */
-#include <unistd.h> /* getpid */
+#include <math.h>    /* isnan */
+#include <pthread.h> /* pthread_atfork */
+#include <string.h>  /* memset */
+#include <unistd.h>  /* getpid */
 
 #include "st_error.h"
 #include "st_list.h" /* st_container_of */
 #include "st_thread.h"
 
+/* Bounded busy-polls of the GIL word before a blocking acquire. */
+#define ATTACH_SPIN_NS 50000u  /* a worker about to attach */
+#define REACQUIRE_SPIN_NS 30000u /* a thread leaving a blocking wait */
+/* How long the atexit shutdown waits for items still running. */
+#define SHUTDOWN_GRACE_NS 1000000000u
+
+/* Bumped in the child after fork (async-signal-safe: a plain store). */
+static volatile unsigned long g_fork_epoch = 1;
+
 /* ------------------------------------------------------------- hooks */
+
+static void warn_starvation(st_state *st, uint64_t events);
 
 static int
 hook_attach(void *arg, void **slot)
 {
     st_state *st = arg;
     PyThreadState *ts = *slot;
+    uint64_t notices;
     /* relaxed: a flag; finalization is checked again below */
     if (st_atomic_load(&st->shutting_down, ST_RELAXED)
         || ST_IS_FINALIZING()) {
@@ -43,7 +88,15 @@ hook_attach(void *arg, void **slot)
         }
         *slot = ts;
     }
+    /* A caller that queued this item is usually about to release the GIL
+     * in its wait: poll briefly instead of sleeping on the GIL. */
+    gil_spin_until_free(ATTACH_SPIN_NS);
     PyEval_RestoreThread(ts);
+    /* The GIL is ours: a starvation notice can become a warning now. */
+    if (st->pool != NULL
+        && (notices = st_pool_take_starvation_notices(st->pool)) != 0) {
+        warn_starvation(st, notices);
+    }
     return 0;
 }
 
@@ -64,6 +117,19 @@ hook_drop(void *arg, st_work_t *w)
     (void)w;
 }
 
+/* GIL held, after each Python work item (.NET 7.6, SPEC C1 / R9.2): a
+ * pool thread has no SynchronizationContext between work items, whatever
+ * the item set. */
+static void
+hook_after_item(void *arg, void **slot)
+{
+    (void)slot;
+    if (sync_context_current() != NULL
+        && sync_context_set((st_state *)arg, NULL) < 0) {
+        PyErr_WriteUnraisable(NULL);
+    }
+}
+
 static void
 hook_thread_exit(void *arg, void **slot)
 {
@@ -77,20 +143,67 @@ hook_thread_exit(void *arg, void **slot)
     PyThreadState_DeleteCurrent();
 }
 
+/* GIL held, on a worker.  D3: the RuntimeWarning of a starvation event.
+ * A warning turned into an error by the filters has no caller to reach
+ * on a pool thread: it is dropped (the event stays counted). */
+static void
+warn_starvation(st_state *st, uint64_t events)
+{
+    st_pool_stats_t s;
+    PyObject *exc, *val, *tb;
+
+    st_pool_get_stats(st->pool, &s);
+    PyErr_Fetch(&exc, &val, &tb);
+    if (PyErr_WarnFormat(
+            PyExc_RuntimeWarning, 1,
+            "sharptask.ThreadPool starvation: work items waited with no "
+            "work item completing for %d ms; the pool injected a thread "
+            "(%llu starvation event(s) so far, %d threads now, %llu items "
+            "queued).  Work that blocks a pool thread (.result, .wait(), "
+            "time.sleep) causes this: await instead, or use "
+            "TaskCreationOptions.LONG_RUNNING.",
+            500, (unsigned long long)s.starvation_events, s.thread_count,
+            (unsigned long long)s.pending) < 0) {
+        PyErr_Clear();
+    }
+    (void)events;
+    PyErr_Restore(exc, val, tb);
+}
+
 /* --------------------------------------------------- pool and timer */
+
+static void
+atfork_child(void)
+{
+    g_fork_epoch++;
+}
+
+static void
+atfork_register(void)
+{
+    (void)pthread_atfork(NULL, NULL, atfork_child);
+}
 
 static void
 reset_after_fork_if_needed(st_state *st)
 {
-    long pid = (long)getpid();
-    if (st->pid != pid) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    long pid;
+
+    if (st->pool_fork_epoch == g_fork_epoch) {
+        return; /* the common case: no syscall on the submit path */
+    }
+    (void)pthread_once(&once, atfork_register);
+    pid = (long)getpid();
+    if (st->pool_fork_epoch != 0 && st->pid != pid) {
         /* a forked child: the parent's threads are gone; forget (leak)
          * the structures, whose mutexes may be held, and start afresh */
         st->pool = NULL;
         st->timer = NULL;
-        st->pid = pid;
         st_atomic_store(&st->shutting_down, 0, ST_RELAXED);
     }
+    st->pid = pid;
+    st->pool_fork_epoch = g_fork_epoch;
 }
 
 /* .NET's defaults: the minimum is the processor count; the maximum is
@@ -119,11 +232,21 @@ get_pool(st_state *st)
             .detach = hook_detach,
             .drop = hook_drop,
             .thread_exit = hook_thread_exit,
+            .after_item = hook_after_item,
             .slice_ns = 500000,
         };
         int rc, lo = default_min_threads(), hi = default_max_threads();
+        if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+            PyErr_SetString(st->InvalidOperationError,
+                            "the thread pool is shut down (interpreter "
+                            "exit)");
+            return NULL;
+        }
         Py_BEGIN_ALLOW_THREADS
         rc = st_pool_create(&st->pool, lo, hi, &hooks);
+        if (rc == 0 && st->pool_tuned) {
+            (void)st_pool_set_tuning(st->pool, &st->pool_tuning);
+        }
         Py_END_ALLOW_THREADS
         if (rc != 0) {
             st->pool = NULL;
@@ -149,8 +272,9 @@ get_timer(st_state *st)
     return st->timer;
 }
 
-int
-pool_submit(st_state *st, st_work_t *w)
+/* where: 0 local on a worker (else global), 1 global, 2 dedicated. */
+static int
+submit_to(st_state *st, st_work_t *w, int where)
 {
     st_pool_t *pool;
     int rc;
@@ -163,7 +287,15 @@ pool_submit(st_state *st, st_work_t *w)
     if (pool == NULL) {
         return -1;
     }
-    rc = st_pool_submit(pool, w);
+    if (where == 2) {
+        rc = st_pool_submit_dedicated(pool, w);
+    }
+    else if (where == 1) {
+        rc = st_pool_submit(pool, w);
+    }
+    else {
+        rc = st_pool_submit_local(pool, w);
+    }
     if (rc != 0) {
         st_raise_from_code(st, rc);
         return -1;
@@ -171,14 +303,56 @@ pool_submit(st_state *st, st_work_t *w)
     return 0;
 }
 
+int
+pool_submit(st_state *st, st_work_t *w)
+{
+    return submit_to(st, w, 0);
+}
+
+int
+pool_submit_global(st_state *st, st_work_t *w)
+{
+    return submit_to(st, w, 1);
+}
+
+int
+pool_submit_dedicated(st_state *st, st_work_t *w)
+{
+    return submit_to(st, w, 2);
+}
+
+int
+task_queue_dedicated(st_state *st, TaskObject *t, st_work_fn fn)
+{
+    t->task_work.run = fn;
+    t->task_work.flags = ST_WORK_DOMAIN;
+    Py_INCREF(t); /* the thread's reference, dropped by fn */
+    if (pool_submit_dedicated(st, &t->task_work) < 0) {
+        Py_DECREF(t);
+        return -1;
+    }
+    return 0;
+}
+
+void
+pool_wait_gil_free(void)
+{
+    gil_spin_until_free(REACQUIRE_SPIN_NS);
+}
+
 void
 pool_shutdown_all(st_state *st)
 {
     st_pool_t *pool;
     st_timer_t *timer;
-    if (st->pid != (long)getpid()) {
-        return; /* a forked child never started these */
-    }
+    uint64_t grace;
+    reset_after_fork_if_needed(st);
+    /* The first call (atexit) waits up to the grace period for running
+     * items; later ones (module clear/free during finalization) only join
+     * what exited meanwhile. */
+    grace = st_atomic_load(&st->shutting_down, ST_RELAXED) ? 0
+            : st->pool_shutdown_grace_ns != 0 ? st->pool_shutdown_grace_ns
+                                              : SHUTDOWN_GRACE_NS;
     /* relaxed: waits poll it; the joins below order everything */
     st_atomic_store(&st->shutting_down, 1, ST_RELAXED);
     pool = st->pool;
@@ -188,7 +362,9 @@ pool_shutdown_all(st_state *st)
         st_timer_shutdown(timer);
     }
     if (pool != NULL) {
-        st_pool_shutdown(pool);
+        /* ST_ETIMEDOUT: an item still runs; the pool is leaked (it is
+         * never destroyed anyway), its thread abandoned (see above) */
+        (void)st_pool_shutdown_timed(pool, grace);
     }
     Py_END_ALLOW_THREADS
 }
@@ -259,11 +435,29 @@ parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
 
 /* --------------------------------------------------------------- delay */
 
+/* A Task.delay: the timer entry, the work item that completes the task on
+ * the pool, and the task.  With a cancellation token (K3), the token's
+ * registration shares the node, so `refs` counts two claims, both under
+ * the GIL: the timer's (until its work item ran, or until a cancel
+ * disarmed it) and the registration's (until the registration object
+ * goes away, which may be long after the delay ended). */
 typedef struct delay_node {
     st_timer_entry_t entry;
     st_work_t work;
-    TaskObject *task; /* strong */
+    TaskObject *task;   /* strong */
+    st_timer_t *timer;  /* the timer it was armed in */
+    int refs;           /* claims on the node (GIL) */
 } delay_node;
+
+static void
+delay_node_release(void *p)
+{
+    delay_node *d = p;
+    if (--d->refs == 0) {
+        Py_DECREF(d->task);
+        PyMem_Free(d);
+    }
+}
 
 static void
 delay_work_run(st_work_t *w)
@@ -273,8 +467,7 @@ delay_work_run(st_work_t *w)
     if (pending_exc_restore() < 0) {
         PyErr_WriteUnraisable((PyObject *)d->task);
     }
-    Py_DECREF(d->task);
-    PyMem_Free(d);
+    delay_node_release(d); /* the timer's claim */
 }
 
 static void
@@ -290,76 +483,305 @@ delay_fire(st_timer_entry_t *e)
     }
 }
 
-PyObject *
-delay_start(st_state *st, uint64_t ns)
+/* Arms a timer that completes t after ns.  The node (one claim: the
+ * timer's), or NULL with an error set. */
+static delay_node *
+delay_arm(st_state *st, TaskObject *t, uint64_t ns)
 {
     st_timer_t *timer;
     delay_node *d;
-    PyObject *t;
     int rc;
 
     if (get_pool(st) == NULL || (timer = get_timer(st)) == NULL) {
         return NULL;
     }
-    t = task_new_promise(st, NULL, 0);
-    if (t == NULL) {
-        return NULL;
-    }
     d = PyMem_Malloc(sizeof(*d));
     if (d == NULL) {
-        Py_DECREF(t);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return NULL;
     }
     d->task = (TaskObject *)Py_NewRef(t);
+    d->timer = timer;
+    d->refs = 1;
     d->entry.fire = delay_fire;
     d->entry.armed = 0;
     rc = st_timer_add(timer, &d->entry, st_now_ns() + ns);
     if (rc != 0) {
         Py_DECREF(d->task);
         PyMem_Free(d);
-        Py_DECREF(t);
         st_raise_from_code(st, rc);
+        return NULL;
+    }
+    return d;
+}
+
+PyObject *
+delay_start(st_state *st, uint64_t ns)
+{
+    PyObject *t = task_new_promise(st, NULL, 0);
+    if (t == NULL) {
+        return NULL;
+    }
+    if (delay_arm(st, (TaskObject *)t, ns) == NULL) {
+        Py_DECREF(t);
         return NULL;
     }
     return t;
 }
 
-/* -------------------------------------------------------- ThreadPool */
-
-static PyObject *
-pool_queue(PyObject *mod, PyObject *args, PyObject *kwds)
+/* The token fired before the timer (K3, R5.4): disarm the timer at once,
+ * so a canceled delay holds no timer, and cancel the task.  d is NULL for
+ * an infinite delay; otherwise the registration's claim keeps it valid. */
+static int
+delay_token_fired(PyObject *target, PyObject *token, void *carg)
 {
-    static char *kwlist[] = {"fn", "state", "flow", NULL};
-    st_state *st = get_st_state(mod);
-    PyObject *fn, *state = NULL, *cargs, *ctx = NULL, *action;
-    int flow = 1, rc;
+    delay_node *d = carg;
+    /* after fork() the parent's timer is forgotten (get_timer): an entry
+     * armed there never fires, and must not be looked for in the new one */
+    if (d != NULL
+        && (d->timer != g_st->timer
+            || st_timer_cancel(d->timer, &d->entry) == 0)) {
+        delay_node_release(d); /* the timer's claim: it will never fire */
+    }
+    task_try_complete((TaskObject *)target, ST_STATUS_CANCELED, NULL, token);
+    return 0;
+}
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|Op:_pool_queue", kwlist,
-                                     &fn, &state, &flow)) {
+PyObject *
+delay_start_token(st_state *st, PyObject *seconds, uint64_t ns,
+                  int infinite, PyObject *token)
+{
+    TaskObject *t;
+    delay_node *d = NULL;
+    PyObject *reg;
+    int already;
+
+    /* R5.4: a canceled token wins, even over a zero delay */
+    if (cancel_token_requested(st, token)) {
+        return task_new_canceled(st, NULL, token);
+    }
+    if (!infinite && ns == 0) {
+        return Py_NewRef(st->cached[0]);
+    }
+    if (!cancel_is_token(st, token)) {
+        /* another token object: the Python path registers on it */
+        PyObject *a[2] = {seconds, token};
+        return call_impl(st, "delay_token", a, 2, NULL);
+    }
+    if (!cancel_token_can_fire(st, token)) {
+        return infinite ? task_new_promise(st, NULL, 0)
+                        : delay_start(st, ns);
+    }
+    /* R5.4: a cancellation does not run the delay's continuations inside
+     * cancel(): the task runs them asynchronously (the core flag only;
+     * creation_options stays NONE, as .NET's DelayPromise shows it) */
+    t = (TaskObject *)task_new_promise(st, NULL, 0x40 /* TCO_RCA */);
+    if (t == NULL) {
         return NULL;
     }
+    t->task_options = 0;
+    if (!infinite) {
+        d = delay_arm(st, t, ns);
+        if (d == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        d->refs++; /* the registration's claim */
+    }
+    /* the registration is dropped as soon as t completes (the watch) */
+    reg = cancel_register_action(st, token, delay_token_fired,
+                                 (PyObject *)t, d,
+                                 d != NULL ? delay_node_release : NULL, t,
+                                 &already);
+    if (reg == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    Py_DECREF(reg);
+    if (already) {
+        /* canceled since we looked: the timer's claim keeps d valid */
+        delay_token_fired((PyObject *)t, token, d);
+    }
+    return (PyObject *)t;
+}
+
+/* -------------------------------------------------------- ThreadPool */
+
+/* A queued ThreadPool work item: not a Python object.  While queued, the
+ * pool's queue is a root for fn, state and the context (as .NET's queues
+ * are), so the item costs the cyclic GC nothing: no GC header, no
+ * traversal, no allocation counted towards a collection (W12). */
+typedef struct quwi_node {
+    st_work_t work;
+    PyObject *fn;    /* strong */
+    PyObject *state; /* strong, or NULL: fn() */
+    PyObject *ctx;   /* strong contextvars copy, or NULL (unsafe_) */
+} quwi_node;
+
+/* On a worker, GIL held (a domain item). */
+static void
+quwi_run(st_work_t *w)
+{
+    quwi_node *q = st_container_of(w, quwi_node, work);
+    PyObject *fn = q->fn, *state = q->state, *ctx = q->ctx, *r;
+
+    PyMem_Free(q); /* its fields are ours now */
+    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+        PyErr_WriteUnraisable(fn);
+        Py_CLEAR(ctx); /* run it in the thread's context instead */
+    }
+    r = state != NULL ? PyObject_CallOneArg(fn, state)
+                      : PyObject_CallNoArgs(fn);
+    if (ctx != NULL && PyContext_Exit(ctx) < 0) {
+        PyErr_WriteUnraisable(fn);
+    }
+    if (r == NULL) {
+        /* nowhere to raise it: the unraisable hook reports it (.NET would
+         * crash the process) */
+        PyErr_WriteUnraisable(fn);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(fn);
+    Py_XDECREF(state);
+    Py_XDECREF(ctx);
+}
+
+/* GIL held.  Queues fn(state) (state NULL: fn()).  0, or -1 with an
+ * error set. */
+static int
+quwi_submit(st_state *st, PyObject *fn, PyObject *state, int flow,
+            int prefer_local)
+{
+    quwi_node *q;
+    int rc;
+
     if (!PyCallable_Check(fn)) {
         PyErr_Format(PyExc_TypeError, "fn must be callable, not %.100s",
                      Py_TYPE(fn)->tp_name);
-        return NULL;
+        return -1;
     }
-    cargs = state != NULL ? PyTuple_Pack(1, state) : PyTuple_New(0);
-    if (cargs == NULL) {
-        return NULL;
+    q = PyMem_Malloc(sizeof(*q));
+    if (q == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
-    if (flow && (ctx = PyContext_CopyCurrent()) == NULL) {
-        Py_DECREF(cargs);
-        return NULL;
+    q->ctx = NULL;
+    if (flow && (q->ctx = PyContext_CopyCurrent()) == NULL) {
+        PyMem_Free(q);
+        return -1;
     }
-    action = action_new(st, fn, cargs, ctx);
-    Py_XDECREF(ctx);
-    Py_DECREF(cargs);
-    if (action == NULL) {
-        return NULL;
-    }
-    rc = schedule_action(st, NULL, action);
-    Py_DECREF(action);
+    q->fn = Py_NewRef(fn);
+    q->state = Py_XNewRef(state);
+    q->work.next = NULL;
+    q->work.run = quwi_run;
+    q->work.flags = ST_WORK_DOMAIN;
+    /* .NET 7.2: QueueUserWorkItem goes to the global queue unless
+     * preferLocal (then to the calling worker's deque, if any). */
+    rc = submit_to(st, &q->work, prefer_local ? 0 : 1);
     if (rc < 0) {
+        Py_DECREF(q->fn);
+        Py_XDECREF(q->state);
+        Py_XDECREF(q->ctx);
+        PyMem_Free(q);
+    }
+    return rc;
+}
+
+/* fn, state=<absent>, and the keywords in kw (NULL-terminated names of
+ * int flags filled into vals; "state" is handled here).  Positional and
+ * keyword arguments, parsed by hand: this is the hot path (W12). */
+static int
+quwi_parse(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames, PyObject **fn, PyObject **state,
+           const char *const *kw, int *vals)
+{
+    Py_ssize_t i, nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    int k;
+
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes 1 or 2 positional arguments (%zd given)",
+                     fname, nargs);
+        return -1;
+    }
+    *fn = args[0];
+    *state = nargs == 2 ? args[1] : NULL;
+    for (i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i); /* borrowed */
+        PyObject *v = args[nargs + i];                 /* borrowed */
+        if (PyUnicode_CompareWithASCIIString(name, "state") == 0) {
+            if (*state != NULL) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got multiple values for 'state'", fname);
+                return -1;
+            }
+            *state = v;
+            continue;
+        }
+        for (k = 0; kw[k] != NULL; k++) {
+            if (PyUnicode_CompareWithASCIIString(name, kw[k]) == 0) {
+                break;
+            }
+        }
+        if (kw[k] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'",
+                         fname, name);
+            return -1;
+        }
+        if ((vals[k] = PyObject_IsTrue(v)) < 0) {
+            return -1;
+        }
+    }
+    if (*state == Py_Ellipsis) {
+        *state = NULL; /* the Python layer's "no state" */
+    }
+    return 0;
+}
+
+static PyObject *
+pool_queue(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    static const char *const kw[] = {"flow", "prefer_local", NULL};
+    int vals[2] = {1, 0};
+    PyObject *fn, *state;
+
+    if (quwi_parse("_pool_queue", args, nargs, kwnames, &fn, &state, kw,
+                   vals) < 0
+        || quwi_submit(get_st_state(mod), fn, state, vals[0], vals[1]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+pool_quwi(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    static const char *const kw[] = {"prefer_local", NULL};
+    int vals[1] = {0};
+    PyObject *fn, *state;
+
+    if (quwi_parse("queue_user_work_item", args, nargs, kwnames, &fn,
+                   &state, kw, vals) < 0
+        || quwi_submit(get_st_state(mod), fn, state, 1, vals[0]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+pool_unsafe_quwi(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const kw[] = {"prefer_local", NULL};
+    int vals[1] = {0};
+    PyObject *fn, *state;
+
+    if (quwi_parse("unsafe_queue_user_work_item", args, nargs, kwnames,
+                   &fn, &state, kw, vals) < 0
+        || quwi_submit(get_st_state(mod), fn, state, 0, vals[0]) < 0) {
         return NULL;
     }
     Py_RETURN_TRUE;
@@ -382,12 +804,18 @@ pool_stats(PyObject *mod, PyObject *unused)
         st_pool_get_stats(st->pool, &s);
     }
     return Py_BuildValue(
-        "{s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:K}", "min_threads", s.min_threads,
-        "max_threads", s.max_threads, "thread_count", s.thread_count,
-        "idle_count", s.idle_count, "blocked_count", s.blocked_count,
-        "pending", (unsigned long long)s.pending, "completed",
-        (unsigned long long)s.completed, "injected",
-        (unsigned long long)s.injected);
+        "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:K,s:K,s:K,s:K,s:i}",
+        "min_threads", s.min_threads, "max_threads", s.max_threads,
+        "thread_count", s.thread_count, "idle_count", s.idle_count,
+        "blocked_count", s.blocked_count, "dedicated_count",
+        s.dedicated_count, "spinning", s.spinning, "domain_busy",
+        s.domain_busy, "pending", (unsigned long long)s.pending,
+        "completed", (unsigned long long)s.completed, "injected",
+        (unsigned long long)s.injected, "starvation_events",
+        (unsigned long long)s.starvation_events, "retired",
+        (unsigned long long)s.retired, "token_revocations",
+        (unsigned long long)s.token_revocations, "cpu_count",
+        st_cpu_count());
 }
 
 static PyObject *
@@ -403,11 +831,116 @@ pool_set_threads(PyObject *mod, PyObject *args)
     if (pool == NULL) {
         return NULL;
     }
+    /* May start threads (pthread_create): not a non-blocking call, so
+     * the GIL goes (BENCHMARKS.md rule 4 allows it). */
     Py_BEGIN_ALLOW_THREADS
     rc = which == 0 ? st_pool_set_min_threads(pool, n)
                     : st_pool_set_max_threads(pool, n);
     Py_END_ALLOW_THREADS
     return PyBool_FromLong(rc == 0);
+}
+
+/* Seconds (float) to ns; -1 or None: UINT64_MAX. */
+static int
+tuning_ns(PyObject *d, const char *key, uint64_t *out)
+{
+    PyObject *v = PyDict_GetItemString(d, key); /* borrowed */
+    double secs;
+    if (v == NULL) {
+        return 0;
+    }
+    if (v == Py_None) {
+        *out = UINT64_MAX;
+        return 0;
+    }
+    secs = PyFloat_AsDouble(v);
+    if (secs == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (secs < 0) {
+        *out = UINT64_MAX;
+        return 0;
+    }
+    *out = (uint64_t)(secs * 1e9);
+    return 0;
+}
+
+static PyObject *
+pool_set_tuning(PyObject *mod, PyObject *d)
+{
+    st_state *st = get_st_state(mod);
+    st_pool_tuning_t t;
+    PyObject *v;
+    int rc = 0;
+
+    if (!PyDict_Check(d)) {
+        PyErr_SetString(PyExc_TypeError, "_pool_set_tuning(dict)");
+        return NULL;
+    }
+    reset_after_fork_if_needed(st);
+    if (st->pool_tuned) {
+        t = st->pool_tuning;
+    }
+    else {
+        st_pool_tuning_default(&t);
+    }
+    if (tuning_ns(d, "spin", &t.spin_ns) < 0
+        || tuning_ns(d, "thread_timeout", &t.thread_timeout_ns) < 0
+        || tuning_ns(d, "gate_period", &t.gate_period_ns) < 0
+        || tuning_ns(d, "token_stall", &t.token_stall_ns) < 0
+        || tuning_ns(d, "blocking_delay_step", &t.blocking_delay_step_ns)
+               < 0
+        || tuning_ns(d, "blocking_delay_max", &t.blocking_delay_max_ns)
+               < 0
+        || tuning_ns(d, "shutdown_grace", &st->pool_shutdown_grace_ns)
+               < 0) {
+        return NULL;
+    }
+    if (t.gate_period_ns == UINT64_MAX) {
+        t.gate_period_ns = 0; /* None: starvation detection off */
+    }
+    v = PyDict_GetItemString(d, "blocking_no_delay"); /* borrowed */
+    if (v != NULL) {
+        long n = PyLong_AsLong(v);
+        if (n == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        t.blocking_no_delay = (int)n;
+    }
+    st->pool_tuning = t;
+    st->pool_tuned = 1;
+    if (st->pool != NULL) {
+        rc = st_pool_set_tuning(st->pool, &t);
+    }
+    if (rc != 0) {
+        st_raise_from_code(st, rc);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pool_get_tuning(PyObject *mod, PyObject *unused)
+{
+    st_state *st = get_st_state(mod);
+    st_pool_tuning_t t;
+    if (st->pool_tuned) {
+        t = st->pool_tuning;
+    }
+    else {
+        st_pool_tuning_default(&t);
+    }
+#define SECS(ns) ((ns) == UINT64_MAX ? -1.0 : (double)(ns) / 1e9)
+    return Py_BuildValue(
+        "{s:d,s:d,s:d,s:d,s:i,s:d,s:d,s:d}", "spin", SECS(t.spin_ns),
+        "thread_timeout", SECS(t.thread_timeout_ns), "gate_period",
+        SECS(t.gate_period_ns), "token_stall", SECS(t.token_stall_ns),
+        "blocking_no_delay", t.blocking_no_delay, "blocking_delay_step",
+        SECS(t.blocking_delay_step_ns), "blocking_delay_max",
+        SECS(t.blocking_delay_max_ns), "shutdown_grace",
+        SECS(st->pool_shutdown_grace_ns != 0 ? st->pool_shutdown_grace_ns
+                                             : SHUTDOWN_GRACE_NS));
+#undef SECS
 }
 
 static PyObject *
@@ -426,14 +959,44 @@ mod_after_fork_child(PyObject *mod, PyObject *unused)
 
 PyMethodDef pool_methods[] = {
     {"_pool_queue", (PyCFunction)(void (*)(void))pool_queue,
-     METH_VARARGS | METH_KEYWORDS,
-     PyDoc_STR("_pool_queue(fn, state=..., flow=True)\n--\n\n"
-               "Queue fn(state) (or fn()) to the pool.")},
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("_pool_queue(fn, state=..., flow=True, prefer_local=False)"
+               "\n--\n\n"
+               "Queue fn(state) (or fn()) to the pool: the global queue, "
+               "or with prefer_local the calling worker's own queue.")},
+    {"_queue_user_work_item", (PyCFunction)(void (*)(void))pool_quwi,
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("queue_user_work_item(fn, state=..., prefer_local=False)"
+               "\n--\n\n"
+               "Queue fn(state) (or fn() without a state) to the pool, "
+               "flowing the contextvars context, like .NET's "
+               "ThreadPool.QueueUserWorkItem (SPEC P1, A6).  The item goes "
+               "to the global FIFO queue; with prefer_local=True on a pool "
+               "thread, to that thread's own queue (LIFO for it, stolen "
+               "FIFO by others; P2).  Returns True; fn always runs on a "
+               "pool thread, never inline.  An exception escaping fn is "
+               "reported through sys.unraisablehook.")},
+    {"_unsafe_queue_user_work_item",
+     (PyCFunction)(void (*)(void))pool_unsafe_quwi,
+     METH_FASTCALL | METH_KEYWORDS,
+     PyDoc_STR("unsafe_queue_user_work_item(fn, state=..., "
+               "prefer_local=False)\n--\n\n"
+               "Like queue_user_work_item, without flowing the contextvars "
+               "context (.NET's UnsafeQueueUserWorkItem): fn runs in the "
+               "pool thread's own context.")},
     {"_pool_stats", pool_stats, METH_NOARGS,
      PyDoc_STR("_pool_stats()\n--\n\nThe pool's counters as a dict.")},
     {"_pool_set_threads", pool_set_threads, METH_VARARGS,
      PyDoc_STR("_pool_set_threads(which, n)\n--\n\n"
                "Set the minimum (which=0) or maximum (1) thread count.")},
+    {"_pool_set_tuning", pool_set_tuning, METH_O,
+     PyDoc_STR("_pool_set_tuning(d)\n--\n\n"
+               "Set timing constants (seconds; None: never): spin, "
+               "thread_timeout, gate_period, token_stall, "
+               "blocking_no_delay (int), blocking_delay_step, "
+               "blocking_delay_max, shutdown_grace.  For tests.")},
+    {"_pool_get_tuning", pool_get_tuning, METH_NOARGS,
+     PyDoc_STR("_pool_get_tuning()\n--\n\nThe timing constants.")},
     {"_shutdown", mod_shutdown, METH_NOARGS,
      PyDoc_STR("_shutdown()\n--\n\n"
                "Stop the timer and the pool (atexit).  Idempotent.")},

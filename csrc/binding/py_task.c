@@ -1497,14 +1497,7 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
     }
     if (token != Py_None) {
         ct->task_token = Py_NewRef(token);
-        PyObject *req = PyObject_GetAttrString(token,
-                                               "is_cancellation_requested");
-        if (req == NULL) {
-            Py_DECREF(ct);
-            return NULL;
-        }
-        int canceled = PyObject_IsTrue(req);
-        Py_DECREF(req);
+        int canceled = cancel_token_check(st, token); /* py_cancel.c */
         if (canceled < 0) {
             Py_DECREF(ct);
             return NULL;
@@ -1573,11 +1566,15 @@ task_unwrap(PyObject *op, PyObject *unused)
 static PyObject *
 task_wait_async(PyObject *op, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"timeout", "cancellation_token", NULL};
-    PyObject *timeout = Py_None, *token = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:wait_async", kwlist,
-                                     &timeout, &token)) {
+    static char *kwlist[] = {"timeout", "cancellation_token",
+                             "time_provider", NULL};
+    PyObject *timeout = Py_None, *token = Py_None, *provider = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:wait_async", kwlist,
+                                     &timeout, &token, &provider)) {
         return NULL;
+    }
+    if (provider != Py_None) { /* P6a (issue 3) */
+        return timers_wait_async(g_st, op, timeout, token, provider);
     }
     PyObject *a[3] = {op, timeout, token};
     return call_impl(g_st, "task_wait_async", a, 3, NULL);
@@ -1624,10 +1621,7 @@ task_run(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (token != Py_None) {
-        PyObject *req = PyObject_GetAttrString(token,
-                                               "is_cancellation_requested");
-        int canceled = req ? PyObject_IsTrue(req) : -1;
-        Py_XDECREF(req);
+        int canceled = cancel_token_check(st, token); /* py_cancel.c */
         if (canceled < 0) {
             return NULL;
         }
@@ -1729,15 +1723,19 @@ task_start_new_raw(PyObject *unused, PyObject *args)
 static PyObject *
 task_delay(PyObject *unused, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"seconds", "cancellation_token", NULL};
+    static char *kwlist[] = {"seconds", "cancellation_token",
+                             "time_provider", NULL};
     st_state *st = g_st;
-    PyObject *seconds, *token = Py_None;
+    PyObject *seconds, *token = Py_None, *provider = Py_None;
     uint64_t ns;
     int infinite;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:delay", kwlist,
-                                     &seconds, &token)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO:delay", kwlist,
+                                     &seconds, &token, &provider)) {
         return NULL;
+    }
+    if (provider != Py_None) { /* P6a (issue 3): provider.create_timer */
+        return timers_delay(st, seconds, token, provider);
     }
     if (parse_timeout(seconds, "seconds", &ns, &infinite) < 0) {
         return NULL;
@@ -1851,7 +1849,13 @@ static PySendResult
 task_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 {
     TaskObject *t = TaskObject_CAST(op);
-    if (task_status(t) < ST_STATUS_RAN_TO_COMPLETION) {
+    int status = task_status(t);
+    if (status == ST_STATUS_RAN_TO_COMPLETION && t->task_result != NULL) {
+        /* the hot path of `await completed_task` (A4, W1) */
+        *presult = Py_NewRef(t->task_result);
+        return PYGEN_RETURN;
+    }
+    if (status < ST_STATUS_RAN_TO_COMPLETION) {
         *presult = Py_NewRef(op); /* to the builder: "wait for me" */
         return PYGEN_NEXT;
     }
@@ -2132,8 +2136,8 @@ static PyMethodDef Task_methods[] = {
                "(like TaskExtensions.Unwrap).")},
     {"wait_async", (PyCFunction)(void (*)(void))task_wait_async,
      METH_VARARGS | METH_KEYWORDS,
-     PyDoc_STR("wait_async($self, /, timeout=None, cancellation_token=None)"
-               "\n--\n\n"
+     PyDoc_STR("wait_async($self, /, timeout=None, cancellation_token=None, "
+               "time_provider=None)\n--\n\n"
                "A Task that completes like this one, or faults with\n"
                "TimeoutError / is canceled first (like Task.WaitAsync).")},
     {"as_future", task_as_future, METH_NOARGS,
@@ -2149,8 +2153,10 @@ static PyMethodDef Task_methods[] = {
                "Internal: TaskFactory.start_new on the default scheduler.")},
     {"delay", (PyCFunction)(void (*)(void))task_delay,
      METH_VARARGS | METH_KEYWORDS | METH_STATIC,
-     PyDoc_STR("delay(seconds, /, cancellation_token=None)\n--\n\n"
-               "A Task that completes after the delay (like Task.Delay).")},
+     PyDoc_STR("delay(seconds, /, cancellation_token=None, "
+               "time_provider=None)\n--\n\n"
+               "A Task that completes after the delay (like Task.Delay);\n"
+               "with a time_provider, on that provider's clock (P6a).")},
     {"yield_", task_yield, METH_NOARGS | METH_STATIC,
      PyDoc_STR("yield_()\n--\n\n"
                "An awaitable that always suspends and resumes on the\n"

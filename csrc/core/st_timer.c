@@ -62,6 +62,9 @@
  *   - a linked heap (libuv heap-inl.h): no array to grow, but three
  *     pointers per entry and pointer chasing; the array plus a stored
  *     index gives the same O(log n) cancel;
+ *   - a binary heap of entry pointers (the first version): every
+ *     comparison dereferenced an entry, a cache miss per level with 100k
+ *     timers; st_heap.h keeps the keys in the array, 4 children a node;
  *   - firing under the lock: fire could not re-arm, and a cancel from a
  *     thread that fire waits for would deadlock;
  *   - running user work on this thread: one slow callback would delay
@@ -79,9 +82,11 @@
 
 /* ------------------------------------------------------------ structs */
 
-/* Due entries taken out per lock hold; bounds the stack and the time the
- * lock is held when many entries share a deadline. */
-#define BATCH_MAX 64
+/* Due entries taken out per lock hold.  Small on purpose: with 100k armed
+ * entries each removal sifts ~9 levels of the heap, and an add from a
+ * thread holding the interpreter lock (Task.delay) must not queue behind
+ * a long batch (W7 measured ~2.3 us per delay with 64, ~1.6 with 4). */
+#define BATCH_MAX 4
 
 #if defined(_MSC_VER)
 #define ST_THREAD_LOCAL __declspec(thread)
@@ -228,8 +233,8 @@ st_timer_destroy(st_timer_t *t)
 int
 st_timer_add(st_timer_t *t, st_timer_entry_t *e, uint64_t deadline_ns)
 {
-    st_timer_entry_t **fresh = NULL; /* allocated, not yet adopted */
-    st_timer_entry_t **old = NULL;   /* replaced by fresh, to free */
+    st_heap_item_t *fresh = NULL; /* allocated, not yet adopted */
+    st_heap_item_t *old = NULL;   /* replaced by fresh, to free */
     size_t fresh_cap = 0;
     size_t need;
     int rc = 0;

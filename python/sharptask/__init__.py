@@ -41,6 +41,19 @@ from ._context import (AsyncDump, ExclusiveSynchronizationContext, UiThread,
                        print_async_dump, set_deadlock_detection,
                        set_unhandled_exception_handler,
                        set_unhandled_exception_policy)
+# Cancellation (SPEC K1-K4, issue 6)
+from ._native import (CancellationToken, CancellationTokenRegistration,
+                      CancellationTokenSource)
+from ._semaphore import SemaphoreSlim
+# ValueTask, sources and the pooling builder (SPEC V1-V5, issue 5)
+from ._enums import ValueTaskSourceOnCompletedFlags, ValueTaskSourceStatus
+from ._native import (AsyncValueMethod, ConfiguredValueTaskAwaitable,
+                      ManualResetValueTaskSourceCore, ValueTask,
+                      ValueTaskAwaiter, get_strict_value_task, pool_stats,
+                      set_strict_value_task)
+from ._valuetask import IValueTaskSource, async_value_method
+# Timers and virtual time (SPEC P5, P6a, issue 3)
+from ._timers import FakeTimeProvider, PeriodicTimer, TimeProvider, Timer
 
 __version__ = "0.1.0"
 
@@ -60,6 +73,18 @@ __all__ = [
     "UnobservedTaskExceptionEventArgs", "YieldAwaitable", "async_method",
     "run",
 ]
+__all__ += [
+    "CancellationToken", "CancellationTokenRegistration",
+    "CancellationTokenSource", "SemaphoreSlim",
+]
+__all__ += [
+    "AsyncValueMethod", "ConfiguredValueTaskAwaitable", "IValueTaskSource",
+    "ManualResetValueTaskSourceCore", "ValueTask", "ValueTaskAwaiter",
+    "ValueTaskSourceOnCompletedFlags", "ValueTaskSourceStatus",
+    "async_value_method", "get_strict_value_task", "pool_stats",
+    "set_strict_value_task",
+]
+__all__ += ["FakeTimeProvider", "PeriodicTimer", "TimeProvider", "Timer"]
 
 # The pool and the timer are C threads: stop them while the interpreter
 # still works fully (before finalization), and start afresh after fork.

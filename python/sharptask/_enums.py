@@ -9,6 +9,8 @@ __all__ = [
     "TaskCreationOptions",
     "TaskContinuationOptions",
     "ConfigureAwaitOptions",
+    "ValueTaskSourceStatus",
+    "ValueTaskSourceOnCompletedFlags",
 ]
 
 
@@ -67,3 +69,26 @@ class ConfigureAwaitOptions(enum.IntFlag):
     CONTINUE_ON_CAPTURED_CONTEXT = 0x1
     SUPPRESS_THROWING = 0x2
     FORCE_YIELDING = 0x4
+
+
+class ValueTaskSourceStatus(enum.IntEnum):
+    """Like .NET ``ValueTaskSourceStatus``: what ``get_status(token)`` of an
+    IValueTaskSource returns (SPEC V3)."""
+
+    PENDING = 0
+    SUCCEEDED = 1
+    FAULTED = 2
+    CANCELED = 3
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ValueTaskSourceOnCompletedFlags(enum.IntFlag):
+    """Like .NET ``ValueTaskSourceOnCompletedFlags``, passed to an
+    IValueTaskSource's ``on_completed`` (SPEC V3, C4).  Unknown bits are
+    ignored."""
+
+    NONE = 0
+    USE_SCHEDULING_CONTEXT = 0x1
+    FLOW_EXECUTION_CONTEXT = 0x2

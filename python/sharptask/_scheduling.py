@@ -3,7 +3,6 @@ T11, P1).  The scheduler here is the default (the pool) with the
 unobserved-exception event; custom schedulers arrive with issue 4."""
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Callable
 
@@ -232,94 +231,109 @@ class TaskFactory:
 
 
 def _long_running(fn: Callable, args: tuple) -> Task:
-    tcs = TaskCompletionSource(None, 0)
-
-    def body() -> None:
-        try:
-            r = fn(*args)
-        except BaseException as e:  # the task carries it
-            tcs.set_exception(e)
-        else:
-            tcs.set_result(r)
-    threading.Thread(target=body, name="sharptask long-running task",
-                     daemon=True).start()
-    return tcs.task
+    """LONG_RUNNING on the default scheduler: the native start_new runs
+    the task on a dedicated C thread that is not a pool thread (.NET
+    7.15: no pool thread is tied up, no blocking compensation)."""
+    return Task._start_new(fn, tuple(args),
+                           int(TaskCreationOptions.LONG_RUNNING),
+                           TaskScheduler.default)
 
 
 _native._install(factory=TaskFactory())
 
 
+_MAX_THREADS = 32767  # .NET's maximum worker count on 64-bit
+
+
+def _check_count(name: str, n: Any) -> int:
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"{name} must be an int, not {type(n).__name__}")
+    return n
+
+
 class _ThreadPool:
     """The process-wide thread pool (like the static
-    ``System.Threading.ThreadPool``).  Its counters are attributes."""
+    ``System.Threading.ThreadPool``), SPEC P1-P3 and D3.  Its counters are
+    attributes; the pool starts on first use, and reading a counter does
+    not start it."""
 
-    def queue_user_work_item(self, fn: Callable, state: Any = ...,
-                             prefer_local: bool = False) -> bool:
-        """Queue ``fn(state)`` (or ``fn()`` without a state) to the pool,
-        flowing the contextvars context."""
-        if state is ...:
-            return _native._pool_queue(fn)
-        return _native._pool_queue(fn, state)
-
-    def unsafe_queue_user_work_item(self, fn: Callable, state: Any = ...,
-                                    prefer_local: bool = False) -> bool:
-        """Like queue_user_work_item, without flowing the context."""
-        if state is ...:
-            return _native._pool_queue(fn, flow=False)
-        return _native._pool_queue(fn, state, flow=False)
+    # Native (no Python frame, no GC object per item: the hot path of
+    # W12); their docstrings are in csrc/binding/py_pool.c.
+    queue_user_work_item = staticmethod(_native._queue_user_work_item)
+    unsafe_queue_user_work_item = staticmethod(
+        _native._unsafe_queue_user_work_item)
 
     def set_min_threads(self, n: int) -> bool:
-        """Set the minimum thread count; False for an invalid value."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or \
-                n > self.get_max_threads():
+        """Set the minimum worker count, like ``SetMinThreads``: False
+        (and nothing changes) if ``n`` is negative or above the maximum;
+        0 is stored as 1.  Raising the minimum starts threads at once."""
+        n = _check_count("n", n)
+        if n < 0 or n > self.get_max_threads():
             return False
-        return _native._pool_set_threads(0, n)
+        return _native._pool_set_threads(0, max(n, 1))
 
     def set_max_threads(self, n: int) -> bool:
-        """Set the maximum thread count; False for an invalid value (below
-        the processor count or the minimum, as .NET refuses)."""
-        if not isinstance(n, int) or isinstance(n, bool) or \
-                n < self.get_min_threads() or n < (os.cpu_count() or 1):
+        """Set the maximum worker count, like ``SetMaxThreads``: False (and
+        nothing changes) if ``n`` is 0 or negative, or below the minimum;
+        values above 32767 are clamped to 32767.  There is no
+        processor-count floor (that was the .NET Framework pool's rule)."""
+        n = _check_count("n", n)
+        if n <= 0 or n < self.get_min_threads():
             return False
-        return _native._pool_set_threads(1, n)
+        return _native._pool_set_threads(1, min(n, _MAX_THREADS))
 
     def get_min_threads(self) -> int:
-        """The minimum thread count."""
+        """The minimum worker count (the processor count by default)."""
         return _native._pool_stats()["min_threads"]
 
     def get_max_threads(self) -> int:
-        """The maximum thread count."""
+        """The maximum worker count."""
         return _native._pool_stats()["max_threads"]
 
     def get_available_threads(self) -> int:
-        """Maximum minus the threads busy now."""
+        """The maximum minus the workers processing work now (never
+        negative), like ``GetAvailableThreads``."""
         s = _native._pool_stats()
-        return s["max_threads"] - (s["thread_count"] - s["idle_count"])
+        busy = s["thread_count"] - s["idle_count"]
+        return max(0, s["max_threads"] - busy)
 
     @property
     def thread_count(self) -> int:
-        """Worker threads alive."""
+        """Worker threads alive, idle ones included (``ThreadCount``)."""
         return _native._pool_stats()["thread_count"]
 
     @property
     def pending_work_item_count(self) -> int:
-        """Work items queued, not yet started."""
+        """Work items queued, not yet started, in the global queue and the
+        workers' own queues (``PendingWorkItemCount``)."""
         return _native._pool_stats()["pending"]
 
     @property
     def completed_work_item_count(self) -> int:
-        """Work items run since start."""
+        """Work items run since the pool started
+        (``CompletedWorkItemCount``)."""
         return _native._pool_stats()["completed"]
 
     @property
+    def starvation_events(self) -> int:
+        """Times the pool's gate found work waiting with nothing completed
+        for 500 ms and injected a thread (D3; each also issues a
+        RuntimeWarning)."""
+        return _native._pool_stats()["starvation_events"]
+
+    @property
     def threads_injected(self) -> int:
-        """Workers started beyond the minimum."""
+        """Workers started beyond the minimum: by starvation detection, or
+        to replace workers blocked in a sharptask wait (P3)."""
         return _native._pool_stats()["injected"]
 
     def __repr__(self) -> str:
         s = _native._pool_stats()
         return (f"<ThreadPool threads={s['thread_count']} "
-                f"pending={s['pending']} completed={s['completed']}>")
+                f"idle={s['idle_count']} pending={s['pending']} "
+                f"completed={s['completed']} "
+                f"injected={s['injected']} "
+                f"starvation_events={s['starvation_events']}>")
 
 
 ThreadPool = _ThreadPool()

@@ -1,7 +1,7 @@
 """The benchmark runner: `python -m sharptask bench [--quick] [--only IDS]`.
 
-Runs the BENCHMARKS.md workloads (W1, W2, W3, W4a, W5, W6) that live in
-`sharptask._benchmarks`, each against its peer in this same process, with a
+Runs the BENCHMARKS.md workloads (W1-W12, listed in _benchmarks.WORKLOADS) that
+live in `sharptask._benchmarks`, each against its peer in this same process, with a
 progress indicator on stderr; prints the interpreter, the CPU count and
 whether uvloop is used; prints one result line per comparison (with its
 ratio sharptask/peer) and a table; and writes `results.json` and

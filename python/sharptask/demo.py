@@ -8,8 +8,10 @@ terms. `demo` with no name runs every implemented scenario in turn.
     deadlock         .result on a UI thread: the deadlock, detected, and fixed
     configure-await  where the code after an await runs, and the pitfalls
     async-void       where an async void method's exception goes
+    valuetask        the synchronous fast path, the double await, pooling
     task-vs-thread   a Task is a promise, not a thread
     fire-and-forget  a dropped Task hides its exception; dump_async
+    starvation       blocking inside pool work starves the thread pool
 """
 
 from __future__ import annotations
@@ -1638,6 +1640,301 @@ def demo_fire_and_forget() -> None:
         completes: after the gate, only refresh_badge_async was left.""")
 
 
+# -------------------------------------------------------------- valuetask
+
+
+def demo_valuetask() -> None:
+    import gc
+
+    import sharptask as st
+    from sharptask._benchmarks.w10_allocations import _measure
+
+    _title("ValueTask: a Task only when the method really suspends")
+    _say("""
+        An async method that usually has its answer at hand (a cache hit, a
+        buffered read) still pays for a Task on every call when it returns
+        Task: the Task is the promise handed to the caller. ValueTask is a
+        union: a plain result when the method finished synchronously, or a
+        Task (or a reusable source) when it suspended.""")
+
+    cache = {f"key{i}": f"value{i}" for i in range(100)}
+
+    @st.async_method
+    async def get_task(key):
+        return cache[key]
+
+    @st.async_value_method
+    async def get_value(key):
+        return cache[key]
+
+    def tasks_alive():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is st.Task)
+
+    _step("1. the synchronous fast path: no Task at all")
+    vt = get_value("key1")
+    _show("get_value('key1') returned:", repr(vt))
+    _show("is_completed_successfully:", vt.is_completed_successfully)
+    _show("its result:", vt.result)
+    n = 1_000
+    before = tasks_alive()
+    keep = [get_value(f"key{i % 100}") for i in range(n)]
+    made_vt = tasks_alive() - before
+    keep = [get_task(f"key{i % 100}") for i in range(n)]
+    made_task = tasks_alive() - before
+    del keep
+    _show(f"Tasks made by {n:,} ValueTask-method calls:", made_vt)
+    _show(f"Tasks made by {n:,} Task-method calls:", made_task)
+    _say(f"""
+        The body ran to its return on the caller's thread, so the builder
+        handed back the value itself: {made_vt} Tasks for {n:,} calls,
+        against {made_task} for the Task-returning twin (results outside
+        the small cached set of None, booleans and -1..8 need a Task
+        each).""")
+
+    _step("2. a ValueTask is consumed once: the double await, caught")
+    gate = st.TaskCompletionSource()
+
+    @st.async_value_method(pooling=True)
+    async def read_async(source):
+        return await source
+
+    @st.async_method
+    async def consume_twice(vt):
+        first = await vt
+        try:
+            await vt
+        except st.InvalidOperationError as exc:
+            return first, exc
+        return first, None
+
+    t = consume_twice(read_async(gate.task))
+    gate.set_result("payload")
+    first, exc = t.result
+    _show("first await returned:", repr(first))
+    _show("second await raised:", type(exc).__name__ if exc else "nothing")
+    print()
+    print(textwrap.indent(textwrap.fill(str(exc), WIDTH - 6), "      "))
+    print()
+    prev = st.set_strict_value_task(False)
+    try:
+        gate = st.TaskCompletionSource()
+        t = consume_twice(read_async(gate.task))
+        gate.set_result("payload")
+        _, lax_exc = t.result
+    finally:
+        st.set_strict_value_task(prev)
+    _show("with set_strict_value_task(False):",
+          type(lax_exc).__name__ if lax_exc else "nothing")
+    print()
+    print(textwrap.indent(textwrap.fill(str(lax_exc), WIDTH - 6), "      "))
+    print()
+    _say("""
+        In .NET a second await of a ValueTask is undefined behaviour
+        (CA2012): for a pooled one the first GetResult already returned the
+        box to the pool, and the second can reset a box another call has
+        rented since. sharptask's strict mode (the default) refuses any
+        second consumption before it touches the backing; without it the
+        stale token is still caught and the box is never re-pooled.
+        preserve() or as_task() give something that may be awaited many
+        times.""")
+
+    _step("3. allocations per awaited call that suspends (W10)")
+
+    async def bare(source):
+        return await source
+
+    @st.async_method
+    async def task_method(source):
+        return await source
+
+    @st.async_value_method
+    async def value_method(source):
+        return await source
+
+    @st.async_value_method(pooling=True)
+    async def pooled_method(source):
+        return await source
+
+    calls = 400
+    rows = [("bare coroutine (the floor):", bare, True),
+            ("@async_method (Task):", task_method, False),
+            ("@async_value_method:", value_method, False),
+            ("@async_value_method(pooling=True):", pooled_method, False)]
+    stats0 = st.pool_stats()
+    for label, leaf, is_bare in rows:
+        blocks, size = _measure(st, leaf, calls, is_bare)
+        _show(label, f"{blocks:g} block{'s' if blocks != 1 else ''}, "
+              f"{size:.0f} bytes")
+    stats1 = st.pool_stats()
+    _show("pool_stats() during the pooled run:",
+          f"rented {stats1['rented'] - stats0['rented']}, created "
+          f"{stats1['created'] - stats0['created']}, pooled now "
+          f"{stats1['pooled']}")
+    _say("""
+        Counted with tracemalloc while each call was suspended, in steady
+        state. A Task method allocates its coroutine and its box, a Task.
+        A ValueTask method that suspends does the same: the ValueTask
+        wraps that Task (ValueTask objects come from a freelist). With
+        pooling=True the box is rented from a pool (the thread's slot, then
+        a shared cache) and goes back when the caller takes the result, so
+        the call allocates nothing beyond the coroutine, like .NET's
+        PoolingAsyncValueTaskMethodBuilder.""")
+
+
+# ------------------------------------------------------------ starvation
+
+
+def _pool_snapshot(st):
+    s = st._native._pool_stats()
+    return {k: s[k] for k in ("thread_count", "injected",
+                              "starvation_events", "blocked_count")}
+
+
+def _settle_pool(st, threads, timeout=10.0):
+    """Wait until idle workers above the minimum retired."""
+    deadline = time.monotonic() + timeout
+    while st.ThreadPool.thread_count > threads and \
+            time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def demo_starvation() -> None:
+    """P3/D3: blocking inside pool work starves the pool.  Blocking the
+    pool cannot see (a plain synchronous wait) is only rescued by the
+    starvation detector, at .NET's pace of about two threads per second;
+    blocking in a sharptask wait (.result) is compensated at once; await
+    blocks nothing."""
+    import warnings
+
+    import sharptask as st
+
+    tp = st.ThreadPool
+    minimum, n = 2, 6
+    _title("starvation: blocking inside pool work starves the thread pool")
+    _say(f"""
+        {n} work items each wait for a signal that only the item queued
+        last gives. With {minimum} pool threads, the waiting items hold
+        every thread, so the last item can only run on a thread the pool
+        adds. How fast the pool adds them depends on whether it can see
+        the wait. Thread counts come from ThreadPool's counters
+        (thread_count, threads_injected, starvation_events).""")
+    if tp.get_min_threads() > minimum:
+        tp.set_min_threads(minimum)
+        tp.set_max_threads(64)
+    else:
+        tp.set_max_threads(64)
+        tp.set_min_threads(minimum)
+    # .NET retires an idle thread after 20 s; 0.3 s keeps the demo short
+    st._native._pool_set_tuning({"thread_timeout": 0.3})
+    _settle_pool(st, minimum)
+    _show("pool: min threads / threads now:",
+          f"{tp.get_min_threads()} / {tp.thread_count}")
+
+    def run_case(block):
+        """Queue n items; item i < n-1 blocks with block(signal); the last
+        one gives the signal.  Returns (seconds, stats delta)."""
+        _settle_pool(st, minimum)
+        before = _pool_snapshot(st)
+        done = st.TaskCompletionSource()
+        left = [n]
+        lock = threading.Lock()
+        signal = st.TaskCompletionSource()
+
+        def finished():
+            with lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    done.set_result(None)
+
+        def waiter():
+            block(signal)
+            finished()
+
+        def releaser():
+            signal.try_set_result(None)
+            finished()
+
+        t0 = time.perf_counter()
+        for _ in range(n - 1):
+            tp.queue_user_work_item(waiter)
+        tp.queue_user_work_item(releaser)
+        done.task.wait(60)
+        took = time.perf_counter() - t0
+        after = _pool_snapshot(st)
+        return took, {k: after[k] - before[k] for k in before}, after
+
+    _step(f"1. the {n - 1} waiting items block in threading.Event-style "
+          "waits (the pool cannot see them)")
+    event = threading.Event()
+
+    def hidden(signal):
+        signal.task.continue_with(lambda _t: event.set())
+        event.wait(60)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        took, delta, after = run_case(hidden)
+        time.sleep(0.05)  # the warning is issued on a pool thread
+    warns = [w for w in caught if issubclass(w.category, RuntimeWarning)
+             and "starvation" in str(w.message)]
+    _show("time until every item ran:", f"{took:.2f} s")
+    _show("threads injected by the gate:", delta["injected"])
+    _show("starvation_events:", delta["starvation_events"])
+    _show("ThreadPool.thread_count at the end:", after["thread_count"])
+    _show("RuntimeWarnings about starvation:", len(warns))
+    if warns:
+        print("   first warning: " + textwrap.shorten(
+            str(warns[0].message), WIDTH - 18))
+    _say("""
+        Nothing completed for 500 ms while work waited: the pool's gate
+        thread saw starvation, injected one thread, counted the event and
+        warned; then again, every half second, until a thread was free for
+        the item that releases the others. That is .NET's pace ("at most
+        two threads per second"), and it is why blocking inside pool work
+        is so slow to recover from.""")
+
+    _step(f"2. the same, but the {n - 1} items block in "
+          ".result of a sharptask Task (sync over async)")
+
+    def visible(signal):
+        signal.task.result  # a sharptask wait: the pool is told
+
+    took, delta, after = run_case(visible)
+    _show("time until every item ran:", f"{took:.2f} s")
+    _show("threads added by blocking compensation:", delta["injected"])
+    _show("starvation_events:", delta["starvation_events"])
+    _show("ThreadPool.thread_count at the end:", after["thread_count"])
+    _say("""
+        A pool thread that blocks in a sharptask wait (.result, wait(),
+        get_result()) tells the pool, which adds a replacement at once, up
+        to the processor count beyond the minimum and then after short,
+        growing delays, as .NET 6+ does. Faster, but every blocked item
+        still costs a whole thread.""")
+
+    _step(f"3. the fix: the {n - 1} items await the Task instead")
+
+    @st.async_method
+    async def awaiting(signal):
+        await signal.task
+
+    def fixed(signal):
+        awaiting(signal)  # returns at its first await: nothing blocks
+
+    took, delta, after = run_case(fixed)
+    _show("time until every item ran:", f"{took * 1e3:.1f} ms")
+    _show("threads added:", delta["injected"])
+    _show("starvation_events:", delta["starvation_events"])
+    _show("ThreadPool.thread_count at the end:", after["thread_count"])
+    _say("""
+        An awaiting method holds no thread while it waits: the items
+        return at once, the last one runs on a free thread, and the
+        continuations resume on the pool. Await all the way up; keep
+        blocking waits out of pool work, or give truly blocking work a
+        dedicated thread with TaskCreationOptions.LONG_RUNNING.""")
+    st._native._pool_set_tuning({"thread_timeout": 20.0})
+
+
 # -------------------------------------------------------------- registry
 
 #: name -> (function, None) when implemented, or (None, issue number).
@@ -1646,10 +1943,10 @@ SCENARIOS = {
     "deadlock": (demo_deadlock, None),
     "configure-await": (demo_configure_await, None),
     "async-void": (demo_async_void, None),
-    "valuetask": (None, 5),
+    "valuetask": (demo_valuetask, None),
     "task-vs-thread": (demo_task_vs_thread, None),
     "fire-and-forget": (demo_fire_and_forget, None),
-    "starvation": (None, 3),
+    "starvation": (demo_starvation, None),
 }
 
 

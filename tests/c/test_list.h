@@ -27,6 +27,18 @@
     X(task_wait_timeout)                                                    \
     X(task_wait_woken)                                                      \
     X(task_remove_waiter_race)                                              \
+    /* test_vtsource.c */                                                   \
+    X(vtsource_version_and_tokens)                                          \
+    X(vtsource_version_wraps)                                               \
+    X(vtsource_set_twice_and_get_result_early)                              \
+    X(vtsource_statuses)                                                    \
+    X(vtsource_registered_first_runs_inline)                                \
+    X(vtsource_late_registration_runs_async_once)                           \
+    X(vtsource_second_registration_refused)                                 \
+    X(vtsource_reset_clears_registration)                                   \
+    X(vtsource_race_on_completed_vs_complete)                               \
+    X(vtsource_race_on_completed_vs_complete_lockstep)                      \
+    X(vtsource_race_many_registrations)                                     \
     /* test_pool.c */                                                       \
     X(pool_create_invalid)                                                  \
     X(pool_create_shutdown)                                                 \
@@ -42,6 +54,28 @@
     X(pool_blocking_at_max)                                                 \
     X(pool_blocking_foreign_thread)                                         \
     X(pool_set_limits)                                                      \
+    /* test_pool.c: queues, waking, threads, token (issue 3) */             \
+    X(pool_local_queue_is_lifo)                                             \
+    X(pool_local_items_are_stolen_fifo)                                     \
+    X(pool_submit_local_from_foreign_thread)                                \
+    X(pool_stress_producers_and_thieves)                                    \
+    X(pool_one_wake_per_submit)                                             \
+    X(pool_starvation_injects_at_most_one_per_period)                       \
+    X(pool_starvation_default_period)                                       \
+    X(pool_blocking_compensation_delays)                                    \
+    X(pool_idle_workers_retire)                                             \
+    X(pool_lower_max_retires_surplus)                                       \
+    X(pool_token_one_worker_attached)                                       \
+    X(pool_token_revoked_from_stalled_holder)                               \
+    X(pool_token_released_by_enter_blocking)                                \
+    X(pool_dedicated_threads)                                               \
+    X(pool_shutdown_timed_abandons_stuck_item)                              \
+    X(pool_shutdown_timed_clean)                                            \
+    /* test_deque.c */                                                      \
+    X(deque_lifo_fifo_full_empty)                                           \
+    X(deque_wraparound)                                                     \
+    X(deque_stress_owner_and_thieves)                                       \
+    X(deque_stress_wraparound)                                              \
     /* test_timer.c */                                                      \
     X(heap_random_ops)                                                      \
     X(timer_order_deadline_then_fifo)                                       \
@@ -51,6 +85,20 @@
     X(timer_stress_random)                                                  \
     X(timer_rearm_from_fire)                                                \
     X(timer_shutdown_with_armed)                                            \
-    X(timer_shutdown_idle)
+    X(timer_shutdown_idle)                                                  \
+    /* test_cancel.c */                                                     \
+    X(cancel_lifo_on_canceling_thread)                                      \
+    X(cancel_state_word)                                                    \
+    X(cancel_register_after_request)                                        \
+    X(cancel_unregister_basic)                                              \
+    X(cancel_unregister_during_cancel)                                      \
+    X(cancel_dispose_waits_for_running_callback)                            \
+    X(cancel_abandon_after_first_failure)                                   \
+    X(cancel_try_reset)                                                     \
+    X(cancel_close)                                                         \
+    X(cancel_reuse_node_on_other_source)                                    \
+    X(cancel_foreach)                                                       \
+    X(cancel_race_register_unregister_cancel)                               \
+    X(cancel_race_concurrent_cancels)
 
 #endif /* ST_TEST_LIST_H */

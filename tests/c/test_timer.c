@@ -139,9 +139,14 @@ heap_check(const st_heap_t *h)
     size_t i;
 
     for (i = 0; i < h->count; i++) {
-        ASSERT_EQ(h->items[i]->heap_index, i);
+        const st_timer_entry_t *e = h->items[i].entry;
+        ASSERT_EQ(e->heap_index, i);
+        /* the inline key is the entry's */
+        ASSERT_EQ(h->items[i].deadline_ns, e->deadline_ns);
+        ASSERT_EQ(h->items[i].seq, e->seq);
         if (i > 0) {
-            ASSERT(!st_heap_less(h->items[i], h->items[(i - 1) / 2]));
+            ASSERT(!st_heap_less(
+                e, h->items[(i - 1) / ST_HEAP_ARITY].entry));
         }
     }
 }
@@ -150,7 +155,7 @@ static void
 heap_grow(st_heap_t *h)
 {
     size_t need = st_heap_reserve(h);
-    st_timer_entry_t **fresh, **old;
+    st_heap_item_t *fresh, *old;
 
     if (need != 0) {
         fresh = st_malloc(need * sizeof(*fresh));

@@ -80,6 +80,11 @@ def test_W4a_pingpong_benchmark_runs_quick():
 
 
 @pytest.mark.timeout(120)
+def test_W4b_pingpong_context_benchmark_runs_quick():
+    _check_script("W4b", "w4b_pingpong_context.py")
+
+
+@pytest.mark.timeout(120)
 def test_W5_run_many_benchmark_runs_quick():
     _check_script("W5", "w5_run_many.py")
 
@@ -89,6 +94,41 @@ def test_W6_latency_benchmark_runs_quick():
     ratios = _check_script("W6", "w6_latency.py")
     assert any(line.startswith("W6/median") for line in ratios)
     assert any(line.startswith("W6/p99") for line in ratios)
+
+
+@pytest.mark.timeout(120)
+def test_W7_delays_benchmark_runs_quick():
+    _check_script("W7", "w7_delays.py")
+
+
+@pytest.mark.timeout(120)
+def test_W11_native_pool_benchmark_runs_quick():
+    """W11 is pure C (benchmarks/c, built with make): from a checkout with
+    make and a compiler it prints its ratio (local vs global queue)."""
+    import shutil
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("W11 needs make and a C compiler")
+    _check_script("W11", "w11_native_pool.py")
+
+
+@pytest.mark.timeout(120)
+def test_W12_python_items_benchmark_runs_quick():
+    _check_script("W12", "w12_python_items.py")
+
+
+@pytest.mark.timeout(120)
+def test_W8_yield_benchmark_runs_quick():
+    _check_script("W8", "w8_yield.py")
+
+
+@pytest.mark.timeout(120)
+def test_W10_allocations_benchmark_runs_quick():
+    ratios = _check_script("W10", "w10_allocations.py")
+    # Task method, ValueTask method and pooled ValueTask method, each
+    # against the bare coroutine; counts in blocks, not times.
+    for part in ("W10/task", "W10/valuetask", "W10/pooled"):
+        assert any(line.startswith(part) for line in ratios), ratios
+    assert all("blocks" in line for line in ratios)
 
 
 @pytest.mark.timeout(120)

@@ -264,6 +264,45 @@ def test_demo_fire_and_forget_T11_D1():
     assert _value(out, "after the push came:") == "0 pending"
 
 
+@pytest.mark.timeout(120)
+def test_demo_valuetask_V1_V2_V5():
+    """D4 valuetask: the synchronous fast path makes no Task, the double
+    await is caught with its message, and the allocation counts (W10)."""
+    out = _run("demo", "valuetask")
+    assert _value(out, "Tasks made by 1,000 ValueTask-method calls:") == "0"
+    assert int(_value(out, "Tasks made by 1,000 Task-method calls:")) >= 900
+    assert _value(out, "second await raised:") == "InvalidOperationError"
+    assert "already consumed" in out and "preserve()" in out
+    assert _value(out, "with set_strict_value_task(False):") == \
+        "InvalidOperationError"
+    floor = _value(out, "bare coroutine (the floor):")
+    pooled = _value(out, "@async_value_method(pooling=True):")
+    assert floor.startswith("1 block")
+    assert pooled.split(",")[0] == floor.split(",")[0]
+    assert _value(out, "@async_method (Task):").startswith("2 blocks")
+
+
+@pytest.mark.timeout(120)
+def test_demo_starvation_P3_D3():
+    """D4/P3/D3: the starvation demo measures thread counts: hidden
+    blocking is rescued by the gate (injections, starvation events,
+    warnings), .result by blocking compensation (no starvation event),
+    await needs no extra thread."""
+    out = _run("demo", "starvation")
+    steps = out.split("\n-- ")
+    hidden, visible, fixed = steps[1], steps[2], steps[3]
+    assert int(_value(hidden, "threads injected by the gate:")) >= 1
+    assert int(_value(hidden, "starvation_events:")) >= 1
+    assert int(_value(hidden, "RuntimeWarnings about starvation:")) >= 1
+    assert float(_value(hidden, "time until every item ran:").split()[0]) \
+        >= 0.4
+    assert int(_value(visible,
+                      "threads added by blocking compensation:")) >= 1
+    assert int(_value(visible, "starvation_events:")) == 0
+    assert int(_value(fixed, "threads added:")) == 0
+    assert int(_value(fixed, "starvation_events:")) == 0
+
+
 @pytest.mark.timeout(60)
 def test_demo_scenarios_not_yet_implemented_exit_0():
     pending = [n for n, (fn, _) in demo.SCENARIOS.items() if fn is None]

@@ -16,8 +16,15 @@ WORKLOADS = (
     ("W2", "w2_sync_call"),
     ("W3", "w3_chain"),
     ("W4a", "w4a_pingpong"),
+    ("W4b", "w4b_pingpong_context"),
     ("W5", "w5_run_many"),
     ("W6", "w6_latency"),
+    ("W7", "w7_delays"),  # issue 3: Task.delay vs asyncio call_later
+    ("W8", "w8_yield"),
+    ("W10", "w10_allocations"),  # issue 5: ValueTask allocations
+    ("W11", "w11_native_pool"),  # issue 3: pure-C pool, local vs global
+    ("W12", "w12_python_items"),  # issue 3: tiny Python items, busy main
+    ("WSEM", "w_semaphore"),  # issue 6: SemaphoreSlim vs asyncio.Lock
 )
 
 

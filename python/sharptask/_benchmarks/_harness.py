@@ -29,6 +29,9 @@ class Series:
 
     label: str
     values: list = field(default_factory=list)
+    #: what a value counts: "ns" (the default) or another unit such as
+    #: "blocks" (W10 counts allocations), which is printed as is
+    unit: str = "ns"
 
     @property
     def median(self) -> float:
@@ -43,6 +46,20 @@ class Series:
         return max(self.values)
 
     def as_dict(self) -> dict:
+        if self.unit != "ns":
+            return {
+                "label": self.label,
+                "unit": self.unit,
+                "median": self.median,
+                "min": self.min,
+                "max": self.max,
+                "rounds": list(self.values),
+                # the keys every reader expects, in this series' unit
+                "median_ns": self.median,
+                "min_ns": self.min,
+                "max_ns": self.max,
+                "rounds_ns": list(self.values),
+            }
         return {
             "label": self.label,
             "median_ns": self.median,
@@ -161,8 +178,12 @@ def fmt_ns(ns: float) -> str:
 
 
 def fmt_stats(series: Series) -> str:
-    return (f"{fmt_ns(series.median)} "
-            f"[{fmt_ns(series.min)}–{fmt_ns(series.max)}]")
+    if series.unit != "ns":
+        def fmt(v):
+            return f"{v:g} {series.unit}"
+    else:
+        fmt = fmt_ns
+    return f"{fmt(series.median)} [{fmt(series.min)}–{fmt(series.max)}]"
 
 
 def percentile(values: Sequence[float], p: float) -> float:
