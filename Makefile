@@ -7,7 +7,8 @@
 #                    (make check is the same)
 #                    (T=filter runs only the tests whose name contains it)
 #   make venv        .venv with pytest, pytest-timeout and the package
-#   make test        check-c, venv, then pytest tests/python
+#   make test        check-c, venv, pytest tests/python, then pytest
+#                    again against an ASan+UBSan build (check-py-asan)
 #   make demo        venv, then python -m sharptask demo
 #   make bench-c     the C benchmarks (benchmarks/c) against the plain core:
 #                    build/plain/w11_pool_throughput
@@ -159,6 +160,12 @@ test:
 	$(MAKE) check-c
 	$(MAKE) venv
 	$(VENV_PY) -m pytest tests/python -q
+	$(MAKE) check-py-asan
+
+# The pytest suite against an ASan+UBSan build of the extension (STYLE.md
+# point 37); see tools/check-py-asan.sh for what it leaves out and why.
+check-py-asan: venv
+	PYTHON=$(CURDIR)/$(VENV_PY) tools/check-py-asan.sh
 
 demo: venv
 	$(VENV_PY) -m sharptask demo
