@@ -47,9 +47,9 @@
  * queued instead (.NET's "enough stack" check). */
 #define MAX_INLINE_DEPTH 64
 
-static _Thread_local PyObject *tls_sync_ctx; /* borrowed from the tstate
+static ST_THREAD_LOCAL PyObject *tls_sync_ctx; /* borrowed from the tstate
                                                 dict, which owns it */
-static _Thread_local int tls_inline_depth;
+static ST_THREAD_LOCAL int tls_inline_depth;
 
 PyObject *
 sync_context_current(void)
@@ -540,8 +540,8 @@ static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
  * cleared by every start, so that an async method that the body calls
  * before its own first suspension (a nested start), or a start on another
  * thread while this body lets the GIL go, never takes this call's box. */
-static _Thread_local TaskObject *(*g_rent_box)(void *arg);
-static _Thread_local void *g_rent_arg;
+static ST_THREAD_LOCAL TaskObject *(*g_rent_box)(void *arg);
+static ST_THREAD_LOCAL void *g_rent_arg;
 
 /* Runs coro until it suspends or ends (ctx entered by the caller).  The
  * box is created at the first suspension if *pbox is NULL.  While this
@@ -654,7 +654,10 @@ builder_start(st_state *st, PyObject *coro, TaskObject *box)
         Py_XSETREF(b->task_context, Py_NewRef(ctx));
     }
     saved = sync_context_save();
-    {
+    if (g_rent_box == NULL) {
+        rc = run_steps(st, &b, coro, ctx, &value);
+    }
+    else {
         /* not ours: an enclosing builder_start_value's (see g_rent_box) */
         TaskObject *(*outer_rent)(void *) = g_rent_box;
         void *outer_arg = g_rent_arg;

@@ -71,7 +71,7 @@ static thread_rec *g_threads;        /* all records (GIL) */
 static int g_owner_threads;          /* records with nowned > 0 */
 static int g_blocked_owners;         /* of those, blocked forever now */
 static int g_mode = 2;               /* 0 off, 1 warn, 2 raise */
-static _Thread_local thread_rec *tls_rec;
+static ST_THREAD_LOCAL thread_rec *tls_rec;
 
 static void
 rec_capsule_destructor(PyObject *capsule)

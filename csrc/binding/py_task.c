@@ -61,11 +61,11 @@ static int g_ncpu = 0; /* st_cpu_count(), read once */
 #define TCW_VALID (0x7Fu | 0xF0000u)
 
 /* The delegate task whose code runs on this thread (Task.current_id). */
-static _Thread_local TaskObject *tls_current_task;
+static ST_THREAD_LOCAL TaskObject *tls_current_task;
 
 /* The custom scheduler whose task runs on this thread (borrowed), or NULL
  * for the default: TaskScheduler.current() (C7, R10.2). */
-static _Thread_local PyObject *tls_current_scheduler;
+static ST_THREAD_LOCAL PyObject *tls_current_scheduler;
 
 PyObject *
 current_scheduler(void)
@@ -73,9 +73,9 @@ current_scheduler(void)
     return tls_current_scheduler;
 }
 
-static _Thread_local PyObject *tls_pending_type;
-static _Thread_local PyObject *tls_pending_value;
-static _Thread_local PyObject *tls_pending_tb;
+static ST_THREAD_LOCAL PyObject *tls_pending_type;
+static ST_THREAD_LOCAL PyObject *tls_pending_value;
+static ST_THREAD_LOCAL PyObject *tls_pending_tb;
 
 void
 pending_exc_save(void)

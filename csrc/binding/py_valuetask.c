@@ -169,8 +169,8 @@ static int g_pool_in_slots; /* boxes held by thread slots now */
 
 /* This thread's slot, borrowed (the thread state's dict owns it), valid
  * while the thread state with id tls_slot_tid lives. */
-static _Thread_local BoxSlotObject *tls_slot;
-static _Thread_local uint64_t tls_slot_tid;
+static ST_THREAD_LOCAL BoxSlotObject *tls_slot;
+static ST_THREAD_LOCAL uint64_t tls_slot_tid;
 
 /* ------------------------------------------------------------ helpers */
 

@@ -201,11 +201,6 @@
 
 /* ------------------------------------------------------------ structs */
 
-#if defined(_MSC_VER)
-#define ST_THREAD_LOCAL __declspec(thread)
-#else
-#define ST_THREAD_LOCAL _Thread_local
-#endif
 
 #define DEFAULT_SLICE_NS 500000u /* a worker stays attached 0.5 ms */
 #define DEQUE_CAPACITY 256       /* per worker; a full deque spills */

@@ -123,7 +123,7 @@ queue_run(cont_queue *q, st_task_t *t, int how)
  * Past ST_MAX_FINISH_DEPTH every continuation is handed over as ASYNC
  * instead (.NET's "not enough stack" check), so a chain of any length
  * completes without overflowing the C stack. */
-static _Thread_local int finish_depth;
+static ST_THREAD_LOCAL int finish_depth;
 
 /* Runs the continuations taken from a completed task (no lock held). */
 static void

@@ -11,6 +11,19 @@
 #include <pthread.h> /* the only backend for now */
 #include <stdint.h>  /* uint64_t */
 
+/* Thread-local storage.  The core and the binding are linked into one
+ * shared object that Python loads with dlopen: there the default TLS model
+ * calls __tls_get_addr on every access, which showed up on the hot path of
+ * an async method call.  A few pointers fit in the static TLS that glibc
+ * keeps for dlopen'ed objects, so use the initial-exec model. */
+#if defined(_MSC_VER)
+#define ST_THREAD_LOCAL __declspec(thread)
+#elif defined(__GNUC__)
+#define ST_THREAD_LOCAL _Thread_local __attribute__((tls_model("initial-exec")))
+#else
+#define ST_THREAD_LOCAL _Thread_local
+#endif
+
 typedef struct st_mutex {
     pthread_mutex_t m;
 } st_mutex_t;

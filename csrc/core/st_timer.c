@@ -88,11 +88,6 @@
  * a long batch (W7 measured ~2.3 us per delay with 64, ~1.6 with 4). */
 #define BATCH_MAX 4
 
-#if defined(_MSC_VER)
-#define ST_THREAD_LOCAL __declspec(thread)
-#else
-#define ST_THREAD_LOCAL _Thread_local
-#endif
 
 struct st_timer {
     st_mutex_t mu;
