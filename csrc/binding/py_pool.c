@@ -522,6 +522,9 @@ delay_start(st_state *st, uint64_t ns)
     if (t == NULL) {
         return NULL;
     }
+    /* It holds no object and the timer holds it until it fires: it can
+     * never be cyclic garbage, so the GC need not scan 100k of them. */
+    PyObject_GC_UnTrack(t);
     if (delay_arm(st, (TaskObject *)t, ns) == NULL) {
         Py_DECREF(t);
         return NULL;
