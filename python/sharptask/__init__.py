@@ -18,7 +18,6 @@ drives it the way ``AsyncTaskMethodBuilder`` drives ``MoveNext()``::
 
 See SPEC.md for the contract, rule by rule.
 """
-from __future__ import annotations
 
 import atexit as _atexit
 import os as _os
