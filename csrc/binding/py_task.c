@@ -1693,9 +1693,9 @@ task_start_new_raw(PyObject *unused, PyObject *args)
     unsigned long options;
     TaskObject *t;
 
-    PyObject *scheduler = Py_None;
-    if (!PyArg_ParseTuple(args, "OO!k|O:_start_new", &fn, &PyTuple_Type,
-                          &fargs, &options, &scheduler)) {
+    PyObject *scheduler = Py_None, *token = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!k|OO:_start_new", &fn, &PyTuple_Type,
+                          &fargs, &options, &scheduler, &token)) {
         return NULL;
     }
     if (scheduler == Py_None) {
@@ -1722,6 +1722,9 @@ task_start_new_raw(PyObject *unused, PyObject *args)
     t->task_context = ctx;
     t->task_flags |= TF_NO_UNWRAP;
     t->task_scheduler = Py_XNewRef(scheduler);
+    if (token != Py_None) {
+        t->task_token = Py_NewRef(token); /* R1.6/R1.7, as for Task.run */
+    }
     if (((options & 0x2u) && t->task_scheduler == NULL /* LONG_RUNNING */
              ? task_queue_dedicated(st, t, task_work_run) /* issue 3 */
              : task_queue_work(st, t, task_work_run))
@@ -1741,6 +1744,10 @@ task_start_new_raw(PyObject *unused, PyObject *args)
         }
         PyErr_Restore(type, value, tb);
         Py_DECREF(t);
+        return NULL;
+    }
+    if (t->task_token != NULL && cancel_watch_delegate(st, t) < 0) {
+        Py_DECREF(t); /* R1.7: canceled at once if its token fires */
         return NULL;
     }
     return (PyObject *)t;

@@ -224,19 +224,11 @@ class TaskFactory:
             return Task.from_canceled(cancellation_token)
         if scheduler is None:
             scheduler = TaskScheduler.current()  # R5.3: not the default!
-        if opts & TaskCreationOptions.LONG_RUNNING and \
-                scheduler is TaskScheduler.default:
-            return _long_running(fn, args)
-        return Task._start_new(fn, tuple(args), opts, scheduler)
-
-
-def _long_running(fn: Callable, args: tuple) -> Task:
-    """LONG_RUNNING on the default scheduler: the native start_new runs
-    the task on a dedicated C thread that is not a pool thread (.NET
-    7.15: no pool thread is tied up, no blocking compensation)."""
-    return Task._start_new(fn, tuple(args),
-                           int(TaskCreationOptions.LONG_RUNNING),
-                           TaskScheduler.default)
+        # LONG_RUNNING on the default scheduler: the native start_new runs
+        # the task on a dedicated C thread that is not a pool thread (.NET
+        # 7.15: no pool thread is tied up, no blocking compensation).
+        return Task._start_new(fn, tuple(args), opts, scheduler,
+                               cancellation_token)
 
 
 _native._install(factory=TaskFactory())

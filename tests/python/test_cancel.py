@@ -1341,3 +1341,45 @@ print("CHILD", os.waitstatus_to_exitcode(status), d.is_canceled)
     r = run_script(code, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "CHILD 0 True" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.timeout(30)
+def test_K3_R1_7_start_new_token_fired_before_start_cancels_without_running():
+    """K3/R1.7 (and R5.3): Task.factory.start_new(cancellation_token=) — a
+    token that fires while the task is still queued cancels it at once and
+    its delegate never runs."""
+    gate = threading.Event()
+    blockers = [st.Task.factory.start_new(gate.wait, 10)
+                for _ in range(st.ThreadPool.get_min_threads() + 2)]
+    cts = st.CancellationTokenSource()
+    ran = []
+    t = st.Task.factory.start_new(lambda: ran.append(1),
+                                  cancellation_token=cts.token)
+    cts.cancel()
+    try:
+        assert t.is_canceled
+    finally:
+        gate.set()
+        st.Task.wait_all(blockers, timeout=10)
+    assert ran == []
+
+
+@pytest.mark.timeout(30)
+def test_K3_R1_6_start_new_own_token_oce_cancels():
+    """K3/R1.6: an OperationCanceledError carrying the task's own, canceled
+    token cancels a start_new task instead of faulting it."""
+    cts = st.CancellationTokenSource()
+    started = threading.Event()
+    release = threading.Event()
+
+    def body():
+        started.set()
+        release.wait(10)
+        cts.token.throw_if_cancellation_requested()
+
+    t = st.Task.factory.start_new(body, cancellation_token=cts.token)
+    assert started.wait(10)
+    cts.cancel()
+    release.set()
+    assert st.Task.when_any(t).wait(10)  # waits without observing
+    assert t.is_canceled, t.status
