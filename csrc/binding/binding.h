@@ -258,6 +258,14 @@ void box_resume(TaskObject *box);
 /* Schedules a box's resumption asynchronously (post to its captured
  * context, or queue on the pool).  Consumes one reference to box. */
 void box_schedule(TaskObject *box);
+/* A SynchronizationContext (any subclass) rather than a TaskScheduler:
+ * how a captured target is told apart. */
+static inline int
+is_sync_context(st_state *st, PyObject *obj)
+{
+    return obj != NULL && PyObject_TypeCheck(obj, st->SyncContext_type);
+}
+
 /* The SynchronizationContext current on this thread (borrowed), or NULL;
  * the base class counts as a context here. */
 PyObject *sync_context_current(void);

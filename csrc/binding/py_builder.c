@@ -110,12 +110,6 @@ capture_target(st_state *st)
     return Py_XNewRef(current_scheduler()); /* step 2: a custom scheduler */
 }
 
-static int
-is_sync_context(st_state *st, PyObject *obj)
-{
-    return PyObject_TypeCheck(obj, st->SyncContext_type);
-}
-
 int
 can_inline_here(st_state *st, PyObject *target)
 {
@@ -259,11 +253,8 @@ action_work_run(st_work_t *w)
         PyErr_WriteUnraisable(a->act_fn ? a->act_fn : (PyObject *)a);
     }
     Py_XDECREF(r);
-    if (tls_sync_ctx != NULL) {
-        /* pool threads have no context after a work item (R9.2) */
-        (void)sync_context_set(g_st, NULL);
-    }
-    Py_DECREF(a); /* the queue's reference */
+    Py_DECREF(a); /* the queue's reference (the pool's after_item hook
+                     leaves the thread with no context, R9.2) */
 }
 
 /* An action queued on a context's queue: runs it and leaves its
@@ -296,7 +287,7 @@ int
 schedule_action(st_state *st, PyObject *target, PyObject *action)
 {
     ActionObject *a = ActionObject_CAST(action);
-    if (target != NULL && !PyObject_TypeCheck(target, st->SyncContext_type)) {
+    if (target != NULL && !is_sync_context(st, target)) {
         PyObject *t = task_new_on_scheduler(st, action, target);
         if (t == NULL) {
             return -1;
@@ -396,32 +387,18 @@ box_schedule(TaskObject *box)
             pending_exc_save();
         }
     }
-    else if (target != NULL && !is_sync_context(st, target)) {
-        /* a captured TaskScheduler: resume as a task queued to it */
-        PyObject *action = action_new_box(st, box);
-        PyObject *t = action ? task_new_on_scheduler(st, action, target)
-                             : NULL;
-        Py_XDECREF(action);
-        if (t == NULL) {
-            if (task_complete_from_error(box, 0) < 0) {
-                pending_exc_save();
-            }
-        }
-        Py_XDECREF(t);
-    }
     else if (target != NULL) {
+        /* a captured context or scheduler: an action that resumes the
+         * box, scheduled like any other continuation; if the context
+         * refuses, the method can never resume: fault its task with the
+         * reason rather than hang silently */
         PyObject *action = action_new_box(st, box);
-        if (action == NULL || post_to_target(st, target, action) < 0) {
-            /* the context refused: the method can never resume; fault
-             * its task with the reason rather than hang silently */
-            Py_XDECREF(action);
+        if (action == NULL || schedule_action(st, target, action) < 0) {
             if (task_complete_from_error(box, 0) < 0) {
                 pending_exc_save();
             }
         }
-        else {
-            Py_DECREF(action);
-        }
+        Py_XDECREF(action);
     }
     else if (task_queue_work(st, box, box_work_run) < 0) {
         if (task_complete_from_error(box, 0) < 0) {

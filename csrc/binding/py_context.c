@@ -258,12 +258,6 @@ typedef struct walk {
 
 static int reaches_task(walk *w, TaskObject *x);
 
-static int
-is_context(st_state *st, PyObject *obj)
-{
-    return obj != NULL && PyObject_TypeCheck(obj, st->SyncContext_type);
-}
-
 static void
 add_step(walk *w, const char *kind, PyObject *a, PyObject *b)
 {
@@ -358,7 +352,7 @@ reaches_task(walk *w, TaskObject *x)
         found = reaches_thread(w, q);
     }
     else if (x->task_kind == TASK_BOX) {
-        if (is_context(st, x->task_target)) {
+        if (is_sync_context(st, x->task_target)) {
             found = reaches_context(w, x->task_target);
         }
         /* When building the message, go on down the await chain even
@@ -376,7 +370,7 @@ reaches_task(walk *w, TaskObject *x)
         }
     }
     else if (x->task_kind == TASK_PROMISE) {
-        if (is_context(st, x->task_target)) {
+        if (is_sync_context(st, x->task_target)) {
             found = reaches_context(w, x->task_target);
         }
         else if (x->task_arg != NULL && PyTuple_Check(x->task_arg)) {

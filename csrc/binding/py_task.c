@@ -530,9 +530,7 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     st_waiter_t w;
     uint64_t deadline, now, slice;
     st_pool_t *pool = st_pool_current();
-    int rc = 0, done = 0;
-    /* spin only with a second processor to run the completer */
-    int spin = g_ncpu > 1;
+    int rc = 0, done = 0, spin;
 
     if (st_task_is_completed(&t->task_core)) {
         return 1;
@@ -542,8 +540,8 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     }
     if (g_ncpu == 0) {
         g_ncpu = st_cpu_count();
-        spin = g_ncpu > 1;
     }
+    spin = g_ncpu > 1; /* only with a second processor for the completer */
     deadline = timeout_ns == UINT64_MAX ? UINT64_MAX
                                         : st_now_ns() + timeout_ns;
     st_waiter_init(&w);

@@ -67,14 +67,6 @@ def _collect(tasks: tuple, fname: str) -> list:
     return list(tasks)
 
 
-def _token_task(token: Any):
-    """A Task canceled when token fires (never completes otherwise), and
-    the registration to dispose."""
-    tcs = TaskCompletionSource()
-    reg = token.register(lambda: tcs.try_set_canceled(token))
-    return tcs.task, reg
-
-
 def _dispose(reg: Any) -> None:
     if reg is not None:
         dispose = getattr(reg, "dispose", None)
