@@ -5,6 +5,23 @@
  * lives in module state; the one static pointer (g_st) exists because the
  * pool and the core call back with no module at hand, and the module
  * refuses a second load per process (STYLE.md point 22).
+ *
+ * References (docs/architecture.md, "Ownership across the binding"):
+ * every function declared here says, in a "Refs:" note, what it does with
+ * object references.
+ *   new        the result is a new (strong) reference: the caller owns
+ *              it; NULL (or -1) with an error set on failure.
+ *   borrowed   the result is a pointer the caller does not own, valid
+ *              for as long as the note says; Py_NewRef it to keep it.
+ *   borrows    the arguments stay the caller's: the callee takes its own
+ *              reference to whatever it keeps.
+ *   steals X   the callee takes over the caller's reference to X, on
+ *              success and on failure alike, unless the note says "on
+ *              success only".
+ *   none       no object reference is taken, kept or returned.
+ * Module-state fields and TaskObject fields hold strong references
+ * unless their comment says otherwise.  A C thread-local never owns
+ * what it points at unless its comment says so (the thread-local rule).
  */
 #ifndef ST_BINDING_H
 #define ST_BINDING_H
@@ -12,16 +29,15 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h> /* the CPython C API */
 
+#include "st_compat.h" /* 3.11-3.13: the newest public names everywhere */
 #include "st_atomic.h" /* shutting_down is read without the GIL */
 #include "st_pool.h"  /* the thread pool */
 #include "st_task.h"  /* task state word and continuations */
 #include "st_timer.h" /* the timer thread */
 
-#if PY_VERSION_HEX >= 0x030D0000
+/* Old spelling, kept only so that branches written before st_compat.h
+ * still build when merged: new code calls Py_IsFinalizing(). */
 #define ST_IS_FINALIZING() Py_IsFinalizing()
-#else
-#define ST_IS_FINALIZING() _Py_IsFinalizing()
-#endif
 
 /* ------------------------------------------------------- module state */
 
@@ -55,6 +71,8 @@ typedef struct st_vt_state {
     int cache_len;
     int cache_cap;
 } st_vt_state;
+/* Per-file parts of module exec / traverse / clear.  Refs: borrows mod;
+ * exec stores strong references in st, clear drops them. */
 int valuetask_module_exec(PyObject *mod, struct st_state *st);
 int valuetask_module_traverse(struct st_state *st, visitproc visit,
                               void *arg);
@@ -125,9 +143,12 @@ typedef struct st_state {
     st_vt_state vt; /* ValueTask (py_valuetask.c, issue 5) */
 } st_state;
 
+/* The one module state (see the top); set by module exec, never freed
+ * while a native thread may still call back. */
 extern st_state *g_st;
 extern PyModuleDef st_module;
 
+/* Refs: borrowed pointer into mod (the state lives as long as mod). */
 static inline st_state *
 get_st_state(PyObject *mod)
 {
@@ -183,6 +204,11 @@ typedef struct TaskObject {
 #define Task_Check(st, op) PyObject_TypeCheck((op), (st)->Task_type)
 
 /* py_task.c */
+/* Task makers: a pending promise with async_state `state` (NULL: None); a
+ * completed one with `value`; from_result (a cached task for None, bools,
+ * -1..8, T12); faulted with the exception tuple `excs`; canceled with the
+ * stored OperationCanceledError `oce` and `token` (both may be NULL).
+ * Refs: new; borrows every argument (the task takes its own). */
 PyObject *task_new_promise(st_state *st, PyObject *state,
                            uint32_t options);
 PyObject *task_new_completed(st_state *st, PyObject *value);
@@ -192,55 +218,71 @@ PyObject *task_new_canceled(st_state *st, PyObject *oce, PyObject *token);
 /* Completes t (any thread holding the GIL).  Returns 1 if this call
  * completed it, 0 if it was already completed.  status RAN: value is the
  * result; FAULTED: value is a non-empty tuple of exceptions; CANCELED:
- * value is the stored OperationCanceledError or NULL. */
+ * value is the stored OperationCanceledError or NULL.  May run
+ * continuations inline.  Refs: borrows t, value and token (the task takes
+ * its own references to value and token). */
 int task_try_complete(TaskObject *t, int status, PyObject *value,
                       PyObject *token);
 /* Completes t from a raised exception (the current error indicator):
  * OperationCanceledError -> canceled (if `oce_cancels`), other Exception ->
  * faulted.  A BaseException that is not an Exception (KeyboardInterrupt,
  * SystemExit) faults the task with a RuntimeError and stays raised:
- * returns -1 then, else 0 with the error cleared. */
+ * returns -1 then, else 0 with the error cleared.  Refs: borrows t; the
+ * raised exception is consumed (stored in t) or left raised. */
 int task_complete_from_error(TaskObject *t, int oce_cancels);
-/* Copies src's final state into dst (src completed). */
+/* Copies src's final state into dst (src completed).  Refs: borrows both
+ * (dst takes its own references to src's result and token). */
 int task_complete_from(TaskObject *dst, TaskObject *src);
 /* Blocks until t completes or timeout_ns passes (UINT64_MAX: no limit),
  * with the GIL released, in slices that answer Ctrl-C.  1 completed, 0
- * timed out, -1 error set. */
+ * timed out, -1 error set.  Refs: borrows t (the caller keeps it alive
+ * for the call). */
 int task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns);
 /* Raises what `await t` raises for a completed, unsuccessful t (marks it
- * observed) and returns NULL; for a successful one returns the result. */
+ * observed) and returns NULL; for a successful one returns the result.
+ * Refs: new (the result); borrows t. */
 PyObject *task_get_result(st_state *st, TaskObject *t);
-/* Queues t->task_work on the pool (t has a DOMAIN work fn set).  Takes a
- * reference to t that the work fn drops.  -1 with an error set if the pool
- * is shut down. */
+/* Queues t->task_work on the pool (t has a DOMAIN work fn set).  Refs:
+ * borrows t, and on success takes one more reference to it that the work
+ * fn drops (a custom TaskScheduler's queue_task takes its own instead).
+ * -1 with an error set if the pool is shut down (no reference kept). */
 int task_queue_work(st_state *st, TaskObject *t, st_work_fn fn);
-/* Runs a delegate/continuation task's code now (GIL held). */
+/* Runs a delegate/continuation task's code now (GIL held).  Refs: borrows
+ * t (the caller keeps it alive for the call). */
 void task_execute(TaskObject *t);
 
-/* If op is a TaskAwaiter or ConfiguredTaskAwaitable: its task (borrowed)
- * and options (ConfigureAwaitOptions bits), and 1; else 0. */
+/* If op is a TaskAwaiter or ConfiguredTaskAwaitable: its task and options
+ * (ConfigureAwaitOptions bits), and 1; else 0.  Refs: *task is borrowed
+ * from op (valid while op is alive); borrows op. */
 int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
                    int *options);
 #define CAO_CONTINUE 0x1
 #define CAO_SUPPRESS 0x2
 #define CAO_FORCE 0x4
-/* A coroutine, generator or other object the builder can drive. */
+/* A coroutine, generator or other object the builder can drive.  Refs:
+ * borrows obj. */
 int is_coroutine_like(PyObject *obj);
 
-/* The custom TaskScheduler whose task runs on this thread (borrowed), or
- * NULL (the default, the pool). */
+/* The custom TaskScheduler whose task runs on this thread, or NULL (the
+ * default, the pool).  Refs: borrowed from the running task's
+ * task_scheduler (a thread-local that owns nothing): valid while that
+ * task's code runs on this thread; Py_NewRef it to keep it longer. */
 PyObject *current_scheduler(void);
-/* A delegate task running fn() queued to scheduler.queue_task. */
+/* A delegate task running fn() queued to scheduler.queue_task.  Refs:
+ * new; borrows fn and scheduler (the task takes its own). */
 PyObject *task_new_on_scheduler(st_state *st, PyObject *fn,
                                 PyObject *scheduler);
 
-/* Continuation fns the GC needs to recognise (Task_traverse). */
+/* Continuation fns the GC needs to recognise (Task_traverse).  Refs:
+ * consumes the reference to the box (c's TaskObject) that its
+ * registration held, by resuming or scheduling it. */
 void box_on_complete(st_cont_t *c, st_task_t *core, int how);
 
 /* py_builder.c */
 /* Starts an async method: runs coro's synchronous part on this thread
  * and returns its task.  If box is not NULL, that task becomes the box
- * (Task.run of an async def).  Steals coro. */
+ * (Task.run of an async def).  Refs: new (the task); steals coro; borrows
+ * box. */
 PyObject *builder_start(st_state *st, PyObject *coro, TaskObject *box);
 /* Like builder_start for a ValueTask method (V5): a body that finishes
  * synchronously makes no task: returns 1 with *value (new ref).  Else
@@ -249,49 +291,64 @@ PyObject *builder_start(st_state *st, PyObject *coro, TaskObject *box);
  * rent_box, if not NULL, supplies the box at the first suspension (the
  * pooling builder); it returns a new reference to a TaskObject ready for
  * use as a fresh promise (WAITING_FOR_ACTIVATION, no fields set).
- * Steals coro. */
+ * Refs: *value and *task are new (both NULL on -1); steals coro. */
 int builder_start_value(st_state *st, PyObject *coro,
                         TaskObject *(*rent_box)(void *), void *arg,
                         PyObject **value, PyObject **task);
-/* Resumes a suspended box (GIL held; drops the registration ref). */
+/* Resumes a suspended box (GIL held).  Refs: steals one reference to box
+ * (the registration's). */
 void box_resume(TaskObject *box);
 /* Schedules a box's resumption asynchronously (post to its captured
- * context, or queue on the pool).  Consumes one reference to box. */
+ * context, or queue on the pool).  Refs: steals one reference to box
+ * (the queue or the post keeps it; on failure the box is faulted and
+ * the reference dropped). */
 void box_schedule(TaskObject *box);
 /* A SynchronizationContext (any subclass) rather than a TaskScheduler:
- * how a captured target is told apart. */
+ * how a captured target is told apart.  Refs: borrows obj. */
 static inline int
 is_sync_context(st_state *st, PyObject *obj)
 {
     return obj != NULL && PyObject_TypeCheck(obj, st->SyncContext_type);
 }
 
-/* The SynchronizationContext current on this thread (borrowed), or NULL;
- * the base class counts as a context here. */
+/* The SynchronizationContext current on this thread, or NULL; the base
+ * class counts as a context here.  Refs: borrowed; the strong reference
+ * is the thread state dict's (sync_context_set): valid until the next
+ * sync_context_set on this thread. */
 PyObject *sync_context_current(void);
+/* Makes ctx (NULL or None: none) current on this thread.  0 or -1.
+ * Refs: borrows ctx (the thread state dict takes its own). */
 int sync_context_set(st_state *st, PyObject *ctx);
 /* 1 if the calling thread may run an await continuation inline that was
- * captured with `target` (NULL: none) (R3.4). */
+ * captured with `target` (NULL: none) (R3.4).  Refs: borrows target. */
 int can_inline_here(st_state *st, PyObject *target);
-/* The context to capture at an await (new ref) or NULL (R7.2). */
+/* The context to capture at an await or NULL (R7.2), no error set.
+ * Refs: new (NULL is not an error). */
 PyObject *capture_target(st_state *st);
-/* Posts a callable to a captured target (context); consumes nothing. */
+/* Posts a callable to a captured target (context): target.post(callable,
+ * None).  0 or -1.  Refs: borrows both. */
 int post_to_target(st_state *st, PyObject *target, PyObject *callable);
 /* An Action: a callable that runs fn(*args) (args NULL: fn()) inside a
- * contextvars context (NULL: the caller's), ignoring its own arguments. */
+ * contextvars context (NULL: the caller's), ignoring its own arguments.
+ * Refs: new; borrows fn, args and context (the action takes its own). */
 PyObject *action_new(st_state *st, PyObject *fn, PyObject *args,
                      PyObject *context);
 /* Schedules an action asynchronously: post to target if any, else queue
- * it on the pool.  -1 with an error set on failure. */
+ * it on the pool.  -1 with an error set on failure.  Refs: borrows both
+ * (the queue or the scheduler's task takes its own reference). */
 int schedule_action(st_state *st, PyObject *target, PyObject *action);
 /* An action's work node, for a context's own queue: running it calls the
- * action and leaves its exception set.  Steals the reference to action;
- * action_queue_node_drop releases a node that will never run. */
+ * action and leaves its exception set.  Refs: steals the reference to
+ * action (the node carries it); action_queue_node_drop releases a node
+ * that will never run (drops that reference). */
 st_work_t *action_queue_node(PyObject *action);
 void action_queue_node_drop(st_work_t *w);
 
 /* Per-thread: a BaseException (KeyboardInterrupt) that escaped a
- * continuation run inline; re-raised by the completing call. */
+ * continuation run inline; re-raised by the completing call.  Refs: save
+ * moves the raised exception into a thread-local that owns it (dropped
+ * if one is already saved); restore moves it back to the error indicator
+ * (returns -1 then, 0 if none was saved). */
 void pending_exc_save(void);
 int pending_exc_restore(void);
 
@@ -299,61 +356,90 @@ int pending_exc_restore(void);
  * detection (C6), the pending-box registry (D1), schedulers (C7) */
 extern PyType_Spec STContext_spec;
 extern PyMethodDef context_methods[];
-/* Box registry: link a box that suspends, unlink one that completes. */
+/* Box registry: link a box that suspends, unlink one that completes.
+ * Refs: none: the list links borrowed pointers (a box is unlinked when
+ * it completes and when it is deallocated). */
 void box_registry_add(TaskObject *box);
 void box_registry_remove(TaskObject *box);
 /* Posts a box's resumption to a SingleThreadSynchronizationContext
- * without allocating; consumes one reference to box.  0 or -1. */
+ * without allocating.  0 or -1 (closed; error set).  Refs: steals one
+ * reference to box on success only (the queue owns it); on -1 it stays
+ * the caller's.  Borrows ctx. */
 int stcontext_post_box(st_state *st, PyObject *ctx, TaskObject *box);
 /* Deadlock detection around a blocking wait (C6).  before: returns -1
  * with DeadlockError set if blocking on t would never end (mode raise);
- * marks the thread blocked.  after: unmarks it. */
+ * marks the thread blocked.  after: unmarks it.  Refs: none: the thread
+ * record points at t and w (borrowed) only between before and after,
+ * while the waiting caller keeps both alive. */
 int deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *w,
                          int infinite);
 void deadlock_after_wait(st_state *st);
 /* 1 if this thread's wait was found deadlocked by another thread's
- * re-check (then -1 with the error set in raise mode, 0 in warn mode). */
+ * re-check (then -1 with the error set in raise mode, 0 in warn mode).
+ * Refs: borrows t. */
 int deadlock_check_woken(st_state *st, TaskObject *t);
 /* Something changed the wait-for graph (a box suspended, a post): if a
- * context's owner is blocked, re-check it.  Cheap when none is. */
+ * context's owner is blocked, re-check it.  Cheap when none is.  Refs:
+ * none. */
 void deadlock_graph_changed(st_state *st);
-/* The thread runs task t's code now (delegate, continuation, box step). */
+/* The thread runs task t's code now (delegate, continuation, box step).
+ * Refs: none: the thread record points at t (borrowed) from push to the
+ * matching pop, while the caller keeps t alive. */
 void thread_running_push(TaskObject *t);
 void thread_running_pop(TaskObject *t);
 
 /* py_pool.c */
+/* Task.delay(ns) without a token: a promise the timer completes.  Refs:
+ * new. */
 PyObject *delay_start(st_state *st, uint64_t ns);
 /* Task.delay(seconds, cancellation_token=token) (K3, R5.4): a canceled
  * token gives a canceled task; a native token that fires first disarms
- * the timer at once; other token objects go through sharptask._impl. */
+ * the timer at once; other token objects go through sharptask._impl.
+ * Refs: new; borrows seconds and token. */
 PyObject *delay_start_token(st_state *st, PyObject *seconds, uint64_t ns,
                             int infinite, PyObject *token);
+/* The pool and the timer thread, made on first use (NULL with an error
+ * set).  Refs: none (native structures owned by the module state). */
 st_pool_t *get_pool(st_state *st);
 st_timer_t *get_timer(st_state *st);
+/* Queues the work node w.  0, or -1 with an error set.  Refs: none
+ * itself: w is embedded in an object whose reference the caller took for
+ * the queue beforehand and drops on -1 (the work fn drops it after). */
 int pool_submit(st_state *st, st_work_t *w);
+/* atexit and module clear: stops the timer and the pool.  Refs: none. */
 void pool_shutdown_all(st_state *st);
 /* ---- thread pool and timers (issue 3) ---- */
 /* Queues w on the global queue even from a worker (QUWI without
  * prefer_local).  pool_submit itself queues on the calling worker's own
- * deque when called from a worker (tasks, continuations: .NET 7.2). */
+ * deque when called from a worker (tasks, continuations: .NET 7.2).
+ * Refs: as pool_submit. */
 int pool_submit_global(st_state *st, st_work_t *w);
 /* Runs w once on a dedicated thread (TaskCreationOptions.LONG_RUNNING).
- * -1 with an error set. */
+ * -1 with an error set.  Refs: as pool_submit. */
 int pool_submit_dedicated(st_state *st, st_work_t *w);
 /* task_queue_work on a dedicated thread (start_new with LONG_RUNNING on
- * the default scheduler, .NET 7.15). */
+ * the default scheduler, .NET 7.15).  Refs: borrows t, and on success
+ * takes one more reference to it that the work fn drops. */
 int task_queue_dedicated(st_state *st, TaskObject *t, st_work_fn fn);
 /* For blocking waits: call with the GIL released, just before retaking
  * it; spins briefly while another thread holds it, so that retaking it
- * does not sleep in the kernel (BENCHMARKS.md rule 5). */
+ * does not sleep in the kernel (BENCHMARKS.md rule 5).  Refs: none. */
 void pool_wait_gil_free(void);
-/* py_gil.c: 1 if the GIL is held by some thread, 0 if free, -1 unknown;
- * and a bounded busy-poll while it is held (GIL not held by the caller). */
+/* py_gil.c: the binding's own "GIL held" hint (no CPython internals):
+ * note_taken right after the binding took the GIL in a hand-off (worker
+ * attach, end of a blocking wait), note_released right after it gave it
+ * up (worker detach, start of a blocking wait).  is_locked: 1 if held as
+ * far as those notes tell, else 0; spin_until_free: a bounded busy-poll
+ * while it is (GIL not held by the caller).  Refs: none. */
+void gil_note_taken(void);
+void gil_note_released(void);
 int gil_is_locked(void);
 void gil_spin_until_free(uint64_t ns);
 /* py_timer.c: the one-shot timer handle under Timer, PeriodicTimer and
  * TimeProvider.system (P5), and the time_provider= forms of Task.delay
- * and wait_async (P6a), which go to sharptask._timers. */
+ * and wait_async (P6a), which go to sharptask._timers.  Refs: the
+ * module parts as valuetask_module_*; timers_*: new (the result of the
+ * Python function); borrow every argument. */
 int timer_module_exec(PyObject *mod, st_state *st);
 int timer_module_traverse(st_state *st, visitproc visit, void *arg);
 void timer_module_clear(st_state *st);
@@ -362,30 +448,38 @@ PyObject *timers_delay(st_state *st, PyObject *seconds, PyObject *token,
 PyObject *timers_wait_async(st_state *st, PyObject *task, PyObject *timeout,
                             PyObject *token, PyObject *provider);
 /* ---- end of thread pool and timers ---- */
+/* A timeout argument (seconds, timedelta, None: infinite) named `name` in
+ * errors.  0, or -1 with an error set.  Refs: borrows obj. */
 int parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
                   int *infinite);
 
 /* ---- py_cancel.c: cancellation (issue 6; K1-K3) ---- */
 /* An internal registration's action: runs once, on the canceling thread
  * with the GIL held, when the token fires.  0, or -1 with an error set
- * (it joins the exceptions cancel() raises). */
+ * (it joins the exceptions cancel() raises).  Refs: target and token are
+ * borrowed for the call. */
 typedef int (*cancel_action_fn)(PyObject *target, PyObject *token,
                                 void *carg);
+/* Refs: as valuetask_module_*. */
 int cancel_module_exec(PyObject *mod, st_state *st);
 int cancel_module_traverse(st_state *st, visitproc visit, void *arg);
 void cancel_module_clear(st_state *st);
-/* 1 if obj is a native CancellationToken; 1 if it is one that can fire. */
+/* 1 if obj is a native CancellationToken; 1 if it is one that can fire.
+ * Refs: borrow their argument (as every predicate below). */
 int cancel_is_token(st_state *st, PyObject *obj);
 int cancel_token_can_fire(st_state *st, PyObject *token);
 /* 1 if token (native, or any object with is_cancellation_requested) is
- * canceled; 0 if not, for None/NULL, and on an error (cleared). */
+ * canceled; 0 if not, for None/NULL, and on an error (cleared).  Refs:
+ * borrows token. */
 int cancel_token_requested(st_state *st, PyObject *token);
 /* The same for a token that is not None, but 1/0, or -1 with the error
- * an other token object's is_cancellation_requested raised. */
+ * an other token object's is_cancellation_requested raised.  Refs:
+ * borrows token. */
 int cancel_token_check(st_state *st, PyObject *token);
 /* R1.6: 1 if the error set now is an OperationCanceledError carrying
  * t's own token and that token is canceled (the delegate acknowledged
- * the cancellation: the task ends canceled, not faulted). */
+ * the cancellation: the task ends canceled, not faulted).  The error
+ * stays set.  Refs: borrows t. */
 int cancel_error_is_own_token(st_state *st, TaskObject *t);
 /* Registers fn(target, token, carg) on a native token.  Returns a new
  * reference to the registration, or to None when nothing was registered:
@@ -394,34 +488,46 @@ int cancel_error_is_own_token(st_state *st, TaskObject *t);
  * carg_release(carg), if given, runs when the registration no longer
  * needs carg (also at once when nothing was registered).  With watch, the
  * registration is dropped the moment that task completes, so a finished
- * operation leaves nothing on a long-lived source. */
+ * operation leaves nothing on a long-lived source.  Refs: new (the
+ * registration or None); borrows token, target and watch (the
+ * registration takes its own reference to target). */
 PyObject *cancel_register_action(st_state *st, PyObject *token,
                                  cancel_action_fn fn, PyObject *target,
                                  void *carg, void (*carg_release)(void *),
                                  TaskObject *watch, int *already);
 /* Task.run/start_new (R1.7, R5.1): t's native token (t->task_token), if
- * it fires before t starts, cancels t at once.  0 or -1. */
+ * it fires before t starts, cancels t at once.  0 or -1.  Refs: borrows
+ * t (the registration takes its own reference). */
 int cancel_watch_delegate(st_state *st, TaskObject *t);
 /* continue_with (R3.10, not LAZY_CANCELLATION): ct's token, if it fires
- * before ct starts, takes ct off its antecedent and cancels it.  0/-1. */
+ * before ct starts, takes ct off its antecedent and cancels it.  0/-1.
+ * Refs: as cancel_watch_delegate. */
 int cancel_watch_continuation(st_state *st, TaskObject *ct);
 /* GC support for a task's continuation list: the registration object a
- * node belongs to (it holds one reference to it), or NULL. */
+ * node belongs to (it holds one reference to it), or NULL.  Refs:
+ * borrowed (valid while the node stays on the list). */
 PyObject *cancel_cont_owner(st_cont_t *c);
-/* py_semaphore.c: SemaphoreSlim (K4); called by cancel_module_*. */
+/* py_semaphore.c: SemaphoreSlim (K4); called by cancel_module_*.  Refs:
+ * as valuetask_module_*. */
 int semaphore_module_exec(PyObject *mod, st_state *st);
 int semaphore_module_traverse(st_state *st, visitproc visit, void *arg);
 void semaphore_module_clear(st_state *st);
 /* ---- end of py_cancel.c ---- */
 
 /* module.c */
+/* sharptask._impl.<name>(*args) by vectorcall.  Refs: new (the result);
+ * borrows args and kwnames. */
 PyObject *call_impl(st_state *st, const char *name, PyObject *const *args,
                     size_t nargsf, PyObject *kwnames);
+/* AggregateError(message, excs).  Refs: new; borrows excs. */
 PyObject *make_aggregate(st_state *st, PyObject *excs);
+/* TaskCanceledError(task=t, cancellation_token=...) (py_task.c).  Refs:
+ * new; borrows t. */
 PyObject *make_task_canceled(st_state *st, TaskObject *t);
+/* Raises the Python error for a core ST_E* code; returns -1.  Refs: none. */
 int st_raise_from_code(st_state *st, int rc);
 
-/* type specs and per-file initialisation */
+/* type specs and per-file initialisation (static data; Refs: none) */
 extern PyType_Spec Task_spec;
 extern PyType_Spec TaskAwaiter_spec;
 extern PyType_Spec ConfiguredAwaitable_spec;

@@ -435,13 +435,13 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
             return 0;
         }
         /* INotifyCompletion: unsafe_on_completed, else on_completed */
-        if (_PyObject_LookupAttr(yielded, st->str_unsafe_on_completed,
-                                 &meth) < 0) {
+        if (PyObject_GetOptionalAttr(yielded, st->str_unsafe_on_completed,
+                                     &meth) < 0) {
             return -1;
         }
         if (meth == NULL
-            && _PyObject_LookupAttr(yielded, st->str_on_completed, &meth)
-                   < 0) {
+            && PyObject_GetOptionalAttr(yielded, st->str_on_completed,
+                                        &meth) < 0) {
             return -1;
         }
         if (meth == NULL) {
@@ -493,13 +493,9 @@ coro_throw(st_state *st, PyObject *coro, PyObject *exc, PyObject **out)
         return PYGEN_NEXT;
     }
     if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *value = PyErr_GetRaisedException();
         *out = PyObject_GetAttrString(value, "value");
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
+        Py_DECREF(value);
         return *out != NULL ? PYGEN_RETURN : PYGEN_ERROR;
     }
     *out = NULL;
@@ -601,14 +597,7 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             return STEP_SUSPENDED;
         }
         /* it yielded something unawaitable: throw the error into it */
-        PyObject *type, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        PyErr_NormalizeException(&type, &exc, &tb);
-        if (tb != NULL) {
-            PyException_SetTraceback(exc, tb);
-        }
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
+        exc = PyErr_GetRaisedException(); /* its traceback attached */
     }
 }
 
@@ -646,10 +635,9 @@ builder_start(st_state *st, PyObject *coro, TaskObject *box)
     PyContext_Exit(ctx);
     if (rc == STEP_RAISED) {
         /* restore the context with the error kept aside */
-        PyObject *type, *val, *tb;
-        PyErr_Fetch(&type, &val, &tb);
+        PyObject *exc = PyErr_GetRaisedException();
         sync_context_restore(st, saved);
-        PyErr_Restore(type, val, tb);
+        PyErr_SetRaisedException(exc);
     }
     else {
         sync_context_restore(st, saved);
@@ -719,10 +707,9 @@ builder_start_value(st_state *st, PyObject *coro,
     }
     PyContext_Exit(ctx);
     {
-        PyObject *type, *val, *tb;
-        PyErr_Fetch(&type, &val, &tb);
+        PyObject *exc = PyErr_GetRaisedException();
         sync_context_restore(st, saved);
-        PyErr_Restore(type, val, tb);
+        PyErr_SetRaisedException(exc);
     }
     Py_DECREF(ctx);
     Py_DECREF(coro);
@@ -734,8 +721,13 @@ builder_start_value(st_state *st, PyObject *coro,
         if (b != NULL) { /* suspended once, then finished in this call */
             task_try_complete(b, ST_STATUS_RAN_TO_COMPLETION, v, NULL);
             Py_DECREF(v);
+            if (pending_exc_restore() < 0) {
+                /* -1 hands back no task (binding.h): drop ours */
+                Py_DECREF(b);
+                return -1;
+            }
             *task = (PyObject *)b;
-            return pending_exc_restore() < 0 ? -1 : 0;
+            return 0;
         }
         *value = v;
         return 1;
@@ -786,10 +778,9 @@ box_resume(TaskObject *box)
         Py_DECREF(value);
     }
     else if (rc == STEP_RAISED) {
-        PyObject *type, *val, *tb;
-        PyErr_Fetch(&type, &val, &tb);
+        PyObject *exc = PyErr_GetRaisedException();
         sync_context_restore(st, saved);
-        PyErr_Restore(type, val, tb);
+        PyErr_SetRaisedException(exc);
         if (task_complete_from_error(box, 1) < 0) {
             pending_exc_save();
         }

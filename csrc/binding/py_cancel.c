@@ -299,60 +299,49 @@ reg_done_fn(st_cont_t *c, st_task_t *task, int how)
 static int
 cts_notify(st_state *st, CTSObject *self, int throw_first)
 {
-    PyObject *excs = NULL, *btype = NULL, *bvalue = NULL, *btb = NULL;
+    PyObject *excs = NULL, *base = NULL;
     st_cancel_reg_t *node;
     int rc = 0;
 
     Py_INCREF(self); /* a callback may drop the last other reference */
     while ((node = st_cancel_take(&self->cts_core)) != NULL) {
         RegObject *r = st_container_of(node, RegObject, reg_node);
-        PyObject *type, *value, *tb;
+        PyObject *exc;
         if (reg_invoke(st, r) == 0) {
             Py_DECREF(r); /* the list's reference */
             continue;
         }
-        PyErr_Fetch(&type, &value, &tb);
+        exc = PyErr_GetRaisedException(); /* its traceback attached */
         Py_DECREF(r); /* the list's reference */
-        if (type == NULL) {
+        if (exc == NULL) {
             continue; /* failed without an exception: nothing to report */
-        }
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL) {
-            PyException_SetTraceback(value, tb);
         }
         if (throw_first) {
             release_chain(st_cancel_abandon(&self->cts_core));
-            PyErr_Restore(type, value, tb);
+            PyErr_SetRaisedException(exc);
             rc = -1;
             goto done;
         }
-        if (value == NULL
-            || !PyObject_TypeCheck(value, (PyTypeObject *)PyExc_Exception)) {
-            if (btype == NULL) {
-                btype = type;
-                bvalue = value;
-                btb = tb;
+        if (!PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
+            if (base == NULL) {
+                base = exc;
             }
             else {
-                Py_XDECREF(type);
-                Py_XDECREF(value);
-                Py_XDECREF(tb);
+                Py_DECREF(exc);
             }
             continue;
         }
         if (excs == NULL && (excs = PyList_New(0)) == NULL) {
             PyErr_Clear(); /* keep running the others; report below */
         }
-        if (excs != NULL && PyList_Append(excs, value) < 0) {
+        if (excs != NULL && PyList_Append(excs, exc) < 0) {
             PyErr_Clear();
         }
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
+        Py_DECREF(exc);
     }
-    if (btype != NULL) {
-        PyErr_Restore(btype, bvalue, btb);
-        btype = bvalue = btb = NULL;
+    if (base != NULL) {
+        PyErr_SetRaisedException(base);
+        base = NULL;
         rc = -1;
     }
     else if (excs != NULL && PyList_GET_SIZE(excs) > 0) {
@@ -365,9 +354,7 @@ cts_notify(st_state *st, CTSObject *self, int throw_first)
     }
 done:
     Py_XDECREF(excs);
-    Py_XDECREF(btype);
-    Py_XDECREF(bvalue);
-    Py_XDECREF(btb);
+    Py_XDECREF(base);
     Py_DECREF(self);
     return rc;
 }
@@ -606,10 +593,10 @@ token_register_impl(st_state *st, TokenObject *tok, PyObject *const *args,
     }
     for (i = 0; i < nkw; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        if (_PyUnicode_EqualToASCIIString(k, "callback") && callback == NULL) {
+        if (PyUnicode_EqualToUTF8(k, "callback") && callback == NULL) {
             callback = args[nargs + i];
         }
-        else if (_PyUnicode_EqualToASCIIString(k, "state")
+        else if (PyUnicode_EqualToUTF8(k, "state")
                  && state == NULL) {
             state = args[nargs + i];
         }
@@ -734,7 +721,7 @@ cancel_token_check(st_state *st, PyObject *token)
 int
 cancel_error_is_own_token(st_state *st, TaskObject *t)
 {
-    PyObject *type, *value, *tb, *tok;
+    PyObject *exc, *tok;
     int match = 0;
 
     if (t->task_token == NULL || !PyErr_Occurred()
@@ -742,10 +729,8 @@ cancel_error_is_own_token(st_state *st, TaskObject *t)
         || !cancel_token_requested(st, t->task_token)) {
         return 0;
     }
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    tok = value != NULL ? PyObject_GetAttr(value, st->str_cancellation_token)
-                        : NULL;
+    exc = PyErr_GetRaisedException();
+    tok = PyObject_GetAttr(exc, st->str_cancellation_token);
     if (tok == NULL) {
         PyErr_Clear();
     }
@@ -757,7 +742,7 @@ cancel_error_is_own_token(st_state *st, TaskObject *t)
         }
         Py_DECREF(tok);
     }
-    PyErr_Restore(type, value, tb);
+    PyErr_SetRaisedException(exc);
     return match;
 }
 
@@ -1045,9 +1030,7 @@ cts_notify_into(PyObject *op, PyObject *promise)
         task_try_complete(p, ST_STATUS_RAN_TO_COMPLETION, Py_None, NULL);
     }
     else {
-        PyObject *type, *value, *tb, *excs = NULL;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *value = PyErr_GetRaisedException(), *excs = NULL;
         if (value != NULL
             && PyObject_TypeCheck(value,
                                   (PyTypeObject *)st->AggregateError)) {
@@ -1066,9 +1049,7 @@ cts_notify_into(PyObject *op, PyObject *promise)
             task_try_complete(p, ST_STATUS_FAULTED, excs, NULL);
         }
         Py_XDECREF(excs);
-        Py_XDECREF(type);
         Py_XDECREF(value);
-        Py_XDECREF(tb);
     }
     if (pending_exc_restore() < 0) {
         return NULL;
@@ -1571,7 +1552,7 @@ static Py_hash_t
 Token_hash(PyObject *op)
 {
     CTSObject *src = TokenObject_CAST(op)->tok_source;
-    return src == NULL ? 0 : _Py_HashPointer(src);
+    return src == NULL ? 0 : Py_HashPointer(src);
 }
 
 static PyObject *

@@ -915,8 +915,7 @@ stcontext_run(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     result = task != NULL ? task_get_result(st, task) : Py_NewRef(r);
 done:
     {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        PyObject *exc = PyErr_GetRaisedException();
         c->stc_owner = NULL;
         owner_pop(op);
         if (sync_context_set(st, prev) < 0) {
@@ -924,7 +923,7 @@ done:
         }
         Py_XDECREF(prev);
         Py_XDECREF(r);
-        PyErr_Restore(type, value, tb);
+        PyErr_SetRaisedException(exc);
     }
     return result;
 }

@@ -78,7 +78,7 @@ hook_attach(void *arg, void **slot)
     uint64_t notices;
     /* relaxed: a flag; finalization is checked again below */
     if (st_atomic_load(&st->shutting_down, ST_RELAXED)
-        || ST_IS_FINALIZING()) {
+        || Py_IsFinalizing()) {
         return -1;
     }
     if (ts == NULL) {
@@ -92,6 +92,7 @@ hook_attach(void *arg, void **slot)
      * in its wait: poll briefly instead of sleeping on the GIL. */
     gil_spin_until_free(ATTACH_SPIN_NS);
     PyEval_RestoreThread(ts);
+    gil_note_taken(); /* py_gil.c: the hand-off hint */
     /* The GIL is ours: a starvation notice can become a warning now. */
     if (st->pool != NULL
         && (notices = st_pool_take_starvation_notices(st->pool)) != 0) {
@@ -106,6 +107,7 @@ hook_detach(void *arg, void **slot)
     (void)arg;
     (void)slot;
     PyEval_SaveThread();
+    gil_note_released(); /* py_gil.c: the hand-off hint */
 }
 
 static void
@@ -135,7 +137,7 @@ hook_thread_exit(void *arg, void **slot)
 {
     PyThreadState *ts = *slot;
     (void)arg;
-    if (ts == NULL || ST_IS_FINALIZING()) {
+    if (ts == NULL || Py_IsFinalizing()) {
         return; /* leak the thread state: safer than touching it */
     }
     PyEval_RestoreThread(ts);
@@ -150,10 +152,10 @@ static void
 warn_starvation(st_state *st, uint64_t events)
 {
     st_pool_stats_t s;
-    PyObject *exc, *val, *tb;
+    PyObject *exc;
 
     st_pool_get_stats(st->pool, &s);
-    PyErr_Fetch(&exc, &val, &tb);
+    exc = PyErr_GetRaisedException();
     if (PyErr_WarnFormat(
             PyExc_RuntimeWarning, 1,
             "sharptask.ThreadPool starvation: work items waited with no "
@@ -167,7 +169,7 @@ warn_starvation(st_state *st, uint64_t events)
         PyErr_Clear();
     }
     (void)events;
-    PyErr_Restore(exc, val, tb);
+    PyErr_SetRaisedException(exc);
 }
 
 /* --------------------------------------------------- pool and timer */

@@ -397,10 +397,10 @@ sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     }
     for (i = 0; i < nkw; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-        if (_PyUnicode_EqualToASCIIString(k, "timeout") && nargs < 1) {
+        if (PyUnicode_EqualToUTF8(k, "timeout") && nargs < 1) {
             timeout = args[nargs + i];
         }
-        else if (_PyUnicode_EqualToASCIIString(k, "cancellation_token")
+        else if (PyUnicode_EqualToUTF8(k, "cancellation_token")
                  && nargs < 2) {
             token = args[nargs + i];
         }
@@ -634,7 +634,7 @@ sem_release(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     for (i = 0; i < nkw; i++) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, i);
         if (n_o != NULL
-            || !_PyUnicode_EqualToASCIIString(k, "release_count")) {
+            || !PyUnicode_EqualToUTF8(k, "release_count")) {
             PyErr_Format(PyExc_TypeError, "release() got an unexpected or "
                          "repeated keyword argument %R", k);
             return NULL;

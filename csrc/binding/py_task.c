@@ -73,38 +73,31 @@ current_scheduler(void)
     return tls_current_scheduler;
 }
 
-static ST_THREAD_LOCAL PyObject *tls_pending_type;
-static ST_THREAD_LOCAL PyObject *tls_pending_value;
-static ST_THREAD_LOCAL PyObject *tls_pending_tb;
+/* Owned: a strong reference, handed back by pending_exc_restore. */
+static ST_THREAD_LOCAL PyObject *tls_pending_exc;
 
 void
 pending_exc_save(void)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (tls_pending_type == NULL) {
-        tls_pending_type = type;
-        tls_pending_value = value;
-        tls_pending_tb = tb;
+    PyObject *exc = PyErr_GetRaisedException();
+    if (tls_pending_exc == NULL) {
+        tls_pending_exc = exc;
     }
     else {
         /* one interrupt is enough; drop later ones */
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
+        Py_XDECREF(exc);
     }
 }
 
 int
 pending_exc_restore(void)
 {
-    if (tls_pending_type == NULL) {
+    PyObject *exc = tls_pending_exc;
+    if (exc == NULL) {
         return 0;
     }
-    PyErr_Restore(tls_pending_type, tls_pending_value, tls_pending_tb);
-    tls_pending_type = NULL;
-    tls_pending_value = NULL;
-    tls_pending_tb = NULL;
+    tls_pending_exc = NULL;
+    PyErr_SetRaisedException(exc);
     return -1;
 }
 
@@ -315,16 +308,12 @@ int
 task_complete_from_error(TaskObject *t, int oce_cancels)
 {
     st_state *st = g_st;
-    PyObject *type, *value, *tb, *excs = NULL, *token = NULL;
+    PyObject *value, *excs = NULL, *token = NULL;
     int interrupted = 0;
 
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
+    value = PyErr_GetRaisedException(); /* its traceback attached */
     if (value == NULL) {
         value = Py_NewRef(Py_None);
-    }
-    if (tb != NULL && PyExceptionInstance_Check(value)) {
-        PyException_SetTraceback(value, tb);
     }
     if (!PyObject_TypeCheck(value, (PyTypeObject *)PyExc_Exception)) {
         /* KeyboardInterrupt, SystemExit: fault the task with a
@@ -351,9 +340,7 @@ task_complete_from_error(TaskObject *t, int oce_cancels)
         }
         task_try_complete(t, ST_STATUS_CANCELED, value, token);
         Py_XDECREF(token);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
+        Py_DECREF(value);
         return 0;
     }
     else {
@@ -368,16 +355,14 @@ task_complete_from_error(TaskObject *t, int oce_cancels)
         task_try_complete(t, ST_STATUS_FAULTED, excs, NULL);
         Py_DECREF(excs);
     }
-    if (interrupted) {
+    if (interrupted && value != Py_None /* None: nothing was raised */) {
         /* the interrupt itself goes on to the caller: that observes it,
          * so the task is not reported again when collected */
         mark_observed(t);
-        PyErr_Restore(type, value, tb);
+        PyErr_SetRaisedException(value);
         return -1;
     }
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
+    Py_DECREF(value);
     return 0;
 }
 
@@ -567,6 +552,7 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
             slice = WAIT_SLICE_NS;
         }
         Py_BEGIN_ALLOW_THREADS
+        gil_note_released(); /* py_gil.c: the hand-off hint */
         if (spin) {
             /* A short busy-poll before sleeping: a completion that comes
              * within microseconds (a round trip through an idle pool) is
@@ -583,6 +569,7 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
                                                  : st_waiter_wait(&w, slice);
         pool_wait_gil_free(); /* issue 3: retake the GIL without a sleep */
         Py_END_ALLOW_THREADS
+        gil_note_taken();
         if (rc == 0 && st_task_is_completed(&t->task_core)) {
             done = 1;
             break;
@@ -1630,7 +1617,7 @@ task_run(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
         for (i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
             PyObject *k = PyTuple_GET_ITEM(kwnames, i);
             if (!PyUnicode_Check(k)
-                || !_PyUnicode_EqualToASCIIString(k, "cancellation_token")) {
+                || !PyUnicode_EqualToUTF8(k, "cancellation_token")) {
                 PyErr_Format(PyExc_TypeError,
                              "run() got an unexpected keyword argument %R",
                              k);
@@ -1733,14 +1720,12 @@ task_start_new_raw(PyObject *unused, PyObject *args)
         }
         /* R1.9: the scheduler's queue_task raised: the task is faulted
          * and the caller gets the exception too */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        PyErr_Restore(Py_XNewRef(type), Py_XNewRef(value), Py_XNewRef(tb));
+        PyObject *exc = PyErr_GetRaisedException();
+        PyErr_SetRaisedException(Py_XNewRef(exc));
         if (task_complete_from_error(t, 0) < 0) {
             PyErr_Clear();
         }
-        PyErr_Restore(type, value, tb);
+        PyErr_SetRaisedException(exc);
         Py_DECREF(t);
         return NULL;
     }
@@ -2089,7 +2074,7 @@ Task_finalize(PyObject *op)
 {
     st_state *st = g_st;
     TaskObject *t = TaskObject_CAST(op);
-    PyObject *type, *value, *tb, *agg, *res = NULL;
+    PyObject *exc, *agg, *res = NULL;
     int observed = 0;
 
     if (task_status(t) != ST_STATUS_FAULTED || (t->task_flags & TF_OBSERVED)
@@ -2097,13 +2082,13 @@ Task_finalize(PyObject *op)
         return;
     }
     t->task_flags |= TF_OBSERVED; /* report once */
-    PyErr_Fetch(&type, &value, &tb);
+    exc = PyErr_GetRaisedException();
     agg = make_aggregate(st, t->task_result);
     if (agg == NULL) {
         PyErr_WriteUnraisable(op);
         goto done;
     }
-    if (st->unobserved_hook != NULL && !ST_IS_FINALIZING()) {
+    if (st->unobserved_hook != NULL && !Py_IsFinalizing()) {
         res = PyObject_CallFunctionObjArgs(st->unobserved_hook, op, agg,
                                            NULL);
         if (res == NULL) {
@@ -2120,7 +2105,7 @@ Task_finalize(PyObject *op)
     }
     Py_DECREF(agg);
 done:
-    PyErr_Restore(type, value, tb);
+    PyErr_SetRaisedException(exc);
 }
 
 static void

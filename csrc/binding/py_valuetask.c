@@ -358,12 +358,12 @@ box_rent(void *arg)
 static void
 box_return(st_state *st, TaskObject *b)
 {
-    PyObject *type, *value, *tb;
+    PyObject *exc;
     PyObject *old[9];
     BoxSlotObject *slot;
     int i;
 
-    PyErr_Fetch(&type, &value, &tb);
+    exc = PyErr_GetRaisedException();
     /* move every reference out first: dropping one may run code */
     old[0] = b->task_result;
     old[1] = b->task_token;
@@ -411,7 +411,7 @@ box_return(st_state *st, TaskObject *b)
     for (i = 0; i < 9; i++) {
         Py_XDECREF(old[i]);
     }
-    PyErr_Restore(type, value, tb);
+    PyErr_SetRaisedException(exc);
 }
 
 /* ------------------------------------------------- ValueTask: making */
@@ -553,7 +553,7 @@ mr_fire(st_vts_cont_t *c, int how)
     MRVTSCObject *self = st_container_of(c, MRVTSCObject, mr_node);
     PyObject *cont = self->mr_cont, *state = self->mr_state;
     PyObject *ctx = self->mr_context, *target = self->mr_target;
-    PyObject *type, *value, *tb;
+    PyObject *exc;
 
     /* transfer ownership before any code runs (STYLE 25) */
     self->mr_cont = NULL;
@@ -579,28 +579,28 @@ mr_fire(st_vts_cont_t *c, int how)
         if (ctx == NULL || PyContext_Enter(ctx) == 0) {
             r = PyObject_CallOneArg(cont, state != NULL ? state : Py_None);
             if (ctx != NULL) {
-                PyErr_Fetch(&type, &value, &tb);
+                exc = PyErr_GetRaisedException();
                 (void)PyContext_Exit(ctx);
-                PyErr_Restore(type, value, tb);
+                PyErr_SetRaisedException(exc);
             }
         }
         Py_XDECREF(r);
         /* restore the thread's SynchronizationContext the continuation
          * may have changed (3.7: EC and context are restored) */
-        PyErr_Fetch(&type, &value, &tb);
+        exc = PyErr_GetRaisedException();
         if (sync_context_current() != saved
             && sync_context_set(st, saved) < 0) {
             PyErr_WriteUnraisable(cont);
         }
         Py_XDECREF(saved);
-        PyErr_Restore(type, value, tb);
+        PyErr_SetRaisedException(exc);
     }
-    PyErr_Fetch(&type, &value, &tb);
+    exc = PyErr_GetRaisedException();
     Py_XDECREF(cont);
     Py_XDECREF(state);
     Py_XDECREF(ctx);
     Py_XDECREF(target);
-    PyErr_Restore(type, value, tb);
+    PyErr_SetRaisedException(exc);
 }
 
 static PyObject *
@@ -1345,7 +1345,7 @@ ValueTask_hash(PyObject *op)
     if (vt->vt_kind == VT_RESULT) {
         return PyObject_Hash(vt->vt_value);
     }
-    return _Py_HashPointer(vt->vt_obj);
+    return Py_HashPointer(vt->vt_obj);
 }
 
 static PyObject *
