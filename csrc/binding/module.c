@@ -7,6 +7,9 @@
  * process-wide, so a second load of the module in one process is refused
  * (STYLE.md point 22); g_st points at the one state for the callbacks
  * that come from C threads and from the core with no module at hand.
+ * For the same reason it loads in the main interpreter only (SPEC H1):
+ * the Py_mod_multiple_interpreters slot on 3.12+, and on every version an
+ * ImportError from exec in any other interpreter.
  */
 #include "binding.h"
 
@@ -154,6 +157,18 @@ module_exec(PyObject *mod)
     st_state *st = get_st_state(mod);
     int i;
 
+    /* H1, issue 9 item 5: the main interpreter only, on every version
+     * (3.12+ also declares it in a slot, but CPython lets a legacy
+     * subinterpreter through).  Checked before anything is set, so that
+     * a refused import leaves the main interpreter's import working. */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "sharptask._native does not support "
+                        "subinterpreters: import sharptask in the main "
+                        "interpreter only (its thread pool and timers are "
+                        "process-wide)");
+        return -1;
+    }
     if (g_loaded) {
         PyErr_SetString(PyExc_ImportError,
                         "sharptask._native cannot be loaded twice in one "
@@ -375,6 +390,8 @@ module_free(void *mod)
 
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+    ST_SLOT_MULTIPLE_INTERPRETERS /* 3.12+ (st_compat.h): not supported */
+    ST_SLOT_GIL                   /* 3.13+: needs the GIL */
     {0, NULL},
 };
 
