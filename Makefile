@@ -7,6 +7,10 @@
 #                    (make check is the same)
 #                    (T=filter runs only the tests whose name contains it)
 #   make venv        .venv with pytest, pytest-timeout and the package
+#                    (built with ST_WERROR=1: no compiler warning, H1)
+#   make check-py-versions  the same build and the whole pytest suite on
+#                    every CPython 3.12 / 3.13 the machine has (pyenv or
+#                    PATH), each in a venv under build/py-versions/
 #   make test        check-c, venv, pytest tests/python, then pytest
 #                    again against an ASan+UBSan build (check-py-asan)
 #   make demo        venv, then python -m sharptask demo
@@ -51,7 +55,8 @@ TEST_HDRS := tests/c/test.h tests/c/test_list.h
 T ?=
 
 .PHONY: all core check check-c check-c-plain check-c-asan check-c-tsan \
-        lint-core check-headers venv test demo clean distclean bench-c
+        lint-core check-headers venv test demo clean distclean bench-c \
+        check-py-asan check-py-versions
 
 all: core
 
@@ -152,8 +157,9 @@ $(VENV)/.test-deps: | $(VENV_PY)
 	$(VENV_PIP) install pytest pytest-timeout
 	@touch $@
 
+# ST_WERROR=1: the extension builds without a single warning (H1)
 venv: $(VENV)/.test-deps
-	$(VENV_PIP) install .
+	ST_WERROR=1 $(VENV_PIP) install .
 
 # Sequential on purpose, even under make -j.
 test:
@@ -165,7 +171,12 @@ test:
 # The pytest suite against an ASan+UBSan build of the extension (STYLE.md
 # point 37); see tools/check-py-asan.sh for what it leaves out and why.
 check-py-asan: venv
-	PYTHON=$(CURDIR)/$(VENV_PY) tools/check-py-asan.sh
+	ST_WERROR=1 PYTHON=$(CURDIR)/$(VENV_PY) tools/check-py-asan.sh
+
+# H1: -Werror build + whole suite on CPython 3.12 and 3.13 where present
+# (ST_PY_VERSIONS="3.11 3.12 3.13" to choose); fails if one present fails.
+check-py-versions:
+	tools/check-py-versions.sh
 
 demo: venv
 	$(VENV_PY) -m sharptask demo
