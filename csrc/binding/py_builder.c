@@ -405,9 +405,11 @@ box_schedule(TaskObject *box)
             pending_exc_save();
         }
     }
-    else {
-        return; /* the queue's reference replaces ours: keep it */
-    }
+    /* Every path above took its own reference for what it queued
+     * (task_queue_work and action_new_box do; stcontext_post_box alone
+     * steals ours and returned early): drop the one we were given.
+     * (Issue 9 item 7: keeping it here leaked every box resumed through
+     * the pool.) */
     Py_DECREF(box);
 }
 
