@@ -335,9 +335,11 @@ Action_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, Action_dealloc) /* H4: holds a box, fn, args */
     (void)Action_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyType_Slot Action_slots[] = {
@@ -928,9 +930,11 @@ AsyncMethod_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, AsyncMethod_dealloc) /* H4: a function, a dict */
     (void)AsyncMethod_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *

@@ -2132,6 +2132,12 @@ Task_dealloc(PyObject *op)
     if (PyObject_CallFinalizerFromDealloc(op) < 0) {
         return; /* resurrected */
     }
+    /* H4: a task can hold another (a continuation its antecedent, a
+     * result a task, a box what it awaited): dropping a chain of any
+     * length recurses through here, so CPython's trashcan defers the
+     * levels past its limit (issue 9 items 2, 19).  After the finalizer:
+     * a deferred call comes back here with the object finalized. */
+    Py_TRASHCAN_BEGIN(op, Task_dealloc)
     if (t->task_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
@@ -2139,6 +2145,7 @@ Task_dealloc(PyObject *op)
     (void)Task_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyMethodDef Task_methods[] = {
@@ -2512,9 +2519,11 @@ Awaiter_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, Awaiter_dealloc) /* H4: holds a task */
     (void)Awaiter_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *
@@ -2836,9 +2845,11 @@ TCS_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, TCS_dealloc) /* H4: holds a task */
     (void)TCS_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyMethodDef TCS_methods[] = {

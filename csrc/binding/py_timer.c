@@ -105,10 +105,12 @@ TimerHandle_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, TimerHandle_dealloc) /* H4: holds a callable */
     (void)TimerHandle_clear(op);
     Py_CLEAR(TimerHandleObject_CAST(op)->th_fn);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 /* ------------------------------------------------------------ methods */
