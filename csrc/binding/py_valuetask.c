@@ -347,6 +347,13 @@ box_rent(void *arg)
         BOX_VERSION(b) = 0;
         g_pool_created++;
     }
+    /* H3 (issue 9 item 9): a box that completed holding only atoms was
+     * taken off the GC's lists (untrack_if_atomic); it is about to hold
+     * a coroutine and a context again, so a cycle through the suspended
+     * method must be visible to the collector. */
+    if (!PyObject_GC_IsTracked((PyObject *)b)) {
+        PyObject_GC_Track(b);
+    }
     g_pool_rented++;
     return b;
 }

@@ -166,6 +166,7 @@ def test_issue9_item9_H3_reused_pooled_box_is_tracked_by_the_gc():
         vt = _pooled_wait(g.task)
         g.set_result(1)
         assert vt.result == 1
+        del vt, g  # a consumed ValueTask still names the box
         before = st.pool_stats()["rented"]
         # the cycle: holder -> ValueTask -> box -> coroutine -> holder,
         # and tcs.task's continuation -> box, holder -> tcs
