@@ -322,7 +322,17 @@ void thread_running_push(TaskObject *t);
 void thread_running_pop(TaskObject *t);
 
 /* py_pool.c */
+/* Task.delay(ns): a new reference to a task that completes after ns. */
 PyObject *delay_start(st_state *st, uint64_t ns);
+/* Like delay_start, and *node gets a claim on the delay's timer node that
+ * the caller gives back with delay_release (GIL held for both); with
+ * disarm, a timer that has not fired yet is taken out at once (the task
+ * then never completes).  So a timeout that lost its race holds no timer
+ * and no task until its deadline (issue 9 item 10). */
+struct delay_node;
+PyObject *delay_start_owned(st_state *st, uint64_t ns,
+                            struct delay_node **node);
+void delay_release(struct delay_node *node, int disarm);
 /* Task.delay(seconds, cancellation_token=token) (K3, R5.4): a canceled
  * token gives a canceled task; a native token that fires first disarms
  * the timer at once; other token objects go through sharptask._impl. */

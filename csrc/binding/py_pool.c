@@ -515,9 +515,11 @@ delay_arm(st_state *st, TaskObject *t, uint64_t ns)
     return d;
 }
 
-PyObject *
-delay_start(st_state *st, uint64_t ns)
+/* A delay task armed for ns; *node (if not NULL) gets the timer node. */
+static PyObject *
+delay_start_node(st_state *st, uint64_t ns, delay_node **node)
 {
+    delay_node *d;
     PyObject *t = task_new_promise(st, NULL, 0);
     if (t == NULL) {
         return NULL;
@@ -525,11 +527,43 @@ delay_start(st_state *st, uint64_t ns)
     /* It holds no object and the timer holds it until it fires: it can
      * never be cyclic garbage, so the GC need not scan 100k of them. */
     PyObject_GC_UnTrack(t);
-    if (delay_arm(st, (TaskObject *)t, ns) == NULL) {
+    if ((d = delay_arm(st, (TaskObject *)t, ns)) == NULL) {
         Py_DECREF(t);
         return NULL;
     }
+    if (node != NULL) {
+        *node = d;
+    }
     return t;
+}
+
+PyObject *
+delay_start(st_state *st, uint64_t ns)
+{
+    return delay_start_node(st, ns, NULL);
+}
+
+PyObject *
+delay_start_owned(st_state *st, uint64_t ns, struct delay_node **node)
+{
+    PyObject *t = delay_start_node(st, ns, node);
+    if (t != NULL) {
+        (*node)->refs++; /* the caller's claim */
+    }
+    return t;
+}
+
+void
+delay_release(struct delay_node *d, int disarm)
+{
+    /* after fork() the parent's timer is forgotten (get_timer): an entry
+     * armed there never fires, and must not be looked for in the new one */
+    if (disarm
+        && (d->timer != g_st->timer
+            || st_timer_cancel(d->timer, &d->entry) == 0)) {
+        delay_node_release(d); /* the timer's claim: it will never fire */
+    }
+    delay_node_release(d); /* the caller's claim */
 }
 
 /* The token fired before the timer (K3, R5.4): disarm the timer at once,
