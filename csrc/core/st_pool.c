@@ -14,6 +14,12 @@
  * DESIGN
  *
  * Invariants.
+ *   - An item is the pool's from the moment it is pushed: a worker may
+ *     take, run and free it before the push returns, so the submitter
+ *     reads what it needs (is it a domain item?) before the push and never
+ *     touches the item after it (issue 9 item 1).  The same holds for a
+ *     put-back and for a retiring worker's moved items; a worker reads an
+ *     item's flags before running it, never after.
  *   - Every queued item is in exactly one place: the global list (ghead,
  *     under gmu; gcount mirrors its length) or one worker's deque.  An
  *     item taken from a queue is run once or handed to hooks.drop once;
@@ -829,9 +835,13 @@ add_worker_if_needed(st_pool_t *p)
 }
 
 /* Any thread, no lock held, after an item was pushed.  At most one wake,
- * and none while a worker spins or when the token holder will run it. */
+ * and none while a worker spins or when the token holder will run it.
+ * `domain` is is_domain() of the item, read BEFORE the push: once pushed,
+ * a worker may run and free the item at any moment, so nothing here (or
+ * in the submitter after the push) may look at it again (issue 9 item
+ * 1: notify used to read item->flags, a use-after-free). */
 static void
-notify(st_pool_t *p, const st_work_t *item)
+notify(st_pool_t *p, int domain)
 {
     /* seq_cst loads: the push (a seq_cst store of gcount or of the
      * deque's bottom) comes before them in the single total order, so a
@@ -841,8 +851,7 @@ notify(st_pool_t *p, const st_work_t *item)
     if (st_atomic_load(&p->spinning, ST_SEQ_CST) != 0) {
         return; /* the spinner will find it */
     }
-    if (is_domain(p, item)
-        && st_atomic_load(&p->token, ST_SEQ_CST) != NULL) {
+    if (domain && st_atomic_load(&p->token, ST_SEQ_CST) != NULL) {
         /* The holder drains it; the gate watches the holder. */
         gate_kick(p, GATE_WATCH);
         return;
@@ -1261,13 +1270,15 @@ worker_main(void *arg)
     if (retiring) {
         /* Never strand local items: they go to the global list, and
          * somebody is told (.NET 7.5). */
-        st_work_t *moved = NULL;
+        int moved = 0, all_domain = 1;
         while ((item = st_deque_pop(&w->deque)) != NULL) {
+            /* read before the push: after it the item is not ours */
+            all_domain &= is_domain(p, item);
             global_push_front(p, item);
-            moved = item;
+            moved = 1;
         }
-        if (moved != NULL) {
-            notify(p, moved);
+        if (moved) {
+            notify(p, all_domain);
         }
     }
     if (p->hooks.thread_exit != NULL) {
@@ -1900,10 +1911,12 @@ st_pool_destroy(st_pool_t *p)
 int
 st_pool_submit(st_pool_t *p, st_work_t *w)
 {
+    /* Read before the push: from then on a worker may run and free w. */
+    int domain = is_domain(p, w);
     int rc = global_push(p, w);
 
     if (rc == 0) {
-        notify(p, w);
+        notify(p, domain);
     }
     return rc;
 }
@@ -1912,6 +1925,7 @@ int
 st_pool_submit_local(st_pool_t *p, st_work_t *w)
 {
     worker_t *self = tls_worker;
+    int domain;
 
     if (self == NULL || self->pool != p) {
         return st_pool_submit(p, w);
@@ -1930,10 +1944,12 @@ st_pool_submit_local(st_pool_t *p, st_work_t *w)
         return st_pool_submit(p, w);
     }
 #endif
+    /* Read before the push: a thief may run and free w at once. */
+    domain = is_domain(p, w);
     if (st_deque_push(&self->deque, w) != 0) {
         return st_pool_submit(p, w); /* full: spill to the global list */
     }
-    notify(p, w);
+    notify(p, domain);
     return 0;
 }
 

@@ -109,7 +109,8 @@ int st_pool_set_tuning(st_pool_t *p, const st_pool_tuning_t *t);
 
 /* Any thread.  Queues w on the global queue (the pool owns w->next until
  * run or drop).  Returns 0, or ST_ECLOSED after shutdown started (w was
- * not queued). */
+ * not queued).  A worker may run w (and its run free it) before the call
+ * returns: neither the pool nor the caller may touch w after a 0. */
 int st_pool_submit(st_pool_t *p, st_work_t *w);
 
 /* Any thread.  On a worker of p: queues w on that worker's deque (or the

@@ -71,6 +71,8 @@
     X(pool_dedicated_threads)                                               \
     X(pool_shutdown_timed_abandons_stuck_item)                              \
     X(pool_shutdown_timed_clean)                                            \
+    /* test_pool.c: issue 9 (hardening) */                                  \
+    X(pool_submitted_item_freed_at_once)                                    \
     /* test_deque.c */                                                      \
     X(deque_lifo_fifo_full_empty)                                           \
     X(deque_wraparound)                                                     \
