@@ -94,8 +94,10 @@ typedef struct st_state {
     PyObject *str_cancellation_token;
     PyObject *str_throw;
     PyObject *str_tstate_key;
-    /* native machinery, created lazily */
-    st_pool_t *pool;
+    /* native machinery, created lazily.  pool: written once per process
+     * (and forgotten in a forked child) under py_pool.c's creation lock;
+     * read with pool_peek() by threads without the GIL (timer fires) */
+    ST_ATOMIC(st_pool_t *) pool;
     st_timer_t *timer;
     PyInterpreterState *interp;
     /* set by the atexit hook; read by waits and by workers (no GIL) */
@@ -338,7 +340,14 @@ void delay_release(struct delay_node *node, int disarm);
  * the timer at once; other token objects go through sharptask._impl. */
 PyObject *delay_start_token(st_state *st, PyObject *seconds, uint64_t ns,
                             int infinite, PyObject *token);
+/* GIL held.  The pool, made at first use (once per process, whichever
+ * thread comes first; the others wait for it with the GIL released).
+ * Borrowed (the pool is never destroyed while the module lives), or NULL
+ * with an error set. */
 st_pool_t *get_pool(st_state *st);
+/* Any thread, GIL or not (the timer thread's fire functions).  The pool
+ * if it was made, else NULL; never makes one.  Borrowed. */
+st_pool_t *pool_peek(st_state *st);
 st_timer_t *get_timer(st_state *st);
 int pool_submit(st_state *st, st_work_t *w);
 void pool_shutdown_all(st_state *st);

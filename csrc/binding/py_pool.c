@@ -66,6 +66,11 @@
 /* Bumped in the child after fork (async-signal-safe: a plain store). */
 static volatile unsigned long g_fork_epoch = 1;
 
+/* Serializes the pool's creation (issue 9 item 8: racing first uses each
+ * made a pool).  Taken only with the GIL released, and released before
+ * the GIL is retaken: never held while waiting for the GIL. */
+static pthread_mutex_t g_pool_create_mu = PTHREAD_MUTEX_INITIALIZER;
+
 /* ------------------------------------------------------------- hooks */
 
 static void warn_starvation(st_state *st, uint64_t events);
@@ -93,8 +98,9 @@ hook_attach(void *arg, void **slot)
     gil_spin_until_free(ATTACH_SPIN_NS);
     PyEval_RestoreThread(ts);
     /* The GIL is ours: a starvation notice can become a warning now. */
-    if (st->pool != NULL
-        && (notices = st_pool_take_starvation_notices(st->pool)) != 0) {
+    if (pool_peek(st) != NULL
+        && (notices = st_pool_take_starvation_notices(pool_peek(st)))
+               != 0) {
         warn_starvation(st, notices);
     }
     return 0;
@@ -152,7 +158,7 @@ warn_starvation(st_state *st, uint64_t events)
     st_pool_stats_t s;
     PyObject *exc, *val, *tb;
 
-    st_pool_get_stats(st->pool, &s);
+    st_pool_get_stats(pool_peek(st), &s);
     PyErr_Fetch(&exc, &val, &tb);
     if (PyErr_WarnFormat(
             PyExc_RuntimeWarning, 1,
@@ -197,8 +203,12 @@ reset_after_fork_if_needed(st_state *st)
     pid = (long)getpid();
     if (st->pool_fork_epoch != 0 && st->pid != pid) {
         /* a forked child: the parent's threads are gone; forget (leak)
-         * the structures, whose mutexes may be held, and start afresh */
-        st->pool = NULL;
+         * the structures, whose mutexes may be held, and start afresh.
+         * The creation lock may have been held by a thread that does not
+         * exist here: make a new one (the child has one thread now). */
+        (void)pthread_mutex_init(&g_pool_create_mu, NULL);
+        /* relaxed: no other thread of this process can see the pool yet */
+        st_atomic_store(&st->pool, NULL, ST_RELAXED);
         st->timer = NULL;
         st_atomic_store(&st->shutting_down, 0, ST_RELAXED);
     }
@@ -222,39 +232,88 @@ default_max_threads(void)
 }
 
 st_pool_t *
+pool_peek(st_state *st)
+{
+    /* acquire: pairs with the release store in get_pool, so a thread that
+     * sees the pointer sees the pool st_pool_create built */
+    return st_atomic_load(&st->pool, ST_ACQUIRE);
+}
+
+/* Makes the pool (GIL released, creation lock held).  0 or an ST_E*
+ * code; ST_ECLOSED once the interpreter exit started. */
+static int
+pool_create_locked(st_state *st, st_pool_t **out)
+{
+    st_pool_hooks_t hooks = {
+        .arg = st,
+        .attach = hook_attach,
+        .detach = hook_detach,
+        .drop = hook_drop,
+        .thread_exit = hook_thread_exit,
+        .after_item = hook_after_item,
+        .slice_ns = 500000,
+    };
+    int rc;
+
+    /* relaxed: pool_shutdown_all sets it before it takes the creation
+     * lock, which orders it before this load */
+    if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+        return ST_ECLOSED;
+    }
+    rc = st_pool_create(out, default_min_threads(), default_max_threads(),
+                        &hooks);
+    if (rc == 0) {
+        /* release: the pool's construction before the pointer, for
+         * pool_peek on threads that do not hold the GIL */
+        st_atomic_store(&st->pool, *out, ST_RELEASE);
+    }
+    return rc;
+}
+
+st_pool_t *
 get_pool(st_state *st)
 {
+    st_pool_t *pool;
+    int rc = 0, made = 0;
+
     reset_after_fork_if_needed(st);
-    if (st->pool == NULL) {
-        st_pool_hooks_t hooks = {
-            .arg = st,
-            .attach = hook_attach,
-            .detach = hook_detach,
-            .drop = hook_drop,
-            .thread_exit = hook_thread_exit,
-            .after_item = hook_after_item,
-            .slice_ns = 500000,
-        };
-        int rc, lo = default_min_threads(), hi = default_max_threads();
-        if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+    if ((pool = pool_peek(st)) != NULL) {
+        return pool; /* the common case */
+    }
+    if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "the thread pool is shut down (interpreter exit)");
+        return NULL;
+    }
+    /* Issue 9 item 8: making the pool starts threads and waits for them,
+     * so the GIL goes; several threads may get here at once.  The first
+     * to take the lock makes it, the others find it made. */
+    Py_BEGIN_ALLOW_THREADS
+    (void)pthread_mutex_lock(&g_pool_create_mu);
+    pool = pool_peek(st);
+    if (pool == NULL) {
+        rc = pool_create_locked(st, &pool);
+        made = rc == 0;
+    }
+    (void)pthread_mutex_unlock(&g_pool_create_mu);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        if (rc == ST_ECLOSED) {
             PyErr_SetString(st->InvalidOperationError,
                             "the thread pool is shut down (interpreter "
                             "exit)");
-            return NULL;
         }
-        Py_BEGIN_ALLOW_THREADS
-        rc = st_pool_create(&st->pool, lo, hi, &hooks);
-        if (rc == 0 && st->pool_tuned) {
-            (void)st_pool_set_tuning(st->pool, &st->pool_tuning);
-        }
-        Py_END_ALLOW_THREADS
-        if (rc != 0) {
-            st->pool = NULL;
+        else {
             st_raise_from_code(st, rc);
-            return NULL;
         }
+        return NULL;
     }
-    return st->pool;
+    if (made && st->pool_tuned) {
+        /* GIL held (the tuning is guarded by it); p->mu is a leaf lock
+         * that may be taken with the GIL held */
+        (void)st_pool_set_tuning(pool, &st->pool_tuning);
+    }
+    return pool;
 }
 
 st_timer_t *
@@ -355,9 +414,13 @@ pool_shutdown_all(st_state *st)
                                               : SHUTDOWN_GRACE_NS;
     /* relaxed: waits poll it; the joins below order everything */
     st_atomic_store(&st->shutting_down, 1, ST_RELAXED);
-    pool = st->pool;
     timer = st->timer;
     Py_BEGIN_ALLOW_THREADS
+    /* A creation under way finishes first (it sees shutting_down
+     * otherwise): no pool appears after this look. */
+    (void)pthread_mutex_lock(&g_pool_create_mu);
+    pool = pool_peek(st);
+    (void)pthread_mutex_unlock(&g_pool_create_mu);
     if (timer != NULL) {
         st_timer_shutdown(timer);
     }
@@ -475,7 +538,7 @@ delay_fire(st_timer_entry_t *e)
 {
     /* timer thread, no GIL: only hand the node to the pool */
     delay_node *d = st_container_of(e, delay_node, entry);
-    st_pool_t *pool = g_st != NULL ? g_st->pool : NULL;
+    st_pool_t *pool = g_st != NULL ? pool_peek(g_st) : NULL;
     d->work.run = delay_work_run;
     d->work.flags = ST_WORK_DOMAIN;
     if (pool == NULL || st_pool_submit(pool, &d->work) != 0) {
@@ -829,8 +892,9 @@ pool_stats(PyObject *mod, PyObject *unused)
 {
     st_state *st = get_st_state(mod);
     st_pool_stats_t s;
+    st_pool_t *pool;
     reset_after_fork_if_needed(st);
-    if (st->pool == NULL) {
+    if ((pool = pool_peek(st)) == NULL) {
         /* not started yet: report what it would start with, and do not
          * start threads just to read a counter */
         memset(&s, 0, sizeof(s));
@@ -838,7 +902,7 @@ pool_stats(PyObject *mod, PyObject *unused)
         s.max_threads = default_max_threads();
     }
     else {
-        st_pool_get_stats(st->pool, &s);
+        st_pool_get_stats(pool, &s);
     }
     return Py_BuildValue(
         "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:K,s:K,s:K,s:K,s:i}",
@@ -946,8 +1010,8 @@ pool_set_tuning(PyObject *mod, PyObject *d)
     }
     st->pool_tuning = t;
     st->pool_tuned = 1;
-    if (st->pool != NULL) {
-        rc = st_pool_set_tuning(st->pool, &t);
+    if (pool_peek(st) != NULL) {
+        rc = st_pool_set_tuning(pool_peek(st), &t);
     }
     if (rc != 0) {
         st_raise_from_code(st, rc);

@@ -73,7 +73,7 @@ static void
 handle_fire(st_timer_entry_t *e)
 {
     TimerHandleObject *h = st_container_of(e, TimerHandleObject, th_entry);
-    st_pool_t *pool = g_st != NULL ? g_st->pool : NULL;
+    st_pool_t *pool = g_st != NULL ? pool_peek(g_st) : NULL;
 
     if (pool == NULL || st_pool_submit(pool, &h->th_work) != 0) {
         /* shutting down: leak the handle and its callable */
