@@ -129,6 +129,16 @@
  * worker record (tls_worker): the child has no workers, and its pool,
  * whose mutexes may be held, is abandoned by the binding.
  *
+ * Signals.  A thread starts with every signal blocked (st_thread_create),
+ * so none lands in it half made; a worker or dedicated thread then takes
+ * the mask of the thread that created the pool, as a thread that one
+ * started would have.  Items are user code: one that raises a signal
+ * (signal.raise_signal) must see it delivered, as on a Python thread,
+ * where the handler flags it for the interpreter's main thread.  Blocking
+ * everything in the workers (the first version) left such a signal
+ * pending on the worker forever.  The gate, which runs no item, keeps
+ * every signal blocked.
+ *
  * Lock order (for the whole core).  Every core lock is a leaf: pool->mu,
  * pool->gmu, timer->mu, a task's LOCKED bit and an event's mutex are never
  * held while taking another one, and none is held while calling out: no
@@ -194,8 +204,9 @@
 
 #include "st_pool.h"
 
-#include <pthread.h> /* pthread_atfork: the fork child handler */
+#include <pthread.h> /* pthread_atfork, pthread_sigmask */
 #include <sched.h>   /* sched_yield: spinning politely */
+#include <signal.h>  /* sigset_t: the workers' signal mask */
 #include <stddef.h>  /* NULL, size_t */
 #include <stdint.h>  /* uint64_t, UINT64_MAX */
 
@@ -332,6 +343,7 @@ struct st_pool {
     st_pool_hooks_t hooks;
     uint64_t slice_ns;
     int domain; /* hooks.attach != NULL */
+    sigset_t sigmask; /* the creator's: workers and dedicated threads */
 };
 
 /* The worker record of the calling thread, or NULL on other threads. */
@@ -1235,6 +1247,12 @@ worker_main(void *arg)
     int src, how = PARK_CLOSING, retiring;
 
     tls_worker = w;
+    /* st_thread_create started us with every signal blocked; run items
+     * with the mask of the thread that made the pool, as a thread it
+     * started would (issue 9 item 22: a signal raised by an item was
+     * left pending here forever).  The handler a signal runs here only
+     * flags it: the interpreter acts on it in its main thread. */
+    (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL);
     st_mutex_lock(&p->mu);
     p->started++;
     st_cond_broadcast(&p->state_cv); /* st_pool_create waits for this */
@@ -1311,6 +1329,7 @@ dedicated_main(void *arg)
     st_pool_t *p = d->pool;
     st_work_t *item = d->item;
 
+    (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL); /* as workers */
     if (!is_domain(p, item)) {
         item->run(item);
     }
@@ -1656,6 +1675,8 @@ st_pool_create(st_pool_t **out, int min_threads, int max_threads,
     p->min_threads = min_threads;
     p->max_threads = max_threads > MAX_THREADS_CAP ? MAX_THREADS_CAP
                                                    : max_threads;
+    /* the caller's signal mask, for the threads that run items */
+    (void)pthread_sigmask(SIG_BLOCK, NULL, &p->sigmask);
 
     st_mutex_lock(&p->mu);
     p->live_threads++; /* the gate */

@@ -24,6 +24,10 @@
  * gives it up at once.  The pool never holds one of its mutexes while
  * calling a hook or an item.
  *
+ * Signals: workers and dedicated threads run items with the signal mask
+ * of the thread that called st_pool_create (as threads it started itself
+ * would); the gate thread blocks every signal.
+ *
  * Threads: min_threads workers start with the pool; more are added when a
  * worker announces that it blocks (st_pool_enter_blocking: at once up to
  * blocking_no_delay threads beyond the minimum, then one per growing

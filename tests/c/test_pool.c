@@ -1,7 +1,9 @@
 /* test_pool.c - tests of st_pool.h: exactly-once execution, FIFO order,
  * the domain attach/detach protocol and its slice, shutdown with queued
  * items, blocking compensation and the thread limits. */
-#include <string.h> /* memset */
+#include <pthread.h> /* pthread_sigmask */
+#include <signal.h>  /* sigset_t: the workers' signal mask */
+#include <string.h>  /* memset */
 
 #include "st_alloc.h"
 #include "st_atomic.h"
@@ -1840,4 +1842,54 @@ TEST(pool_submitted_item_freed_at_once)
     st_pool_destroy(p);
     st_test_barrier_destroy(&start);
     tracker_destroy(&tr);
+}
+
+/* ------------------------------------------ issue 9 item 22: signal mask */
+
+typedef struct mask_item {
+    st_work_t work;
+    sigset_t seen;
+    st_event_t done;
+} mask_item;
+
+static void
+mask_run(st_work_t *w)
+{
+    mask_item *m = st_container_of(w, mask_item, work);
+
+    (void)pthread_sigmask(SIG_BLOCK, NULL, &m->seen);
+    st_event_set(&m->done);
+}
+
+/* Issue 9 item 22: items run with the signal mask of the thread that
+ * made the pool (not with every signal blocked), on workers and on
+ * dedicated threads, whatever thread submits them. */
+TEST(pool_items_run_with_creators_signal_mask)
+{
+    sigset_t mine, old;
+    mask_item m[2];
+    st_pool_t *p;
+    int i;
+
+    sigemptyset(&mine);
+    sigaddset(&mine, SIGUSR2); /* blocked here, so it must be there too */
+    ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &mine, &old), 0);
+    ASSERT_OK(st_pool_create(&p, 1, 2, NULL));
+    for (i = 0; i < 2; i++) {
+        memset(&m[i], 0, sizeof(m[i]));
+        m[i].work.run = mask_run;
+        st_event_init(&m[i].done);
+    }
+    ASSERT_OK(st_pool_submit(p, &m[0].work));
+    ASSERT_OK(st_pool_submit_dedicated(p, &m[1].work));
+    for (i = 0; i < 2; i++) {
+        ASSERT_OK(st_event_wait(&m[i].done, 20000000000u));
+        ASSERT_EQ(sigismember(&m[i].seen, SIGUSR2), 1);
+        ASSERT_EQ(sigismember(&m[i].seen, SIGINT), 0);
+        ASSERT_EQ(sigismember(&m[i].seen, SIGTERM), 0);
+        st_event_destroy(&m[i].done);
+    }
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+    ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 }
