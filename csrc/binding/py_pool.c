@@ -48,7 +48,7 @@
  */
 #include "binding.h"
 
-#include <math.h>    /* isnan */
+#include <math.h>    /* isnan, HUGE_VAL */
 #include <pthread.h> /* pthread_atfork */
 #include <string.h>  /* memset */
 #include <unistd.h>  /* getpid */
@@ -941,29 +941,87 @@ pool_set_threads(PyObject *mod, PyObject *args)
     return PyBool_FromLong(rc == 0);
 }
 
-/* Seconds (float) to ns; -1 or None: UINT64_MAX. */
+/* _pool_set_tuning's keys (issue 9 item 23, H2: every value checked,
+ * since a NaN, an infinity, a negative or a huge value could make the
+ * gate thread spin or a worker never wake).  Durations are seconds, a
+ * finite int or float (not a bool) in [lo, hi]; `none` says what None
+ * means, if anything. */
+enum { NONE_REFUSED, NONE_NEVER, NONE_OFF };
+
+typedef struct tuning_key {
+    const char *name;
+    double lo, hi;
+    int none;
+} tuning_key;
+
+#define TUNING_MAX_S 3600.0 /* an hour: no product of these overflows */
+
+static const tuning_key tuning_keys[] = {
+    {"spin", 0.0, 0.01, NONE_REFUSED},         /* the core's limit */
+    {"thread_timeout", 0.0, TUNING_MAX_S, NONE_NEVER},
+    {"gate_period", 0.0, TUNING_MAX_S, NONE_OFF}, /* 0 is off too */
+    {"token_stall", 0.0001, TUNING_MAX_S, NONE_REFUSED},
+    {"blocking_delay_step", 0.0, TUNING_MAX_S, NONE_REFUSED},
+    {"blocking_delay_max", 0.0, TUNING_MAX_S, NONE_REFUSED},
+    {"shutdown_grace", 0.0, TUNING_MAX_S, NONE_REFUSED}, /* 0: default */
+    {NULL, 0.0, 0.0, 0},
+};
+
+#define BLOCKING_NO_DELAY_MAX 32767 /* the pool's thread cap */
+
+/* One duration: 0 with *out set, or -1 with TypeError/ValueError naming
+ * the key. */
 static int
-tuning_ns(PyObject *d, const char *key, uint64_t *out)
+tuning_ns(const tuning_key *k, PyObject *v, uint64_t *out)
 {
-    PyObject *v = PyDict_GetItemString(d, key); /* borrowed */
     double secs;
-    if (v == NULL) {
+
+    if (v == Py_None) {
+        if (k->none == NONE_REFUSED) {
+            PyErr_Format(PyExc_ValueError,
+                         "_pool_set_tuning(): %s must be a number of "
+                         "seconds, not None", k->name);
+            return -1;
+        }
+        *out = k->none == NONE_NEVER ? UINT64_MAX : 0;
         return 0;
     }
-    if (v == Py_None) {
-        *out = UINT64_MAX;
-        return 0;
+    if (PyBool_Check(v) || !(PyFloat_Check(v) || PyLong_Check(v))) {
+        PyErr_Format(PyExc_TypeError,
+                     "_pool_set_tuning(): %s must be a number of seconds, "
+                     "not %.100s", k->name, Py_TYPE(v)->tp_name);
+        return -1;
     }
     secs = PyFloat_AsDouble(v);
     if (secs == -1.0 && PyErr_Occurred()) {
-        return -1;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        secs = HUGE_VAL; /* an int too big for a double: out of range */
     }
-    if (secs < 0) {
-        *out = UINT64_MAX;
-        return 0;
+    if (!(secs >= k->lo && secs <= k->hi)) { /* NaN fails both */
+        PyErr_Format(PyExc_ValueError,
+                     "_pool_set_tuning(): %s must be finite and between "
+                     "%g and %g seconds, not %R", k->name, k->lo, k->hi, v);
+        return -1;
     }
     *out = (uint64_t)(secs * 1e9);
     return 0;
+}
+
+/* Where each duration key goes. */
+static uint64_t *
+tuning_slot(st_pool_tuning_t *t, uint64_t *grace, int i)
+{
+    uint64_t *slots[] = {&t->spin_ns,
+                         &t->thread_timeout_ns,
+                         &t->gate_period_ns,
+                         &t->token_stall_ns,
+                         &t->blocking_delay_step_ns,
+                         &t->blocking_delay_max_ns,
+                         grace};
+    return slots[i];
 }
 
 static PyObject *
@@ -971,11 +1029,14 @@ pool_set_tuning(PyObject *mod, PyObject *d)
 {
     st_state *st = get_st_state(mod);
     st_pool_tuning_t t;
-    PyObject *v;
-    int rc = 0;
+    uint64_t grace;
+    PyObject *key, *v;
+    Py_ssize_t pos = 0;
+    int i, rc = 0;
 
     if (!PyDict_Check(d)) {
-        PyErr_SetString(PyExc_TypeError, "_pool_set_tuning(dict)");
+        PyErr_Format(PyExc_TypeError, "_pool_set_tuning(): d must be a "
+                     "dict, not %.100s", Py_TYPE(d)->tp_name);
         return NULL;
     }
     reset_after_fork_if_needed(st);
@@ -985,31 +1046,53 @@ pool_set_tuning(PyObject *mod, PyObject *d)
     else {
         st_pool_tuning_default(&t);
     }
-    if (tuning_ns(d, "spin", &t.spin_ns) < 0
-        || tuning_ns(d, "thread_timeout", &t.thread_timeout_ns) < 0
-        || tuning_ns(d, "gate_period", &t.gate_period_ns) < 0
-        || tuning_ns(d, "token_stall", &t.token_stall_ns) < 0
-        || tuning_ns(d, "blocking_delay_step", &t.blocking_delay_step_ns)
-               < 0
-        || tuning_ns(d, "blocking_delay_max", &t.blocking_delay_max_ns)
-               < 0
-        || tuning_ns(d, "shutdown_grace", &st->pool_shutdown_grace_ns)
-               < 0) {
-        return NULL;
-    }
-    if (t.gate_period_ns == UINT64_MAX) {
-        t.gate_period_ns = 0; /* None: starvation detection off */
-    }
-    v = PyDict_GetItemString(d, "blocking_no_delay"); /* borrowed */
-    if (v != NULL) {
-        long n = PyLong_AsLong(v);
-        if (n == -1 && PyErr_Occurred()) {
+    grace = st->pool_shutdown_grace_ns;
+    /* Parse every key into copies first: a bad one changes nothing. */
+    while (PyDict_Next(d, &pos, &key, &v)) { /* borrowed */
+        if (!PyUnicode_Check(key)) {
+            PyErr_Format(PyExc_TypeError, "_pool_set_tuning(): keys must "
+                         "be str, not %.100s", Py_TYPE(key)->tp_name);
             return NULL;
         }
-        t.blocking_no_delay = (int)n;
+        if (PyUnicode_CompareWithASCIIString(key, "blocking_no_delay")
+            == 0) {
+            long n;
+            int overflow;
+            if (PyBool_Check(v) || !PyLong_Check(v)) {
+                PyErr_Format(PyExc_TypeError,
+                             "_pool_set_tuning(): blocking_no_delay must be "
+                             "an int, not %.100s", Py_TYPE(v)->tp_name);
+                return NULL;
+            }
+            n = PyLong_AsLongAndOverflow(v, &overflow);
+            if (n == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+            if (overflow != 0 || n < 0 || n > BLOCKING_NO_DELAY_MAX) {
+                PyErr_Format(PyExc_ValueError,
+                             "_pool_set_tuning(): blocking_no_delay must be "
+                             "between 0 and %d, not %R",
+                             BLOCKING_NO_DELAY_MAX, v);
+                return NULL;
+            }
+            t.blocking_no_delay = (int)n;
+            continue;
+        }
+        for (i = 0; tuning_keys[i].name != NULL; i++) {
+            if (PyUnicode_CompareWithASCIIString(key, tuning_keys[i].name)
+                == 0) {
+                break;
+            }
+        }
+        if (tuning_keys[i].name == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "_pool_set_tuning(): unknown key %R", key);
+            return NULL;
+        }
+        if (tuning_ns(&tuning_keys[i], v, tuning_slot(&t, &grace, i)) < 0) {
+            return NULL;
+        }
     }
-    st->pool_tuning = t;
-    st->pool_tuned = 1;
     if (pool_peek(st) != NULL) {
         rc = st_pool_set_tuning(pool_peek(st), &t);
     }
@@ -1017,6 +1100,9 @@ pool_set_tuning(PyObject *mod, PyObject *d)
         st_raise_from_code(st, rc);
         return NULL;
     }
+    st->pool_tuning = t;
+    st->pool_tuned = 1;
+    st->pool_shutdown_grace_ns = grace;
     Py_RETURN_NONE;
 }
 
@@ -1092,10 +1178,13 @@ PyMethodDef pool_methods[] = {
                "Set the minimum (which=0) or maximum (1) thread count.")},
     {"_pool_set_tuning", pool_set_tuning, METH_O,
      PyDoc_STR("_pool_set_tuning(d)\n--\n\n"
-               "Set timing constants (seconds; None: never): spin, "
-               "thread_timeout, gate_period, token_stall, "
-               "blocking_no_delay (int), blocking_delay_step, "
-               "blocking_delay_max, shutdown_grace.  For tests.")},
+               "Set timing constants, in seconds, each finite and in "
+               "range (ValueError naming the key otherwise): spin (at "
+               "most 0.01), thread_timeout (None: never), gate_period "
+               "(None or 0: no starvation detection), token_stall (at "
+               "least 0.0001), blocking_no_delay (int, 0-32767), "
+               "blocking_delay_step, blocking_delay_max, shutdown_grace "
+               "(0: the default); at most 3600 s.  For tests.")},
     {"_pool_get_tuning", pool_get_tuning, METH_NOARGS,
      PyDoc_STR("_pool_get_tuning()\n--\n\nThe timing constants.")},
     {"_shutdown", mod_shutdown, METH_NOARGS,
