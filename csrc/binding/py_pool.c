@@ -951,20 +951,23 @@ enum { NONE_REFUSED, NONE_NEVER, NONE_OFF };
 typedef struct tuning_key {
     const char *name;
     double lo, hi;
+    const char *range; /* lo and hi for the message (PyErr_Format has
+                          no %g) */
     int none;
 } tuning_key;
 
 #define TUNING_MAX_S 3600.0 /* an hour: no product of these overflows */
 
 static const tuning_key tuning_keys[] = {
-    {"spin", 0.0, 0.01, NONE_REFUSED},         /* the core's limit */
-    {"thread_timeout", 0.0, TUNING_MAX_S, NONE_NEVER},
-    {"gate_period", 0.0, TUNING_MAX_S, NONE_OFF}, /* 0 is off too */
-    {"token_stall", 0.0001, TUNING_MAX_S, NONE_REFUSED},
-    {"blocking_delay_step", 0.0, TUNING_MAX_S, NONE_REFUSED},
-    {"blocking_delay_max", 0.0, TUNING_MAX_S, NONE_REFUSED},
-    {"shutdown_grace", 0.0, TUNING_MAX_S, NONE_REFUSED}, /* 0: default */
-    {NULL, 0.0, 0.0, 0},
+    {"spin", 0.0, 0.01, "0 and 0.01", NONE_REFUSED}, /* the core's limit */
+    {"thread_timeout", 0.0, TUNING_MAX_S, "0 and 3600", NONE_NEVER},
+    {"gate_period", 0.0, TUNING_MAX_S, "0 and 3600", NONE_OFF}, /* 0: off */
+    {"token_stall", 0.0001, TUNING_MAX_S, "0.0001 and 3600", NONE_REFUSED},
+    {"blocking_delay_step", 0.0, TUNING_MAX_S, "0 and 3600", NONE_REFUSED},
+    {"blocking_delay_max", 0.0, TUNING_MAX_S, "0 and 3600", NONE_REFUSED},
+    {"shutdown_grace", 0.0, TUNING_MAX_S, "0 and 3600",
+     NONE_REFUSED}, /* 0: the default */
+    {NULL, 0.0, 0.0, NULL, 0},
 };
 
 #define BLOCKING_NO_DELAY_MAX 32767 /* the pool's thread cap */
@@ -1003,7 +1006,7 @@ tuning_ns(const tuning_key *k, PyObject *v, uint64_t *out)
     if (!(secs >= k->lo && secs <= k->hi)) { /* NaN fails both */
         PyErr_Format(PyExc_ValueError,
                      "_pool_set_tuning(): %s must be finite and between "
-                     "%g and %g seconds, not %R", k->name, k->lo, k->hi, v);
+                     "%s seconds, not %R", k->name, k->range, v);
         return -1;
     }
     *out = (uint64_t)(secs * 1e9);
