@@ -1,6 +1,7 @@
 """Issue 9 (hardening), the pool's items: each test is the regression test
 of one defect and names it (SPEC H3, H4, and the issue's item numbers).
 
+- item 1: a submitted work item read after its push (use-after-free);
 - item 7 / 17 (H3): an await resumed through the pool leaked the async
   method's task (box_schedule kept its reference when task_queue_work took
   its own): Task.yield_(), RUN_CONTINUATIONS_ASYNCHRONOUSLY sources and
@@ -79,6 +80,37 @@ def repeat_and_check(call, reps, what, watch_every=50):
             refs.append(weakref.ref(r))
         del r
     assert_freed(refs, rss0, what)
+
+
+# ------------------------------------------------ item 1: read after publish
+
+
+@pytest.mark.timeout(60)
+def test_issue9_item1_delay_nodes_submitted_by_the_timer_from_many_threads():
+    """Issue 9 item 1: the timer thread submits Task.delay nodes (without
+    the GIL) that a worker frees as soon as it ran them, while three
+    threads keep adding more: the pool never reads a node after its push.
+    (The defect shows as heap-use-after-free under the ASan build,
+    tools/check-py-asan.sh; the C test pool_submitted_item_freed_at_once
+    catches it deterministically under TSan.)"""
+    import threading
+    errors = []
+
+    def loop():
+        try:
+            for _ in range(600):
+                ds = [st.Task.delay(0.0002) for _ in range(8)]
+                for d in ds:
+                    assert d.wait(10)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+    threads = [threading.Thread(target=loop) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(50)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
 
 
 # ------------------------------------------------ item 7 / 17: box leak
