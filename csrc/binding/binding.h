@@ -112,8 +112,10 @@ typedef struct st_state {
     PyObject *str_cancellation_token;
     PyObject *str_throw;
     PyObject *str_tstate_key;
-    /* native machinery, created lazily */
-    st_pool_t *pool;
+    /* native machinery, created lazily.  pool: written once per process
+     * (and forgotten in a forked child) under py_pool.c's creation lock;
+     * read with pool_peek() by threads without the GIL (timer fires) */
+    ST_ATOMIC(st_pool_t *) pool;
     st_timer_t *timer;
     PyInterpreterState *interp;
     /* set by the atexit hook; read by waits and by workers (no GIL) */
@@ -392,15 +394,29 @@ void thread_running_pop(TaskObject *t);
 /* Task.delay(ns) without a token: a promise the timer completes.  Refs:
  * new. */
 PyObject *delay_start(st_state *st, uint64_t ns);
+/* Like delay_start, and *node gets a claim on the delay's timer node that
+ * the caller gives back with delay_release (GIL held for both); with
+ * disarm, a timer that has not fired yet is taken out at once (the task
+ * then never completes).  So a timeout that lost its race holds no timer
+ * and no task until its deadline (issue 9 item 10). */
+struct delay_node;
+PyObject *delay_start_owned(st_state *st, uint64_t ns,
+                            struct delay_node **node);
+void delay_release(struct delay_node *node, int disarm);
 /* Task.delay(seconds, cancellation_token=token) (K3, R5.4): a canceled
  * token gives a canceled task; a native token that fires first disarms
  * the timer at once; other token objects go through sharptask._impl.
  * Refs: new; borrows seconds and token. */
 PyObject *delay_start_token(st_state *st, PyObject *seconds, uint64_t ns,
                             int infinite, PyObject *token);
-/* The pool and the timer thread, made on first use (NULL with an error
- * set).  Refs: none (native structures owned by the module state). */
+/* GIL held.  The pool, made at first use (once per process, whichever
+ * thread comes first; the others wait for it with the GIL released), or
+ * NULL with an error set.  Refs: none (a native structure owned by the
+ * module state, never destroyed while the module lives). */
 st_pool_t *get_pool(st_state *st);
+/* Any thread, GIL or not (the timer thread's fire functions).  The pool
+ * if it was made, else NULL; never makes one.  Borrowed. */
+st_pool_t *pool_peek(st_state *st);
 st_timer_t *get_timer(st_state *st);
 /* Queues the work node w.  0, or -1 with an error set.  Refs: none
  * itself: w is embedded in an object whose reference the caller took for

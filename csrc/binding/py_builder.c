@@ -335,9 +335,11 @@ Action_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, Action_dealloc) /* H4: holds a box, fn, args */
     (void)Action_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyType_Slot Action_slots[] = {
@@ -405,9 +407,11 @@ box_schedule(TaskObject *box)
             pending_exc_save();
         }
     }
-    else {
-        return; /* the queue's reference replaces ours: keep it */
-    }
+    /* Every path above took its own reference for what it queued
+     * (task_queue_work and action_new_box do; stcontext_post_box alone
+     * steals ours and returned early): drop the one we were given.
+     * (Issue 9 item 7: keeping it here leaked every box resumed through
+     * the pool.) */
     Py_DECREF(box);
 }
 
@@ -917,9 +921,11 @@ AsyncMethod_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, AsyncMethod_dealloc) /* H4: a function, a dict */
     (void)AsyncMethod_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *

@@ -385,7 +385,7 @@ cts_timer_fire(st_timer_entry_t *e)
 {
     /* timer thread, no GIL: only hand the node to the pool */
     cts_timer *ct = st_container_of(e, cts_timer, entry);
-    st_pool_t *pool = g_st != NULL ? g_st->pool : NULL;
+    st_pool_t *pool = g_st != NULL ? pool_peek(g_st) : NULL;
     ct->work.run = cts_timer_work;
     ct->work.flags = ST_WORK_DOMAIN;
     if (pool == NULL || st_pool_submit(pool, &ct->work) != 0) {

@@ -48,7 +48,7 @@
  */
 #include "binding.h"
 
-#include <math.h>    /* isnan */
+#include <math.h>    /* isnan, HUGE_VAL */
 #include <pthread.h> /* pthread_atfork */
 #include <string.h>  /* memset */
 #include <unistd.h>  /* getpid */
@@ -65,6 +65,11 @@
 
 /* Bumped in the child after fork (async-signal-safe: a plain store). */
 static volatile unsigned long g_fork_epoch = 1;
+
+/* Serializes the pool's creation (issue 9 item 8: racing first uses each
+ * made a pool).  Taken only with the GIL released, and released before
+ * the GIL is retaken: never held while waiting for the GIL. */
+static pthread_mutex_t g_pool_create_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* ------------------------------------------------------------- hooks */
 
@@ -94,8 +99,9 @@ hook_attach(void *arg, void **slot)
     PyEval_RestoreThread(ts);
     gil_note_taken(); /* py_gil.c: the hand-off hint */
     /* The GIL is ours: a starvation notice can become a warning now. */
-    if (st->pool != NULL
-        && (notices = st_pool_take_starvation_notices(st->pool)) != 0) {
+    if (pool_peek(st) != NULL
+        && (notices = st_pool_take_starvation_notices(pool_peek(st)))
+               != 0) {
         warn_starvation(st, notices);
     }
     return 0;
@@ -154,7 +160,7 @@ warn_starvation(st_state *st, uint64_t events)
     st_pool_stats_t s;
     PyObject *exc;
 
-    st_pool_get_stats(st->pool, &s);
+    st_pool_get_stats(pool_peek(st), &s);
     exc = PyErr_GetRaisedException();
     if (PyErr_WarnFormat(
             PyExc_RuntimeWarning, 1,
@@ -199,8 +205,12 @@ reset_after_fork_if_needed(st_state *st)
     pid = (long)getpid();
     if (st->pool_fork_epoch != 0 && st->pid != pid) {
         /* a forked child: the parent's threads are gone; forget (leak)
-         * the structures, whose mutexes may be held, and start afresh */
-        st->pool = NULL;
+         * the structures, whose mutexes may be held, and start afresh.
+         * The creation lock may have been held by a thread that does not
+         * exist here: make a new one (the child has one thread now). */
+        (void)pthread_mutex_init(&g_pool_create_mu, NULL);
+        /* relaxed: no other thread of this process can see the pool yet */
+        st_atomic_store(&st->pool, NULL, ST_RELAXED);
         st->timer = NULL;
         st_atomic_store(&st->shutting_down, 0, ST_RELAXED);
     }
@@ -224,39 +234,88 @@ default_max_threads(void)
 }
 
 st_pool_t *
+pool_peek(st_state *st)
+{
+    /* acquire: pairs with the release store in get_pool, so a thread that
+     * sees the pointer sees the pool st_pool_create built */
+    return st_atomic_load(&st->pool, ST_ACQUIRE);
+}
+
+/* Makes the pool (GIL released, creation lock held).  0 or an ST_E*
+ * code; ST_ECLOSED once the interpreter exit started. */
+static int
+pool_create_locked(st_state *st, st_pool_t **out)
+{
+    st_pool_hooks_t hooks = {
+        .arg = st,
+        .attach = hook_attach,
+        .detach = hook_detach,
+        .drop = hook_drop,
+        .thread_exit = hook_thread_exit,
+        .after_item = hook_after_item,
+        .slice_ns = 500000,
+    };
+    int rc;
+
+    /* relaxed: pool_shutdown_all sets it before it takes the creation
+     * lock, which orders it before this load */
+    if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+        return ST_ECLOSED;
+    }
+    rc = st_pool_create(out, default_min_threads(), default_max_threads(),
+                        &hooks);
+    if (rc == 0) {
+        /* release: the pool's construction before the pointer, for
+         * pool_peek on threads that do not hold the GIL */
+        st_atomic_store(&st->pool, *out, ST_RELEASE);
+    }
+    return rc;
+}
+
+st_pool_t *
 get_pool(st_state *st)
 {
+    st_pool_t *pool;
+    int rc = 0, made = 0;
+
     reset_after_fork_if_needed(st);
-    if (st->pool == NULL) {
-        st_pool_hooks_t hooks = {
-            .arg = st,
-            .attach = hook_attach,
-            .detach = hook_detach,
-            .drop = hook_drop,
-            .thread_exit = hook_thread_exit,
-            .after_item = hook_after_item,
-            .slice_ns = 500000,
-        };
-        int rc, lo = default_min_threads(), hi = default_max_threads();
-        if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+    if ((pool = pool_peek(st)) != NULL) {
+        return pool; /* the common case */
+    }
+    if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "the thread pool is shut down (interpreter exit)");
+        return NULL;
+    }
+    /* Issue 9 item 8: making the pool starts threads and waits for them,
+     * so the GIL goes; several threads may get here at once.  The first
+     * to take the lock makes it, the others find it made. */
+    Py_BEGIN_ALLOW_THREADS
+    (void)pthread_mutex_lock(&g_pool_create_mu);
+    pool = pool_peek(st);
+    if (pool == NULL) {
+        rc = pool_create_locked(st, &pool);
+        made = rc == 0;
+    }
+    (void)pthread_mutex_unlock(&g_pool_create_mu);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        if (rc == ST_ECLOSED) {
             PyErr_SetString(st->InvalidOperationError,
                             "the thread pool is shut down (interpreter "
                             "exit)");
-            return NULL;
         }
-        Py_BEGIN_ALLOW_THREADS
-        rc = st_pool_create(&st->pool, lo, hi, &hooks);
-        if (rc == 0 && st->pool_tuned) {
-            (void)st_pool_set_tuning(st->pool, &st->pool_tuning);
-        }
-        Py_END_ALLOW_THREADS
-        if (rc != 0) {
-            st->pool = NULL;
+        else {
             st_raise_from_code(st, rc);
-            return NULL;
         }
+        return NULL;
     }
-    return st->pool;
+    if (made && st->pool_tuned) {
+        /* GIL held (the tuning is guarded by it); p->mu is a leaf lock
+         * that may be taken with the GIL held */
+        (void)st_pool_set_tuning(pool, &st->pool_tuning);
+    }
+    return pool;
 }
 
 st_timer_t *
@@ -357,9 +416,13 @@ pool_shutdown_all(st_state *st)
                                               : SHUTDOWN_GRACE_NS;
     /* relaxed: waits poll it; the joins below order everything */
     st_atomic_store(&st->shutting_down, 1, ST_RELAXED);
-    pool = st->pool;
     timer = st->timer;
     Py_BEGIN_ALLOW_THREADS
+    /* A creation under way finishes first (it sees shutting_down
+     * otherwise): no pool appears after this look. */
+    (void)pthread_mutex_lock(&g_pool_create_mu);
+    pool = pool_peek(st);
+    (void)pthread_mutex_unlock(&g_pool_create_mu);
     if (timer != NULL) {
         st_timer_shutdown(timer);
     }
@@ -477,7 +540,7 @@ delay_fire(st_timer_entry_t *e)
 {
     /* timer thread, no GIL: only hand the node to the pool */
     delay_node *d = st_container_of(e, delay_node, entry);
-    st_pool_t *pool = g_st != NULL ? g_st->pool : NULL;
+    st_pool_t *pool = g_st != NULL ? pool_peek(g_st) : NULL;
     d->work.run = delay_work_run;
     d->work.flags = ST_WORK_DOMAIN;
     if (pool == NULL || st_pool_submit(pool, &d->work) != 0) {
@@ -517,9 +580,11 @@ delay_arm(st_state *st, TaskObject *t, uint64_t ns)
     return d;
 }
 
-PyObject *
-delay_start(st_state *st, uint64_t ns)
+/* A delay task armed for ns; *node (if not NULL) gets the timer node. */
+static PyObject *
+delay_start_node(st_state *st, uint64_t ns, delay_node **node)
 {
+    delay_node *d;
     PyObject *t = task_new_promise(st, NULL, 0);
     if (t == NULL) {
         return NULL;
@@ -527,11 +592,43 @@ delay_start(st_state *st, uint64_t ns)
     /* It holds no object and the timer holds it until it fires: it can
      * never be cyclic garbage, so the GC need not scan 100k of them. */
     PyObject_GC_UnTrack(t);
-    if (delay_arm(st, (TaskObject *)t, ns) == NULL) {
+    if ((d = delay_arm(st, (TaskObject *)t, ns)) == NULL) {
         Py_DECREF(t);
         return NULL;
     }
+    if (node != NULL) {
+        *node = d;
+    }
     return t;
+}
+
+PyObject *
+delay_start(st_state *st, uint64_t ns)
+{
+    return delay_start_node(st, ns, NULL);
+}
+
+PyObject *
+delay_start_owned(st_state *st, uint64_t ns, struct delay_node **node)
+{
+    PyObject *t = delay_start_node(st, ns, node);
+    if (t != NULL) {
+        (*node)->refs++; /* the caller's claim */
+    }
+    return t;
+}
+
+void
+delay_release(struct delay_node *d, int disarm)
+{
+    /* after fork() the parent's timer is forgotten (get_timer): an entry
+     * armed there never fires, and must not be looked for in the new one */
+    if (disarm
+        && (d->timer != g_st->timer
+            || st_timer_cancel(d->timer, &d->entry) == 0)) {
+        delay_node_release(d); /* the timer's claim: it will never fire */
+    }
+    delay_node_release(d); /* the caller's claim */
 }
 
 /* The token fired before the timer (K3, R5.4): disarm the timer at once,
@@ -797,8 +894,9 @@ pool_stats(PyObject *mod, PyObject *unused)
 {
     st_state *st = get_st_state(mod);
     st_pool_stats_t s;
+    st_pool_t *pool;
     reset_after_fork_if_needed(st);
-    if (st->pool == NULL) {
+    if ((pool = pool_peek(st)) == NULL) {
         /* not started yet: report what it would start with, and do not
          * start threads just to read a counter */
         memset(&s, 0, sizeof(s));
@@ -806,7 +904,7 @@ pool_stats(PyObject *mod, PyObject *unused)
         s.max_threads = default_max_threads();
     }
     else {
-        st_pool_get_stats(st->pool, &s);
+        st_pool_get_stats(pool, &s);
     }
     return Py_BuildValue(
         "{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:K,s:K,s:K,s:K,s:K,s:K,s:i}",
@@ -845,29 +943,90 @@ pool_set_threads(PyObject *mod, PyObject *args)
     return PyBool_FromLong(rc == 0);
 }
 
-/* Seconds (float) to ns; -1 or None: UINT64_MAX. */
+/* _pool_set_tuning's keys (issue 9 item 23, H2: every value checked,
+ * since a NaN, an infinity, a negative or a huge value could make the
+ * gate thread spin or a worker never wake).  Durations are seconds, a
+ * finite int or float (not a bool) in [lo, hi]; `none` says what None
+ * means, if anything. */
+enum { NONE_REFUSED, NONE_NEVER, NONE_OFF };
+
+typedef struct tuning_key {
+    const char *name;
+    double lo, hi;
+    const char *range; /* lo and hi for the message (PyErr_Format has
+                          no %g) */
+    int none;
+} tuning_key;
+
+#define TUNING_MAX_S 3600.0 /* an hour: no product of these overflows */
+
+static const tuning_key tuning_keys[] = {
+    {"spin", 0.0, 0.01, "0 and 0.01", NONE_REFUSED}, /* the core's limit */
+    {"thread_timeout", 0.0, TUNING_MAX_S, "0 and 3600", NONE_NEVER},
+    {"gate_period", 0.0, TUNING_MAX_S, "0 and 3600", NONE_OFF}, /* 0: off */
+    {"token_stall", 0.0001, TUNING_MAX_S, "0.0001 and 3600", NONE_REFUSED},
+    {"blocking_delay_step", 0.0, TUNING_MAX_S, "0 and 3600", NONE_REFUSED},
+    {"blocking_delay_max", 0.0, TUNING_MAX_S, "0 and 3600", NONE_REFUSED},
+    {"shutdown_grace", 0.0, TUNING_MAX_S, "0 and 3600",
+     NONE_REFUSED}, /* 0: the default */
+    {NULL, 0.0, 0.0, NULL, 0},
+};
+
+#define BLOCKING_NO_DELAY_MAX 32767 /* the pool's thread cap */
+
+/* One duration: 0 with *out set, or -1 with TypeError/ValueError naming
+ * the key. */
 static int
-tuning_ns(PyObject *d, const char *key, uint64_t *out)
+tuning_ns(const tuning_key *k, PyObject *v, uint64_t *out)
 {
-    PyObject *v = PyDict_GetItemString(d, key); /* borrowed */
     double secs;
-    if (v == NULL) {
+
+    if (v == Py_None) {
+        if (k->none == NONE_REFUSED) {
+            PyErr_Format(PyExc_ValueError,
+                         "_pool_set_tuning(): %s must be a number of "
+                         "seconds, not None", k->name);
+            return -1;
+        }
+        *out = k->none == NONE_NEVER ? UINT64_MAX : 0;
         return 0;
     }
-    if (v == Py_None) {
-        *out = UINT64_MAX;
-        return 0;
+    if (PyBool_Check(v) || !(PyFloat_Check(v) || PyLong_Check(v))) {
+        PyErr_Format(PyExc_TypeError,
+                     "_pool_set_tuning(): %s must be a number of seconds, "
+                     "not %.100s", k->name, Py_TYPE(v)->tp_name);
+        return -1;
     }
     secs = PyFloat_AsDouble(v);
     if (secs == -1.0 && PyErr_Occurred()) {
-        return -1;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        secs = HUGE_VAL; /* an int too big for a double: out of range */
     }
-    if (secs < 0) {
-        *out = UINT64_MAX;
-        return 0;
+    if (!(secs >= k->lo && secs <= k->hi)) { /* NaN fails both */
+        PyErr_Format(PyExc_ValueError,
+                     "_pool_set_tuning(): %s must be finite and between "
+                     "%s seconds, not %R", k->name, k->range, v);
+        return -1;
     }
     *out = (uint64_t)(secs * 1e9);
     return 0;
+}
+
+/* Where each duration key goes. */
+static uint64_t *
+tuning_slot(st_pool_tuning_t *t, uint64_t *grace, int i)
+{
+    uint64_t *slots[] = {&t->spin_ns,
+                         &t->thread_timeout_ns,
+                         &t->gate_period_ns,
+                         &t->token_stall_ns,
+                         &t->blocking_delay_step_ns,
+                         &t->blocking_delay_max_ns,
+                         grace};
+    return slots[i];
 }
 
 static PyObject *
@@ -875,11 +1034,14 @@ pool_set_tuning(PyObject *mod, PyObject *d)
 {
     st_state *st = get_st_state(mod);
     st_pool_tuning_t t;
-    PyObject *v;
-    int rc = 0;
+    uint64_t grace;
+    PyObject *key, *v;
+    Py_ssize_t pos = 0;
+    int i, rc = 0;
 
     if (!PyDict_Check(d)) {
-        PyErr_SetString(PyExc_TypeError, "_pool_set_tuning(dict)");
+        PyErr_Format(PyExc_TypeError, "_pool_set_tuning(): d must be a "
+                     "dict, not %.100s", Py_TYPE(d)->tp_name);
         return NULL;
     }
     reset_after_fork_if_needed(st);
@@ -889,38 +1051,63 @@ pool_set_tuning(PyObject *mod, PyObject *d)
     else {
         st_pool_tuning_default(&t);
     }
-    if (tuning_ns(d, "spin", &t.spin_ns) < 0
-        || tuning_ns(d, "thread_timeout", &t.thread_timeout_ns) < 0
-        || tuning_ns(d, "gate_period", &t.gate_period_ns) < 0
-        || tuning_ns(d, "token_stall", &t.token_stall_ns) < 0
-        || tuning_ns(d, "blocking_delay_step", &t.blocking_delay_step_ns)
-               < 0
-        || tuning_ns(d, "blocking_delay_max", &t.blocking_delay_max_ns)
-               < 0
-        || tuning_ns(d, "shutdown_grace", &st->pool_shutdown_grace_ns)
-               < 0) {
-        return NULL;
-    }
-    if (t.gate_period_ns == UINT64_MAX) {
-        t.gate_period_ns = 0; /* None: starvation detection off */
-    }
-    v = PyDict_GetItemString(d, "blocking_no_delay"); /* borrowed */
-    if (v != NULL) {
-        long n = PyLong_AsLong(v);
-        if (n == -1 && PyErr_Occurred()) {
+    grace = st->pool_shutdown_grace_ns;
+    /* Parse every key into copies first: a bad one changes nothing. */
+    while (PyDict_Next(d, &pos, &key, &v)) { /* borrowed */
+        if (!PyUnicode_Check(key)) {
+            PyErr_Format(PyExc_TypeError, "_pool_set_tuning(): keys must "
+                         "be str, not %.100s", Py_TYPE(key)->tp_name);
             return NULL;
         }
-        t.blocking_no_delay = (int)n;
+        if (PyUnicode_CompareWithASCIIString(key, "blocking_no_delay")
+            == 0) {
+            long n;
+            int overflow;
+            if (PyBool_Check(v) || !PyLong_Check(v)) {
+                PyErr_Format(PyExc_TypeError,
+                             "_pool_set_tuning(): blocking_no_delay must be "
+                             "an int, not %.100s", Py_TYPE(v)->tp_name);
+                return NULL;
+            }
+            n = PyLong_AsLongAndOverflow(v, &overflow);
+            if (n == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+            if (overflow != 0 || n < 0 || n > BLOCKING_NO_DELAY_MAX) {
+                PyErr_Format(PyExc_ValueError,
+                             "_pool_set_tuning(): blocking_no_delay must be "
+                             "between 0 and %d, not %R",
+                             BLOCKING_NO_DELAY_MAX, v);
+                return NULL;
+            }
+            t.blocking_no_delay = (int)n;
+            continue;
+        }
+        for (i = 0; tuning_keys[i].name != NULL; i++) {
+            if (PyUnicode_CompareWithASCIIString(key, tuning_keys[i].name)
+                == 0) {
+                break;
+            }
+        }
+        if (tuning_keys[i].name == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "_pool_set_tuning(): unknown key %R", key);
+            return NULL;
+        }
+        if (tuning_ns(&tuning_keys[i], v, tuning_slot(&t, &grace, i)) < 0) {
+            return NULL;
+        }
     }
-    st->pool_tuning = t;
-    st->pool_tuned = 1;
-    if (st->pool != NULL) {
-        rc = st_pool_set_tuning(st->pool, &t);
+    if (pool_peek(st) != NULL) {
+        rc = st_pool_set_tuning(pool_peek(st), &t);
     }
     if (rc != 0) {
         st_raise_from_code(st, rc);
         return NULL;
     }
+    st->pool_tuning = t;
+    st->pool_tuned = 1;
+    st->pool_shutdown_grace_ns = grace;
     Py_RETURN_NONE;
 }
 
@@ -996,10 +1183,13 @@ PyMethodDef pool_methods[] = {
                "Set the minimum (which=0) or maximum (1) thread count.")},
     {"_pool_set_tuning", pool_set_tuning, METH_O,
      PyDoc_STR("_pool_set_tuning(d)\n--\n\n"
-               "Set timing constants (seconds; None: never): spin, "
-               "thread_timeout, gate_period, token_stall, "
-               "blocking_no_delay (int), blocking_delay_step, "
-               "blocking_delay_max, shutdown_grace.  For tests.")},
+               "Set timing constants, in seconds, each finite and in "
+               "range (ValueError naming the key otherwise): spin (at "
+               "most 0.01), thread_timeout (None: never), gate_period "
+               "(None or 0: no starvation detection), token_stall (at "
+               "least 0.0001), blocking_no_delay (int, 0-32767), "
+               "blocking_delay_step, blocking_delay_max, shutdown_grace "
+               "(0: the default); at most 3600 s.  For tests.")},
     {"_pool_get_tuning", pool_get_tuning, METH_NOARGS,
      PyDoc_STR("_pool_get_tuning()\n--\n\nThe timing constants.")},
     {"_shutdown", mod_shutdown, METH_NOARGS,

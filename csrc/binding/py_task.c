@@ -2117,6 +2117,12 @@ Task_dealloc(PyObject *op)
     if (PyObject_CallFinalizerFromDealloc(op) < 0) {
         return; /* resurrected */
     }
+    /* H4: a task can hold another (a continuation its antecedent, a
+     * result a task, a box what it awaited): dropping a chain of any
+     * length recurses through here, so CPython's trashcan defers the
+     * levels past its limit (issue 9 items 2, 19).  After the finalizer:
+     * a deferred call comes back here with the object finalized. */
+    Py_TRASHCAN_BEGIN(op, Task_dealloc)
     if (t->task_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
@@ -2124,6 +2130,7 @@ Task_dealloc(PyObject *op)
     (void)Task_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyMethodDef Task_methods[] = {
@@ -2497,9 +2504,11 @@ Awaiter_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, Awaiter_dealloc) /* H4: holds a task */
     (void)Awaiter_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *
@@ -2821,9 +2830,11 @@ TCS_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, TCS_dealloc) /* H4: holds a task */
     (void)TCS_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyMethodDef TCS_methods[] = {
@@ -3034,22 +3045,46 @@ mod_wait_quiet(PyObject *mod, PyObject *args)
 
 /* ---------------------------------------------------------- wait_async */
 
-/* The timeout side of wait_async: a node on a delay task. */
+/* A wait_async with a timeout: one node on the source, one on a delay
+ * task, and whichever runs first completes the promise and takes the
+ * other off its task, so that a finished wait holds nothing: a source
+ * that completes first disarms the timer at once (issue 9 item 10: the
+ * source, its result and the timer stayed alive until the deadline), and
+ * a timeout leaves nothing on a long-pending source.  Everything here
+ * runs with the GIL; `refs` counts the nodes still registered. */
 typedef struct wait_async_timer {
-    st_cont_t cont;
+    st_cont_t src_cont;  /* on src */
+    st_cont_t cont;      /* on delay */
     TaskObject *promise; /* strong */
     TaskObject *delay;   /* strong */
     TaskObject *src;     /* strong; not in promise->task_arg, so that the
                             deadlock walk does not take this promise for a
                             plain proxy: it can also time out */
+    struct delay_node *timer; /* our claim on the delay's timer, or NULL */
+    int refs;
 } wait_async_timer;
+
+/* One node is done (ran, or taken off its task): the last frees w. */
+static void
+wait_async_release(wait_async_timer *w)
+{
+    if (--w->refs > 0) {
+        return;
+    }
+    if (w->timer != NULL) {
+        delay_release(w->timer, 1);
+    }
+    Py_DECREF(w->promise);
+    Py_DECREF(w->delay);
+    Py_DECREF(w->src);
+    PyMem_Free(w);
+}
 
 static void
 wait_async_timeout_fire(st_cont_t *c, st_task_t *core, int how)
 {
-    wait_async_timer *w = (wait_async_timer *)c;
+    wait_async_timer *w = st_container_of(c, wait_async_timer, cont);
     TaskObject *p = w->promise;
-    TaskObject *src = w->src;
     PyObject *e = PyObject_CallNoArgs(PyExc_TimeoutError), *excs;
     (void)core;
     (void)how;
@@ -3059,30 +3094,28 @@ wait_async_timeout_fire(st_cont_t *c, st_task_t *core, int how)
         PyErr_WriteUnraisable((PyObject *)p);
     }
     else {
-        Py_INCREF(p);
-        if (task_try_complete(p, ST_STATUS_FAULTED, excs, NULL)) {
-            /* the source no longer needs to tell us anything */
-            if (st_task_remove_cont(&src->task_core, &p->task_cont) == 0) {
-                Py_DECREF(p); /* that registration's reference */
-            }
-        }
-        Py_DECREF(p);
+        (void)task_try_complete(p, ST_STATUS_FAULTED, excs, NULL);
         Py_DECREF(excs);
     }
-    Py_DECREF(w->promise);
-    Py_DECREF(w->delay);
-    Py_DECREF(w->src);
-    PyMem_Free(w);
+    /* the source no longer needs to tell us anything */
+    if (st_task_remove_cont(&w->src->task_core, &w->src_cont) == 0) {
+        wait_async_release(w); /* that node will never run */
+    }
+    wait_async_release(w);
 }
 
 static void
 wait_async_source_done(st_cont_t *c, st_task_t *core, int how)
 {
-    TaskObject *p = st_container_of(c, TaskObject, task_cont);
+    wait_async_timer *w = st_container_of(c, wait_async_timer, src_cont);
     TaskObject *src = st_container_of(core, TaskObject, task_core);
     (void)how;
-    task_complete_from(p, src);
-    Py_DECREF(p); /* the registration's reference */
+    (void)task_complete_from(w->promise, src);
+    /* the timeout lost: off the delay, and the timer disarmed now */
+    if (st_task_remove_cont(&w->delay->task_core, &w->cont) == 0) {
+        wait_async_release(w); /* that node will never run */
+    }
+    wait_async_release(w);
 }
 
 /* _wait_async_timeout(task, seconds) -> Task: mirrors task, or faults
@@ -3093,6 +3126,7 @@ mod_wait_async_timeout(PyObject *mod, PyObject *args)
     st_state *st = g_st;
     PyObject *task, *timeout;
     TaskObject *src, *p, *delay;
+    struct delay_node *timer = NULL;
     wait_async_timer *w;
     uint64_t ns;
     int infinite;
@@ -3113,26 +3147,36 @@ mod_wait_async_timeout(PyObject *mod, PyObject *args)
         return NULL;
     }
     delay = ns == 0 ? (TaskObject *)Py_NewRef(st->cached[0])
-                    : (TaskObject *)delay_start(st, ns);
+                    : (TaskObject *)delay_start_owned(st, ns, &timer);
     w = delay ? PyMem_Malloc(sizeof(*w)) : NULL;
     if (w == NULL) {
+        if (timer != NULL) {
+            delay_release(timer, 1);
+        }
         Py_XDECREF(delay);
         Py_DECREF(p);
         return delay ? PyErr_NoMemory() : NULL;
     }
-    p->task_cont.fn = wait_async_source_done;
-    p->task_cont.kind = ST_CONT_ACTION;
-    Py_INCREF(p); /* the registration's reference */
-    if (st_task_add_cont(&src->task_core, &p->task_cont) != 0) {
-        wait_async_source_done(&p->task_cont, &src->task_core,
-                               ST_RUN_INLINE);
-    }
+    w->src_cont.fn = wait_async_source_done;
+    w->src_cont.kind = ST_CONT_ACTION;
     w->cont.fn = wait_async_timeout_fire;
     w->cont.kind = ST_CONT_ACTION;
     w->promise = (TaskObject *)Py_NewRef(p);
     w->delay = delay; /* steals */
     w->src = (TaskObject *)Py_NewRef(src);
+    w->timer = timer; /* steals our claim */
+    w->refs = 2;
+    /* Both nodes go on before either may run: each one's fn takes the
+     * other off its task. */
     if (st_task_add_cont(&delay->task_core, &w->cont) != 0) {
+        w->refs--; /* the delay is over already (ns == 0): run it below */
+    }
+    if (st_task_add_cont(&src->task_core, &w->src_cont) != 0) {
+        wait_async_source_done(&w->src_cont, &src->task_core,
+                               ST_RUN_INLINE);
+    }
+    else if (w->refs == 1) {
+        w->refs++;
         wait_async_timeout_fire(&w->cont, &delay->task_core, ST_RUN_INLINE);
     }
     if (pending_exc_restore() < 0) {

@@ -73,7 +73,7 @@ static void
 handle_fire(st_timer_entry_t *e)
 {
     TimerHandleObject *h = st_container_of(e, TimerHandleObject, th_entry);
-    st_pool_t *pool = g_st != NULL ? g_st->pool : NULL;
+    st_pool_t *pool = g_st != NULL ? pool_peek(g_st) : NULL;
 
     if (pool == NULL || st_pool_submit(pool, &h->th_work) != 0) {
         /* shutting down: leak the handle and its callable */
@@ -105,10 +105,12 @@ TimerHandle_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, TimerHandle_dealloc) /* H4: holds a callable */
     (void)TimerHandle_clear(op);
     Py_CLEAR(TimerHandleObject_CAST(op)->th_fn);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 /* ------------------------------------------------------------ methods */

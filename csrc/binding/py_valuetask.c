@@ -347,6 +347,13 @@ box_rent(void *arg)
         BOX_VERSION(b) = 0;
         g_pool_created++;
     }
+    /* H3 (issue 9 item 9): a box that completed holding only atoms was
+     * taken off the GC's lists (untrack_if_atomic); it is about to hold
+     * a coroutine and a context again, so a cycle through the suspended
+     * method must be visible to the collector. */
+    if (!PyObject_GC_IsTracked((PyObject *)b)) {
+        PyObject_GC_Track(b);
+    }
     g_pool_rented++;
     return b;
 }
@@ -1086,6 +1093,9 @@ ValueTask_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4: a ValueTask holds a task, a source or a value (another
+     * ValueTask): CPython's trashcan bounds the recursion of a chain */
+    Py_TRASHCAN_BEGIN(op, ValueTask_dealloc)
     (void)ValueTask_clear(op);
     if ((const void *)tp == g_vt_freelist_type
         && g_vt_nfree < VT_FREELIST_MAX) {
@@ -1095,6 +1105,7 @@ ValueTask_dealloc(PyObject *op)
         tp->tp_free(op);
     }
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 /* --------------------------------------------------- ValueTask: members */
@@ -1601,9 +1612,11 @@ VTAwaiter_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, VTAwaiter_dealloc) /* H4: holds a ValueTask */
     (void)VTAwaiter_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 #define VTA_COMMON_METHODS                                                  \
@@ -1744,12 +1757,15 @@ MRVTSC_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4: holds a result (maybe a task) and a continuation */
+    Py_TRASHCAN_BEGIN(op, MRVTSC_dealloc)
     if (MRVTSCObject_CAST(op)->mr_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
     (void)MRVTSC_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *
@@ -2144,9 +2160,11 @@ AsyncValueMethod_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, AsyncValueMethod_dealloc) /* H4 */
     (void)AsyncValueMethod_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *
@@ -2234,9 +2252,11 @@ BoxSlot_dealloc(PyObject *op)
     if ((PyObject *)tls_slot == op) {
         tls_slot = NULL; /* cleared on this very thread */
     }
+    Py_TRASHCAN_BEGIN(op, BoxSlot_dealloc) /* H4: holds a box */
     (void)BoxSlot_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyType_Slot BoxSlot_slots[] = {

@@ -14,6 +14,12 @@
  * DESIGN
  *
  * Invariants.
+ *   - An item is the pool's from the moment it is pushed: a worker may
+ *     take, run and free it before the push returns, so the submitter
+ *     reads what it needs (is it a domain item?) before the push and never
+ *     touches the item after it (issue 9 item 1).  The same holds for a
+ *     put-back and for a retiring worker's moved items; a worker reads an
+ *     item's flags before running it, never after.
  *   - Every queued item is in exactly one place: the global list (ghead,
  *     under gmu; gcount mirrors its length) or one worker's deque.  An
  *     item taken from a queue is run once or handed to hooks.drop once;
@@ -123,6 +129,16 @@
  * worker record (tls_worker): the child has no workers, and its pool,
  * whose mutexes may be held, is abandoned by the binding.
  *
+ * Signals.  A thread starts with every signal blocked (st_thread_create),
+ * so none lands in it half made; a worker or dedicated thread then takes
+ * the mask of the thread that created the pool, as a thread that one
+ * started would have.  Items are user code: one that raises a signal
+ * (signal.raise_signal) must see it delivered, as on a Python thread,
+ * where the handler flags it for the interpreter's main thread.  Blocking
+ * everything in the workers (the first version) left such a signal
+ * pending on the worker forever.  The gate, which runs no item, keeps
+ * every signal blocked.
+ *
  * Lock order (for the whole core).  Every core lock is a leaf: pool->mu,
  * pool->gmu, timer->mu, a task's LOCKED bit and an event's mutex are never
  * held while taking another one, and none is held while calling out: no
@@ -188,8 +204,9 @@
 
 #include "st_pool.h"
 
-#include <pthread.h> /* pthread_atfork: the fork child handler */
+#include <pthread.h> /* pthread_atfork, pthread_sigmask */
 #include <sched.h>   /* sched_yield: spinning politely */
+#include <signal.h>  /* sigset_t: the workers' signal mask */
 #include <stddef.h>  /* NULL, size_t */
 #include <stdint.h>  /* uint64_t, UINT64_MAX */
 
@@ -326,6 +343,7 @@ struct st_pool {
     st_pool_hooks_t hooks;
     uint64_t slice_ns;
     int domain; /* hooks.attach != NULL */
+    sigset_t sigmask; /* the creator's: workers and dedicated threads */
 };
 
 /* The worker record of the calling thread, or NULL on other threads. */
@@ -829,9 +847,13 @@ add_worker_if_needed(st_pool_t *p)
 }
 
 /* Any thread, no lock held, after an item was pushed.  At most one wake,
- * and none while a worker spins or when the token holder will run it. */
+ * and none while a worker spins or when the token holder will run it.
+ * `domain` is is_domain() of the item, read BEFORE the push: once pushed,
+ * a worker may run and free the item at any moment, so nothing here (or
+ * in the submitter after the push) may look at it again (issue 9 item
+ * 1: notify used to read item->flags, a use-after-free). */
 static void
-notify(st_pool_t *p, const st_work_t *item)
+notify(st_pool_t *p, int domain)
 {
     /* seq_cst loads: the push (a seq_cst store of gcount or of the
      * deque's bottom) comes before them in the single total order, so a
@@ -841,8 +863,7 @@ notify(st_pool_t *p, const st_work_t *item)
     if (st_atomic_load(&p->spinning, ST_SEQ_CST) != 0) {
         return; /* the spinner will find it */
     }
-    if (is_domain(p, item)
-        && st_atomic_load(&p->token, ST_SEQ_CST) != NULL) {
+    if (domain && st_atomic_load(&p->token, ST_SEQ_CST) != NULL) {
         /* The holder drains it; the gate watches the holder. */
         gate_kick(p, GATE_WATCH);
         return;
@@ -1226,6 +1247,12 @@ worker_main(void *arg)
     int src, how = PARK_CLOSING, retiring;
 
     tls_worker = w;
+    /* st_thread_create started us with every signal blocked; run items
+     * with the mask of the thread that made the pool, as a thread it
+     * started would (issue 9 item 22: a signal raised by an item was
+     * left pending here forever).  The handler a signal runs here only
+     * flags it: the interpreter acts on it in its main thread. */
+    (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL);
     st_mutex_lock(&p->mu);
     p->started++;
     st_cond_broadcast(&p->state_cv); /* st_pool_create waits for this */
@@ -1261,13 +1288,15 @@ worker_main(void *arg)
     if (retiring) {
         /* Never strand local items: they go to the global list, and
          * somebody is told (.NET 7.5). */
-        st_work_t *moved = NULL;
+        int moved = 0, all_domain = 1;
         while ((item = st_deque_pop(&w->deque)) != NULL) {
+            /* read before the push: after it the item is not ours */
+            all_domain &= is_domain(p, item);
             global_push_front(p, item);
-            moved = item;
+            moved = 1;
         }
-        if (moved != NULL) {
-            notify(p, moved);
+        if (moved) {
+            notify(p, all_domain);
         }
     }
     if (p->hooks.thread_exit != NULL) {
@@ -1300,6 +1329,7 @@ dedicated_main(void *arg)
     st_pool_t *p = d->pool;
     st_work_t *item = d->item;
 
+    (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL); /* as workers */
     if (!is_domain(p, item)) {
         item->run(item);
     }
@@ -1645,6 +1675,8 @@ st_pool_create(st_pool_t **out, int min_threads, int max_threads,
     p->min_threads = min_threads;
     p->max_threads = max_threads > MAX_THREADS_CAP ? MAX_THREADS_CAP
                                                    : max_threads;
+    /* the caller's signal mask, for the threads that run items */
+    (void)pthread_sigmask(SIG_BLOCK, NULL, &p->sigmask);
 
     st_mutex_lock(&p->mu);
     p->live_threads++; /* the gate */
@@ -1900,10 +1932,12 @@ st_pool_destroy(st_pool_t *p)
 int
 st_pool_submit(st_pool_t *p, st_work_t *w)
 {
+    /* Read before the push: from then on a worker may run and free w. */
+    int domain = is_domain(p, w);
     int rc = global_push(p, w);
 
     if (rc == 0) {
-        notify(p, w);
+        notify(p, domain);
     }
     return rc;
 }
@@ -1912,6 +1946,7 @@ int
 st_pool_submit_local(st_pool_t *p, st_work_t *w)
 {
     worker_t *self = tls_worker;
+    int domain;
 
     if (self == NULL || self->pool != p) {
         return st_pool_submit(p, w);
@@ -1930,10 +1965,12 @@ st_pool_submit_local(st_pool_t *p, st_work_t *w)
         return st_pool_submit(p, w);
     }
 #endif
+    /* Read before the push: a thief may run and free w at once. */
+    domain = is_domain(p, w);
     if (st_deque_push(&self->deque, w) != 0) {
         return st_pool_submit(p, w); /* full: spill to the global list */
     }
-    notify(p, w);
+    notify(p, domain);
     return 0;
 }
 

@@ -24,6 +24,10 @@
  * gives it up at once.  The pool never holds one of its mutexes while
  * calling a hook or an item.
  *
+ * Signals: workers and dedicated threads run items with the signal mask
+ * of the thread that called st_pool_create (as threads it started itself
+ * would); the gate thread blocks every signal.
+ *
  * Threads: min_threads workers start with the pool; more are added when a
  * worker announces that it blocks (st_pool_enter_blocking: at once up to
  * blocking_no_delay threads beyond the minimum, then one per growing
@@ -109,7 +113,8 @@ int st_pool_set_tuning(st_pool_t *p, const st_pool_tuning_t *t);
 
 /* Any thread.  Queues w on the global queue (the pool owns w->next until
  * run or drop).  Returns 0, or ST_ECLOSED after shutdown started (w was
- * not queued). */
+ * not queued).  A worker may run w (and its run free it) before the call
+ * returns: neither the pool nor the caller may touch w after a 0. */
 int st_pool_submit(st_pool_t *p, st_work_t *w);
 
 /* Any thread.  On a worker of p: queues w on that worker's deque (or the

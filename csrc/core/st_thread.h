@@ -63,8 +63,10 @@ void st_cond_wait(st_cond_t *c, st_mutex_t *m);
  * spuriously), ST_ETIMEDOUT when the time ran out. */
 int st_cond_timedwait(st_cond_t *c, st_mutex_t *m, uint64_t timeout_ns);
 
-/* Starts fn(arg) on a new thread with every signal blocked (signals belong
- * to the interpreter's main thread).  Returns 0, or ST_ENOMEM/ST_EINVAL. */
+/* Starts fn(arg) on a new thread with every signal blocked, so that no
+ * signal lands in it before fn sets the mask it wants (the pool's item
+ * threads take their creator's; the timer and gate threads keep all
+ * blocked).  Returns 0, or ST_ENOMEM/ST_EINVAL. */
 int st_thread_create(st_thread_t *t, void (*fn)(void *), void *arg);
 /* Any thread but t itself. */
 void st_thread_join(st_thread_t *t);

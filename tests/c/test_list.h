@@ -71,6 +71,9 @@
     X(pool_dedicated_threads)                                               \
     X(pool_shutdown_timed_abandons_stuck_item)                              \
     X(pool_shutdown_timed_clean)                                            \
+    /* test_pool.c: issue 9 (hardening) */                                  \
+    X(pool_submitted_item_freed_at_once)                                    \
+    X(pool_items_run_with_creators_signal_mask)                             \
     /* test_deque.c */                                                      \
     X(deque_lifo_fifo_full_empty)                                           \
     X(deque_wraparound)                                                     \

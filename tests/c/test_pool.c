@@ -1,7 +1,9 @@
 /* test_pool.c - tests of st_pool.h: exactly-once execution, FIFO order,
  * the domain attach/detach protocol and its slice, shutdown with queued
  * items, blocking compensation and the thread limits. */
-#include <string.h> /* memset */
+#include <pthread.h> /* pthread_sigmask */
+#include <signal.h>  /* sigset_t: the workers' signal mask */
+#include <string.h>  /* memset */
 
 #include "st_alloc.h"
 #include "st_atomic.h"
@@ -1720,4 +1722,174 @@ TEST(pool_shutdown_timed_clean)
     ASSERT_OK(st_pool_create(&p, 3, 3, NULL));
     ASSERT_OK(st_pool_shutdown_timed(p, 5000 * MS_NS));
     st_pool_destroy(p);
+}
+
+/* ------------------------------------- issue 9 item 1: no read after publish */
+
+/* An item that frees itself when it runs, as the binding's work items do
+ * (a Task.delay node, a ThreadPool item): once st_pool_submit or
+ * st_pool_submit_local published it, a worker may run and free it at
+ * once, so the submitter must never read it again.  Under ASan or TSan a
+ * read after the push (the wake-up decision looked at item->flags) is a
+ * heap-use-after-free or a race with free. */
+typedef struct self_freeing {
+    st_work_t work;
+    tracker *tr;
+    st_pool_t *pool;
+    int children; /* items it submits from its worker (local) first */
+} self_freeing;
+
+static void self_freeing_run(st_work_t *w);
+
+static void
+self_freeing_submit(st_pool_t *p, tracker *tr, int local, int children,
+                    uint32_t flags)
+{
+    self_freeing *it = st_malloc(sizeof(*it));
+
+    ASSERT_NOT_NULL(it);
+    it->work.next = NULL;
+    it->work.run = self_freeing_run;
+    it->work.flags = flags;
+    it->tr = tr;
+    it->pool = p;
+    it->children = children;
+    if (local) {
+        ASSERT_OK(st_pool_submit_local(p, &it->work));
+    }
+    else {
+        ASSERT_OK(st_pool_submit(p, &it->work));
+    }
+    /* `it` belongs to the pool now: not one more access */
+}
+
+static void
+self_freeing_run(st_work_t *w)
+{
+    self_freeing *it = st_container_of(w, self_freeing, work);
+    tracker *tr = it->tr;
+    st_pool_t *p = it->pool;
+    uint32_t flags = it->work.flags;
+    int i, children = it->children;
+
+    st_free(it);
+    for (i = 0; i < children; i++) {
+        /* alternate plain and domain items */
+        self_freeing_submit(p, tr, 1, 0, flags ^ (uint32_t)(i & 1));
+    }
+    tracker_hit(tr);
+}
+
+typedef struct freeing_producer_arg {
+    st_test_barrier_t *start;
+    st_pool_t *pool;
+    tracker *tr;
+    int n;
+    int id;
+} freeing_producer_arg;
+
+static void
+freeing_producer(void *arg)
+{
+    freeing_producer_arg *pa = arg;
+    int i;
+
+    st_test_barrier_wait(pa->start);
+    for (i = 0; i < pa->n; i++) {
+        self_freeing_submit(pa->pool, pa->tr, 0, 2,
+                            (uint32_t)((i + pa->id) & 1) ? ST_WORK_DOMAIN
+                                                         : 0u);
+    }
+}
+
+/* Issue 9 item 1: many threads submit items that a worker frees as soon
+ * as it ran them, on the global queue (foreign threads) and on the
+ * workers' own deques (items submitting from their worker), into a pool
+ * with a domain (so the wake-up looks at domain-ness). */
+TEST(pool_submitted_item_freed_at_once)
+{
+    enum { NPROD = 6 };
+    int n = ST_TEST_ITERS(6000);
+    st_thread_t th[NPROD];
+    freeing_producer_arg pa[NPROD];
+    st_test_barrier_t start;
+    st_pool_hooks_t h;
+    domain_state d;
+    tracker tr;
+    st_pool_t *p;
+    int i;
+
+    domain_init(&d);
+    h = make_hooks(&d, 0);
+    ASSERT_OK(st_pool_create(&p, 2, 4, &h));
+    d.pool = p;
+    tracker_init(&tr, NPROD * n * 3);
+    st_test_barrier_init(&start, NPROD);
+    for (i = 0; i < NPROD; i++) {
+        pa[i].start = &start;
+        pa[i].pool = p;
+        pa[i].tr = &tr;
+        pa[i].n = n;
+        pa[i].id = i;
+        st_test_thread_start(&th[i], freeing_producer, &pa[i]);
+    }
+    for (i = 0; i < NPROD; i++) {
+        st_thread_join(&th[i]);
+    }
+    tracker_wait(&tr);
+    st_pool_shutdown(p);
+    ASSERT_EQ(st_atomic_load(&d.drops, ST_RELAXED), 0);
+    st_pool_destroy(p);
+    st_test_barrier_destroy(&start);
+    tracker_destroy(&tr);
+}
+
+/* ------------------------------------------ issue 9 item 22: signal mask */
+
+typedef struct mask_item {
+    st_work_t work;
+    sigset_t seen;
+    st_event_t done;
+} mask_item;
+
+static void
+mask_run(st_work_t *w)
+{
+    mask_item *m = st_container_of(w, mask_item, work);
+
+    (void)pthread_sigmask(SIG_BLOCK, NULL, &m->seen);
+    st_event_set(&m->done);
+}
+
+/* Issue 9 item 22: items run with the signal mask of the thread that
+ * made the pool (not with every signal blocked), on workers and on
+ * dedicated threads, whatever thread submits them. */
+TEST(pool_items_run_with_creators_signal_mask)
+{
+    sigset_t mine, old;
+    mask_item m[2];
+    st_pool_t *p;
+    int i;
+
+    sigemptyset(&mine);
+    sigaddset(&mine, SIGUSR2); /* blocked here, so it must be there too */
+    ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &mine, &old), 0);
+    ASSERT_OK(st_pool_create(&p, 1, 2, NULL));
+    for (i = 0; i < 2; i++) {
+        memset(&m[i], 0, sizeof(m[i]));
+        m[i].work.run = mask_run;
+        st_event_init(&m[i].done);
+    }
+    ASSERT_OK(st_pool_submit(p, &m[0].work));
+    ASSERT_OK(st_pool_submit_dedicated(p, &m[1].work));
+    for (i = 0; i < 2; i++) {
+        ASSERT_OK(st_event_wait(&m[i].done, 20000000000u));
+        ASSERT_EQ(sigismember(&m[i].seen, SIGUSR2), 1);
+        ASSERT_EQ(sigismember(&m[i].seen, SIGINT), 0);
+        ASSERT_EQ(sigismember(&m[i].seen, SIGTERM), 0);
+        st_event_destroy(&m[i].done);
+    }
+    st_pool_shutdown(p);
+    st_pool_destroy(p);
+    ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
 }
