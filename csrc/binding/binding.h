@@ -398,7 +398,9 @@ PyObject *delay_start(st_state *st, uint64_t ns);
  * the caller gives back with delay_release (GIL held for both); with
  * disarm, a timer that has not fired yet is taken out at once (the task
  * then never completes).  So a timeout that lost its race holds no timer
- * and no task until its deadline (issue 9 item 10). */
+ * and no task until its deadline (issue 9 item 10).  Refs: new (the
+ * task); *node is a native claim, not a reference, that delay_release
+ * gives back (Refs: none). */
 struct delay_node;
 PyObject *delay_start_owned(st_state *st, uint64_t ns,
                             struct delay_node **node);
@@ -415,8 +417,11 @@ PyObject *delay_start_token(st_state *st, PyObject *seconds, uint64_t ns,
  * module state, never destroyed while the module lives). */
 st_pool_t *get_pool(st_state *st);
 /* Any thread, GIL or not (the timer thread's fire functions).  The pool
- * if it was made, else NULL; never makes one.  Borrowed. */
+ * if it was made, else NULL; never makes one.  Refs: none (borrowed
+ * native pointer). */
 st_pool_t *pool_peek(st_state *st);
+/* GIL held.  The timer thread, made on first use, or NULL with an error
+ * set.  Refs: none (a native structure owned by the module state). */
 st_timer_t *get_timer(st_state *st);
 /* Queues the work node w.  0, or -1 with an error set.  Refs: none
  * itself: w is embedded in an object whose reference the caller took for
