@@ -149,7 +149,7 @@ $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.test-deps: | $(VENV_PY)
-	$(VENV_PIP) install pytest pytest-timeout
+	$(VENV_PIP) install pytest pytest-timeout flake8
 	@touch $@
 
 venv: $(VENV)/.test-deps
