@@ -228,6 +228,15 @@ ST001_NOT_FLAGGED = {
                 return done.result + done.get_awaiter().get_result()
             return await t2
         """,
+    "named_continuation_of_continue_with": """
+        import sharptask as st
+
+        async def on_done(antecedent, extra=None):
+            return antecedent.result
+
+        def f(t):
+            return t.continue_with(on_done)
+        """,
     "after_await_and_when_all": """
         import sharptask as st
         from sharptask import Task
@@ -272,10 +281,12 @@ ST001_NOT_FLAGGED = {
         import asyncio
         import sharptask
 
-        async def f(event, cond):
+        async def f(self, event, cond, tg):
             await event.wait()
             await asyncio.wait_for(cond.wait(), 1)
             asyncio.ensure_future(event.wait())
+            self.loop.create_task(event.wait())
+            tg.create_task(cond.wait())
         """,
     "result_call_of_unknown_future": """
         import sharptask

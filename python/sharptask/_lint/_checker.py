@@ -29,9 +29,10 @@ DESIGN
            analysis, maximum at joins);
          - `done`: the local names known to be completed tasks, after
            `await t`, `await Task.when_all(t, u)` or inside
-           `if t.is_completed:` (ST001 then leaves `t.result` alone, as
-           VSTHRD002 does after `await Task.WhenAll`; a must analysis,
-           intersection at joins).
+           `if t.is_completed:`, and the first parameter of a def passed
+           to `t.continue_with(fn)` (ST001 then leaves `t.result` alone,
+           as VSTHRD002 does after `await Task.WhenAll` and in a task's
+           own continuation; a must analysis, intersection at joins).
        Expression-level rules (ST001, ST003, ST005, ST006) are checked on
        the same walk; a finding seen twice (loop bodies) is kept once.
 
@@ -66,7 +67,7 @@ import ast
 import re
 from typing import Iterable, NamedTuple
 
-__all__ = ["Finding", "RULES", "check_tree", "module_uses_sharptask"]
+__all__ = ["Finding", "RULES", "check_tree"]
 
 
 class Finding(NamedTuple):
@@ -135,6 +136,13 @@ _CF_FUTURE_MAKERS = {
     "concurrent.futures._base.Future",
     "asyncio.run_coroutine_threadsafe",
 }
+# Methods that take a coroutine and run or schedule it (asyncio's, on a
+# loop or a task group we cannot resolve): `loop.create_task(ev.wait())`
+# hands the coroutine over, it does not block.
+_CORO_CONSUMERS = frozenset({
+    "create_task", "ensure_future", "gather", "wait_for", "shield",
+    "run_coroutine_threadsafe", "start_soon", "start",
+})
 _COMPLETED_PROPS = ("is_completed", "is_completed_successfully",
                     "is_faulted", "is_canceled")
 
@@ -215,6 +223,7 @@ class _Scopes(ast.NodeVisitor):
         self.scope_of: dict[ast.AST, _Scope] = {}   # body owner -> scope
         self.def_scope: dict[ast.AST, _Scope] = {}  # def/class -> outer
         self.uses_sharptask = False
+        self.continue_with_calls = []   # (call, scope): t.continue_with(f)
         self.module = _Scope("module", tree, None)
         self.scope_of[tree] = self.module
         self.cur = self.module
@@ -268,6 +277,13 @@ class _Scopes(ast.NodeVisitor):
         args = node.args
         for d in args.defaults + [d for d in args.kw_defaults if d]:
             self.visit(d)
+
+    def visit_Call(self, node):
+        if (isinstance(node.func, ast.Attribute)
+                and node.func.attr == "continue_with" and node.args
+                and isinstance(node.args[0], ast.Name)):
+            self.continue_with_calls.append((node, self.cur))
+        self.generic_visit(node)
 
     # -- statements that bind
 
@@ -753,10 +769,14 @@ class _Flow:
         self.loops: list[_Loop] = []
         self.in_await = 0       # walking the operand of an await
         self.in_foreign_arg = 0  # walking arguments of another library's call
+        start = _State()
+        first = checker.continuations.get(scope.node)
+        if first is not None:   # a continuation: its antecedent is complete
+            start.done = frozenset({first})
         if isinstance(body, list):
-            self.block(body, _State())
+            self.block(body, start)
         else:                   # a lambda's expression
-            self.expr(body, _State())
+            self.expr(body, start)
 
     # -- statements
 
@@ -1099,7 +1119,8 @@ class _Flow:
             st = self.expr(func, st)
         foreign = _is_foreign(self.r.qual(func, self.scope)) or (
             isinstance(func, ast.Attribute)
-            and self.r.kind(func.value, self.scope) == "foreign")
+            and (func.attr in _CORO_CONSUMERS
+                 or self.r.kind(func.value, self.scope) == "foreign"))
         if foreign:
             self.in_foreign_arg += 1
         try:
@@ -1146,6 +1167,15 @@ class _Checker:
         self.scopes = _Scopes(tree, package)
         self.resolver = _Resolver(self.scopes)
         self.found: dict[tuple, Finding] = {}
+        # Defs passed to `t.continue_with(fn)`: fn's first parameter is the
+        # antecedent task, complete when fn runs (VSTHRD002 leaves `.Result`
+        # in a task's own continuation alone).
+        self.continuations: dict[ast.AST, str] = {}
+        for call, scope in self.scopes.continue_with_calls:
+            for fn in self.resolver.callee_defs(call.args[0], scope) or ():
+                params = fn.args.posonlyargs + fn.args.args
+                if params:
+                    self.continuations[fn] = params[0].arg
 
     def report(self, code, line, byte_col, what, fix):
         col = self.pos.col(line, byte_col) + 1
@@ -1358,11 +1388,6 @@ class _Checker:
                     f"{what} inside an async def runs a nested event loop "
                     "and blocks the caller as a sync wait does",
                     "`await` the coroutine instead")
-
-
-def module_uses_sharptask(tree, package=None) -> bool:
-    """True when the module imports sharptask (or a part of it)."""
-    return _Scopes(tree, package).uses_sharptask
 
 
 def check_tree(tree: ast.AST, lines: Iterable[str], path: str = "<string>",
