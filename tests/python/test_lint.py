@@ -161,6 +161,17 @@ ST001_FLAGGED = {
             t = Task.run(work)
             return first + t.[|result|]
         """,
+    "elements_of_a_collection_not_awaited": """
+        from sharptask import Task
+
+        async def f(tasks, others):
+            await Task.when_any(tasks)
+            for t in tasks:
+                t.[|wait|]()
+            await Task.when_all(others)
+            others = list(tasks)
+            return [t.[|result|] for t in others]
+        """,
     "awaited_on_one_branch_only": """
         import sharptask
 
@@ -247,6 +258,22 @@ ST001_NOT_FLAGGED = {
             await Task.when_all(b, c)
             await st.Task.when_all([d])
             return x + b.result + c.result + d.result + a.wait()
+        """,
+    "known_complete_values": """
+        import sharptask as st
+        from sharptask import Task
+
+        async def f(tasks, a, b):
+            await Task.when_all(tasks)
+            total = sum(t.result for t in tasks)
+            for t in tasks:
+                total += t.result
+            winner = await Task.when_any(a, b)
+            done = Task.from_result(1)
+            same = done
+            return (total + winner.result + done.result + same.result
+                    + st.Task.completed_task.result
+                    + Task.from_result(2).result)
         """,
     "inside_is_completed": """
         import sharptask

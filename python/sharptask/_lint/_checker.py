@@ -29,7 +29,9 @@ DESIGN
            analysis, maximum at joins);
          - `done`: the local names known to be completed tasks, after
            `await t`, `await Task.when_all(t, u)` or inside
-           `if t.is_completed:`, and the first parameter of a def passed
+           `if t.is_completed:`, `t = await Task.when_any(...)`,
+           `t = Task.from_result(...)`, the elements of an awaited
+           `when_all(tasks)`, and the first parameter of a def passed
            to `t.continue_with(fn)` (ST001 then leaves `t.result` alone,
            as VSTHRD002 does after `await Task.WhenAll` and in a task's
            own continuation; a must analysis, intersection at joins).
@@ -142,6 +144,10 @@ _CF_FUTURE_MAKERS = {
 _CORO_CONSUMERS = frozenset({
     "create_task", "ensure_future", "gather", "wait_for", "shield",
     "run_coroutine_threadsafe", "start_soon", "start",
+})
+_COMPLETED_MAKERS = frozenset({
+    "sharptask.Task.from_result", "sharptask.Task.from_exception",
+    "sharptask.Task.from_canceled",
 })
 _COMPLETED_PROPS = ("is_completed", "is_completed_successfully",
                     "is_faulted", "is_canceled")
@@ -460,8 +466,7 @@ class _Resolver:
 
     def __init__(self, scopes: _Scopes):
         self.scopes = scopes
-        self._kinds: dict[int, str | None] = {}
-        self._busy: set[int] = set()
+        self._busy: set[int] = set()    # assignments being resolved
 
     def lookup(self, name, scope):
         """The bindings `name` refers to from `scope` (None: unknown or
@@ -478,11 +483,6 @@ class _Resolver:
             first = False
             s = s.parent
         return None
-
-    def _single(self, bindings, kinds):
-        if not bindings or any(b.kind not in kinds for b in bindings):
-            return None
-        return bindings
 
     def qual(self, expr, scope) -> str | None:
         """The dotted name an expression stands for (`st.Task.run` ->
@@ -849,13 +849,17 @@ class _Flow:
         yes, no = self.refine(node.test, st)
         return _merge(self.block(node.body, yes), self.block(node.orelse, no))
 
-    def _loop(self, st, body, orelse, target=None, test=None):
+    def _loop(self, st, body, orelse, target=None, test=None,
+              elements_done=False):
         def one_pass(entry):
             loop = _Loop()
             self.loops.append(loop)
             s = entry
             if target is not None:
                 s = self.bind(target, None, s)
+                if elements_done and isinstance(target, ast.Name):
+                    s = s.copy()        # `for t in tasks` after
+                    s.done = s.done | {target.id}   # when_all(tasks)
             if test is not None:
                 s, _ = self.refine(test, self.expr(test, s))
             end = self.block(body, s)
@@ -878,7 +882,12 @@ class _Flow:
 
     def s_For(self, node, st):
         st = self.expr(node.iter, st)
-        return self._loop(st, node.body, node.orelse, target=node.target)
+        return self._loop(st, node.body, node.orelse, target=node.target,
+                          elements_done=self._elements_done(node.iter, st))
+
+    @staticmethod
+    def _elements_done(iterable, st):
+        return isinstance(iterable, ast.Name) and iterable.id in st.done
 
     s_AsyncFor = s_For
 
@@ -962,6 +971,10 @@ class _Flow:
             if value is not None and self.is_valuetask_call(value):
                 st = st.copy()
                 st.vt[target.id] = 0
+            elif value is not None and self.c.is_complete(
+                    value, self.scope, st):
+                st = st.copy()
+                st.done = st.done | {target.id}
             return st
         if isinstance(target, (ast.Tuple, ast.List)):
             for elt in target.elts:
@@ -1062,6 +1075,10 @@ class _Flow:
                 for i, gen in enumerate(gens):
                     if i:
                         st = self.expr(gen.iter, st)
+                    if (self._elements_done(gen.iter, st)
+                            and isinstance(gen.target, ast.Name)):
+                        st = st.copy()
+                        st.done = st.done | {gen.target.id}
                     for cond in gen.ifs:
                         st = self.expr(cond, st)
                 if isinstance(node, ast.DictComp):
@@ -1200,14 +1217,28 @@ class _Checker:
 
     # -- ST001 (VSTHRD002)
 
+    def is_complete(self, value, scope, st):
+        """A value known to be a completed task: a name in `st.done` (not
+        a ValueTask: its second read is ST001 as well as ST004, SPEC D5),
+        `await Task.when_any(...)` (the task that finished),
+        `Task.from_result(...)` and its kin, `Task.completed_task`."""
+        if isinstance(value, ast.Name):
+            return value.id in st.done and value.id not in st.vt
+        if isinstance(value, ast.Await):
+            value = value.value
+            return (isinstance(value, ast.Call) and self.resolver.qual(
+                value.func, scope) == f"{_ST}.Task.when_any")
+        if isinstance(value, ast.Call):
+            return self.resolver.qual(value.func, scope) in _COMPLETED_MAKERS
+        return self.resolver.qual(value, scope) == \
+            f"{_ST}.Task.completed_task"
+
     def _receiver_is_task_like(self, recv, scope, st):
         """Could `recv` be a sharptask task whose wait blocks?"""
-        if isinstance(recv, ast.Name):
-            if recv.id in ("self", "cls"):
-                return False
-            if recv.id in st.done and recv.id not in st.vt:
-                return False    # complete; a ValueTask's second read is
-                                # ST001 as well as ST004 (SPEC D5)
+        if isinstance(recv, ast.Name) and recv.id in ("self", "cls"):
+            return False
+        if self.is_complete(recv, scope, st):
+            return False
         if isinstance(recv, (ast.Await, ast.Constant, ast.JoinedStr)):
             return False
         q = self.resolver.qual(recv, scope)

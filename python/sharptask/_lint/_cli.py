@@ -20,7 +20,7 @@ import re
 import sys
 import tokenize
 
-from ._checker import Finding, check_tree
+from ._checker import RULES, Finding, check_tree
 
 try:
     import tomllib
@@ -191,15 +191,19 @@ def _python_files(root: str):
 
 
 def _parser() -> argparse.ArgumentParser:
+    rules = "\n".join(f"  {r.code}  {r.title} ({r.dotnet})"
+                      for r in RULES.values())
     p = argparse.ArgumentParser(
         prog="python -m sharptask lint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Check code written against sharptask for the "
-                    "article's async best practices (rules ST001-ST006, "
-                    "docs/lint.md), like .NET's analyzers.  Reads source "
-                    "only; imports nothing it checks.",
-        epilog="exit status: 0 no findings, 1 findings, 2 usage error or "
-               "a file that does not parse.  `# noqa` or "
-               "`# noqa: ST001` on a line silences it.")
+                    "article's async best practices,\nlike .NET's "
+                    "analyzers (docs/lint.md).  Reads source only; "
+                    "imports nothing\nit checks.",
+        epilog=f"rules:\n{rules}\n\n"
+               "`# noqa` or `# noqa: ST001` at the end of a line "
+               "silences it.\nexit status: 0 no findings, 1 findings, "
+               "2 usage error or a file that does\nnot parse.")
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="a file, or a folder searched for *.py")
     p.add_argument("--format", choices=("text", "json"), default="text",
