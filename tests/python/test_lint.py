@@ -1067,6 +1067,23 @@ def test_checker_never_imports_what_it_reads(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.timeout(60)
+def test_checker_deep_nesting_terminates():
+    """D5: loops are walked twice to find a second consumption on the next
+    turn; 30 nested loops around a ValueTask still finish (the second turn
+    is skipped when it cannot change anything, and past a depth), and the
+    double await is still found."""
+    depth = 30
+    lines = ["import sharptask as st", "",
+             "@st.async_value_method", "async def read_async():", "    pass",
+             "", "async def f(xs):", "    vt = read_async()"]
+    for i in range(depth):
+        lines.append("    " * (i + 1) + f"for x{i} in xs:")
+    lines.append("    " * (depth + 1) + "await vt")
+    found = lint("\n".join(lines) + "\n")
+    assert found == [(len(lines), 4 * depth + 11, "ST004")]
+
+
 def test_check_tree_is_the_shared_entry_point():
     """D5: check_tree takes a tree and lines (what flake8 hands a plugin)
     and leaves noqa to the caller."""

@@ -467,6 +467,7 @@ class _Resolver:
     def __init__(self, scopes: _Scopes):
         self.scopes = scopes
         self._busy: set[int] = set()    # assignments being resolved
+        self._kind_of: dict[int, str | None] = {}   # assignment -> kind
 
     def lookup(self, name, scope):
         """The bindings `name` refers to from `scope` (None: unknown or
@@ -537,14 +538,18 @@ class _Resolver:
             kinds = set()
             for b in bindings:
                 key = id(b)
-                if key in self._busy:
+                if key not in self._kind_of:
+                    if key in self._busy:
+                        return None
+                    self._busy.add(key)
+                    try:
+                        self._kind_of[key] = self.kind(b.value, b.scope)
+                    finally:
+                        self._busy.discard(key)
+                kinds.add(self._kind_of[key])
+                if len(kinds) > 1:
                     return None
-                self._busy.add(key)
-                try:
-                    kinds.add(self.kind(b.value, b.scope))
-                finally:
-                    self._busy.discard(key)
-            return kinds.pop() if len(kinds) == 1 else None
+            return kinds.pop()
         if isinstance(expr, ast.Call):
             q = self.qual(expr.func, scope)
             if q in _CF_EXECUTORS:
@@ -737,6 +742,10 @@ class _State:
     def copy(self):
         return _State(self.vt, self.done)
 
+    def same(self, other):
+        return (other is not None and self.vt == other.vt
+                and self.done == other.done)
+
 
 def _merge(*states):
     live = [s for s in states if s is not None]
@@ -748,6 +757,9 @@ def _merge(*states):
             vt[name] = max(n, vt.get(name, 0))
     done = frozenset.intersection(*(s.done for s in live))
     return _State(vt, done)
+
+
+_MAX_LOOP_DEPTH = 6
 
 
 class _Loop:
@@ -867,7 +879,13 @@ class _Flow:
             return _merge(end, *loop.continues), loop.breaks
 
         first, breaks1 = one_pass(st)
-        second, breaks2 = one_pass(_merge(st, first))
+        again = _merge(st, first)
+        if st.same(again) or len(self.loops) >= _MAX_LOOP_DEPTH:
+            # A second turn would see the same state (or the loop is nested
+            # too deep to afford one: each level doubles the work).
+            second, breaks2 = first, []
+        else:
+            second, breaks2 = one_pass(again)
         forever = (test is not None and isinstance(test, ast.Constant)
                    and test.value)
         normal = None if forever else _merge(st, first, second)
@@ -1071,7 +1089,9 @@ class _Flow:
         self.scope = self.c.scopes.scope_of.get(node, outer)
         try:
             entry = st
-            for _ in range(2):      # the body runs many times
+            for turn in range(2):   # the body runs many times
+                if turn and entry.same(_merge(entry, st)):
+                    break
                 for i, gen in enumerate(gens):
                     if i:
                         st = self.expr(gen.iter, st)
