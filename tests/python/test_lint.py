@@ -273,6 +273,8 @@ ST001_NOT_FLAGGED = {
             for t in tasks:
                 total += t.result
             winner = await Task.when_any(a, b)
+            response = await st.Task.run(dict)
+            total += response.result
             done = Task.from_result(1)
             same = done
             return (total + winner.result + done.result + same.result

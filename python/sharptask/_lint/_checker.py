@@ -29,7 +29,7 @@ DESIGN
            analysis, maximum at joins);
          - `done`: the local names known to be completed tasks, after
            `await t`, `await Task.when_all(t, u)` or inside
-           `if t.is_completed:`, `t = await Task.when_any(...)`,
+           `if t.is_completed:`, `t = await ...` (`Task.when_any`),
            `t = Task.from_result(...)`, the elements of an awaited
            `when_all(tasks)`, and the first parameter of a def passed
            to `t.continue_with(fn)` (ST001 then leaves `t.result` alone,
@@ -1238,16 +1238,15 @@ class _Checker:
     # -- ST001 (VSTHRD002)
 
     def is_complete(self, value, scope, st):
-        """A value known to be a completed task: a name in `st.done` (not
-        a ValueTask: its second read is ST001 as well as ST004, SPEC D5),
-        `await Task.when_any(...)` (the task that finished),
-        `Task.from_result(...)` and its kin, `Task.completed_task`."""
+        """A value known not to be a pending task: a name in `st.done`
+        (not a ValueTask: its second read is ST001 as well as ST004, SPEC
+        D5), the value of an `await` (a result; `await Task.when_any(...)`
+        gives the task that finished), `Task.from_result(...)` and its
+        kin, `Task.completed_task`."""
         if isinstance(value, ast.Name):
             return value.id in st.done and value.id not in st.vt
         if isinstance(value, ast.Await):
-            value = value.value
-            return (isinstance(value, ast.Call) and self.resolver.qual(
-                value.func, scope) == f"{_ST}.Task.when_any")
+            return True
         if isinstance(value, ast.Call):
             return self.resolver.qual(value.func, scope) in _COMPLETED_MAKERS
         return self.resolver.qual(value, scope) == \

@@ -56,9 +56,9 @@ def _noqa_lines(source: str) -> dict[int, str]:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
             if tok.type in (tokenize.ENDMARKER, tokenize.DEDENT):
                 continue
-            first = tok.start[0] if first is None else min(first,
-                                                          tok.start[0])
-            last = tok.end[0] if last is None else max(last, tok.end[0])
+            if first is None:
+                first, last = tok.start[0], tok.end[0]
+            first, last = min(first, tok.start[0]), max(last, tok.end[0])
             if tok.type in (tokenize.NL, tokenize.NEWLINE):
                 text = "".join(lines[first - 1:last])
                 for n in range(first, last + 1):
