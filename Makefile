@@ -154,7 +154,7 @@ $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.test-deps: | $(VENV_PY)
-	$(VENV_PIP) install pytest pytest-timeout
+	$(VENV_PIP) install pytest pytest-timeout flake8
 	@touch $@
 
 # ST_WERROR=1: the extension builds without a single warning (H1)

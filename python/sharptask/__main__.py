@@ -1,5 +1,6 @@
-"""The command line: `python -m sharptask demo [NAME]` and
-`python -m sharptask bench [--quick]` (SPEC D4)."""
+"""The command line: `python -m sharptask demo [NAME]`,
+`python -m sharptask bench [--quick]` (SPEC D4) and
+`python -m sharptask lint PATH...` (SPEC D5)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ commands:
   demo [NAME]       run the article's scenarios as explained experiments
                     (python -m sharptask demo --help lists them)
   bench [--quick]   run the benchmarks against asyncio and concurrent.futures
+  lint PATH...      check code for the article's async best practices
+                    (python -m sharptask lint --help)
 """
 
 
@@ -27,6 +30,9 @@ def main(argv=None) -> int:
     if command == "bench":
         from .bench import main as bench_main
         return bench_main(rest)
+    if command == "lint":
+        from ._lint import main as lint_main
+        return lint_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -765,13 +765,13 @@ def demo_deadlock() -> None:
                            threading.get_ident()))
 
         @st.async_void
-        async def button1_click_async():
+        async def button1_click_async(sender, e):
             mark("click handler starts, calls get_json_async")
             text = await get_json_async(uri)
             mark(f"click handler resumes, label.text = {text}")
             done.set_result(text)
 
-        ui.invoke(button1_click_async)
+        ui.invoke(button1_click_async, "button1", None)
         mark("main: click delivered, ui.invoke returned")
         repaint = ui.begin_invoke(mark, "UI processes a repaint message "
                                         "meanwhile")
@@ -1180,8 +1180,8 @@ def demo_async_void() -> None:
     class SaveFailed(Exception):
         pass
 
-    @st.async_void
-    async def on_save_clicked(name, fail_before_await=False):
+    @st.async_void  # on purpose: this demo is about async void itself
+    async def on_save_clicked(name, fail_before_await=False):  # noqa: ST002
         if fail_before_await:
             raise SaveFailed(f"{name}: failed before its first await")
         await st.Task.delay(delay)
@@ -1238,8 +1238,8 @@ def demo_async_void() -> None:
           "Python SynchronizationContext subclass")
     pump = _CountingPump.make(st)
 
-    @st.async_void
-    async def on_load(n):
+    @st.async_void  # on purpose: the pump below counts async void calls
+    async def on_load(n):  # noqa: ST002
         await st.Task.delay(delay)
 
     prev = st.SynchronizationContext.current()
@@ -1441,7 +1441,7 @@ def demo_fire_and_forget() -> None:
         # ---- 1. dropped
         _step("1. the result dropped: send_welcome_email_async('ann')")
         t0 = time.perf_counter()
-        send_welcome_email_async("ann")    # fire and forget
+        send_welcome_email_async("ann")  # noqa: ST003 (dropped on purpose)
         returned = time.perf_counter() - t0
         _wait_until(lambda: reported("ann"))
         _show("the call returned after:",
@@ -1512,7 +1512,7 @@ def demo_fire_and_forget() -> None:
 
         sys.unraisablehook = capture
         try:
-            send_welcome_email_async("dee")
+            send_welcome_email_async("dee")  # noqa: ST003 (on purpose)
             _wait_until(lambda: hooked)
         finally:
             sys.unraisablehook = old_hook
@@ -1927,7 +1927,7 @@ def demo_starvation() -> None:
         await signal.task
 
     def fixed(signal):
-        awaiting(signal)  # returns at its first await: nothing blocks
+        _ = awaiting(signal)  # returns at its first await: nothing blocks
 
     took, delta, after = run_case(fixed)
     _show("time until every item ran:", f"{took * 1e3:.1f} ms")
