@@ -13,19 +13,35 @@ stops the build.  So before autodoc renders a docstring, this hook:
 - escapes ``*``, ``|`` and a word's trailing ``_`` everywhere else;
 - turns every indented block into a literal block (an example or a table,
   shown as written), and puts a blank line before a list that follows a
-  line of text.
+  line of text;
+- links every rule id that has an entry in semantics.md (``SPEC A3``,
+  ``R7.2``) to that entry.
 
 No docstring is changed in the package; only what the site shows.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
 # A role with its text, a ``literal``, or a `single` backtick span.
 _SPANS = re.compile(r"(:[\w:.-]+:`[^`]+`|``.+?``|`[^`\n]+`)")
 _TRAILING_UNDERSCORE = re.compile(r"(?<=\w)_(?=[\s.,:;!?)\]}'\"/\\>-]|$)")
 _LIST_ITEM = re.compile(r"^(?:[-*+] |\d+[.)] )")
+_RULE_ID = re.compile(
+    r"(?<![\w.\\])([TSACVKPDHI]\d{1,2}a?|[RS]\d{1,2}\.\d{1,2})(?![\w]|\.\d)")
+# rule id -> label of its entry in semantics.md, filled at builder-inited
+_RULES: dict[str, str] = {}
+
+
+def _link_rules(text: str) -> str:
+    def link(m):
+        label = _RULES.get(m.group(1))
+        if label is None:
+            return m.group(0)
+        return f":ref:`{m.group(1)} <{label}>`"
+    return _RULE_ID.sub(link, text)
 
 
 def _escape_text(text: str) -> str:
@@ -38,7 +54,7 @@ def _inline(line: str) -> str:
     out = []
     for i, part in enumerate(_SPANS.split(line)):
         if i % 2 == 0:
-            out.append(_escape_text(part))
+            out.append(_link_rules(_escape_text(part)))
         elif part.startswith("`") and not part.startswith("``"):
             out.append("``" + part[1:-1] + "``")  # `x` -> ``x``
         else:
@@ -98,6 +114,20 @@ def _on_docstring(app, what, name, obj, options, lines):
     lines[:] = convert(list(lines))
 
 
+def _load_rules(app):
+    """Read the entries of semantics.md: a label line, then its heading."""
+    path = os.path.join(app.srcdir, "semantics.md")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    _RULES.clear()
+    for prev, line in zip(lines, lines[1:]):
+        label = re.fullmatch(r"\(([\w-]+)\)=", prev.strip())
+        head = re.match(r"^#{3,4} (\S+) · ", line)
+        if label and head:
+            _RULES[head.group(1)] = label.group(1)
+
+
 def setup(app):
+    app.connect("builder-inited", _load_rules)
     app.connect("autodoc-process-docstring", _on_docstring)
     return {"version": "1", "parallel_read_safe": True}
