@@ -153,8 +153,10 @@ check-c-tsan: build/tsan/run_tests
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.test-deps: | $(VENV_PY)
-	$(VENV_PIP) install pytest pytest-timeout
+# setuptools >= 77 reads pyproject's SPDX license (PEP 639): the sanitized
+# builds run setup.py with the venv's own setuptools.
+$(VENV)/.test-deps: pyproject.toml | $(VENV_PY)
+	$(VENV_PIP) install pytest pytest-timeout "setuptools>=77"
 	@touch $@
 
 venv: $(VENV)/.test-deps
