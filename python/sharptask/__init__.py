@@ -16,7 +16,10 @@ drives it the way ``AsyncTaskMethodBuilder`` drives ``MoveNext()``::
     print(task.status)           # TaskStatus.WAITING_FOR_ACTIVATION
     print(task.result)           # 42 (blocks, like .Result)
 
-See SPEC.md for the contract, rule by rule.
+The documentation (docs/ in the source distribution; `make docs` builds
+the site) has the tutorial, the .NET name table, the API reference and the
+semantics reference, which explains every rule id the docstrings cite
+("SPEC A1" is its entry A1).
 """
 
 import atexit as _atexit

@@ -1,6 +1,7 @@
 """The benchmark runner: `python -m sharptask bench [--quick] [--only IDS]`.
 
-Runs the BENCHMARKS.md workloads (W1-W12, listed in _benchmarks.WORKLOADS) that
+Runs the benchmark workloads (W1-W12, listed in _benchmarks.WORKLOADS and
+described on the documentation's benchmarks page, docs/benchmarks.md) that
 live in `sharptask._benchmarks`, each against its peer in this same process, with a
 progress indicator on stderr; prints the interpreter, the CPU count and
 whether uvloop is used; prints one result line per comparison (with its

@@ -1,4 +1,8 @@
-"""`python -m sharptask demo [NAME]`: the article's scenarios as experiments.
+"""`python -m sharptask demo [NAME]`: the tutorial's scenarios as experiments.
+
+Each scenario has a page in the documentation's tutorial
+(docs/tutorial/NAME.md); the rule ids in the text (A5, T7, R7.4) are
+entries of its semantics reference (docs/semantics.md).
 
 Each scenario runs a small experiment with sharptask, measures what happened
 (statuses, threads, timings: nothing is canned) and explains why, in .NET's
@@ -523,7 +527,7 @@ def _child_env():
 
 # --------------------------------------------------------------- deadlock
 
-# The child of part 4: the article's deadlock with the detector set to
+# The child of part 4: the classic deadlock with the detector set to
 # sys.argv[1] ("off" or "warn"). A watchdog thread only *looks* (it posts
 # nothing and completes nothing) and reports what it sees, then the parent
 # kills the child.
@@ -610,7 +614,7 @@ class _HangingChild:
 
 
 def demo_deadlock() -> None:
-    """C5/C6: the sync-over-async deadlock of the article, the detector's
+    """C5/C6: the sync-over-async deadlock, the detector's
     DeadlockError, and the three fixes."""
     import sharptask as st
 
@@ -618,7 +622,7 @@ def demo_deadlock() -> None:
     uri = "https://example.com/api"
     _title("deadlock: blocking on async code from a UI thread")
     _say("""
-        The article's example: a WinForms button handler calls
+        The classic example: a WinForms button handler calls
         GetJsonAsync(uri).Result. GetJsonAsync awaits
         HttpClient.GetStringAsync with the UI context captured, so the rest
         of it must run on the UI thread, and the UI thread is blocked in
@@ -786,7 +790,7 @@ def demo_deadlock() -> None:
             ran while the request was in flight), and the rest of the
             handler ran on the {th.name(resumed)} when the request
             completed, where touching controls is safe. This is the fix the
-            article recommends.""")
+            .NET guidance recommends.""")
 
         _step("3b. or block on a thread with no context: "
               "Task.run(get_json_async, uri).result")
@@ -1976,8 +1980,11 @@ def run(name: str) -> int:
 def main(argv=None, prog="python -m sharptask demo") -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Run the article's scenarios as small explained "
-                    "experiments.",
+        description="Run the tutorial's scenarios as small explained "
+                    "experiments. Each has a page in the documentation's "
+                    "tutorial (docs/tutorial/NAME.md); rule ids such as A5 "
+                    "or R7.4 are explained in its semantics reference "
+                    "(docs/semantics.md).",
         epilog="scenarios: " + ", ".join(SCENARIOS))
     parser.add_argument("name", nargs="?", choices=list(SCENARIOS),
                         metavar="NAME",
