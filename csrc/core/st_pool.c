@@ -1226,6 +1226,7 @@ worker_main(void *arg)
     int src, how = PARK_CLOSING, retiring;
 
     tls_worker = w;
+    st_thread_set_name("sharptask-worker", (long)w->index + 1);
     st_mutex_lock(&p->mu);
     p->started++;
     st_cond_broadcast(&p->state_cv); /* st_pool_create waits for this */
@@ -1300,6 +1301,7 @@ dedicated_main(void *arg)
     st_pool_t *p = d->pool;
     st_work_t *item = d->item;
 
+    st_thread_set_name("sharptask-long-running", -1);
     if (!is_domain(p, item)) {
         item->run(item);
     }
@@ -1442,6 +1444,7 @@ gate_main(void *arg)
     worker_t *watch_holder = NULL, *holder;
     int quiet = 0, inject, retry, wake, mode;
 
+    st_thread_set_name("sharptask-gate", -1);
     st_mutex_lock(&p->mu);
     last_sample = st_now_ns();
     last_completed = total_completed(p);
