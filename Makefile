@@ -6,7 +6,7 @@
 #   make check-c     lint, header check, C tests: plain, asan, tsan
 #                    (make check is the same)
 #                    (T=filter runs only the tests whose name contains it)
-#   make venv        .venv with pytest, pytest-timeout and the package
+#   make venv        .venv with pytest, pytest-timeout, mypy and the package
 #   make test        check-c, venv, pytest tests/python, then pytest
 #                    again against an ASan+UBSan build (check-py-asan)
 #   make demo        venv, then python -m sharptask demo
@@ -152,7 +152,14 @@ $(VENV)/.test-deps: | $(VENV_PY)
 	$(VENV_PIP) install pytest pytest-timeout
 	@touch $@
 
-venv: $(VENV)/.test-deps
+# mypy for tests/python/test_typing.py (mypy, stubtest: issue 14); pinned:
+# each mypy release may add checks, and stubtest's verdict must not change
+# under a test run.
+$(VENV)/.typing-deps: | $(VENV_PY)
+	$(VENV_PIP) install mypy==2.4.1
+	@touch $@
+
+venv: $(VENV)/.test-deps $(VENV)/.typing-deps
 	$(VENV_PIP) install .
 
 # Sequential on purpose, even under make -j.
