@@ -156,6 +156,45 @@ def test_issue14_pool_threads_are_named_for_python_and_the_os():
         os_names()
 
 
+@pytest.mark.timeout(60)
+def test_issue14_thread_names_under_worker_churn_stress():
+    """issue 14, stress: workers started and retired over and over (a short
+    thread_timeout) while many items read their thread's name: every item
+    sees sharptask-worker-N, and once the pool has shrunk back no retired
+    worker is left in threading.enumerate() (each one drops its entry when
+    it ends)."""
+    proc = run_script(textwrap.dedent("""
+        import re, threading, time, sharptask as st
+        tp = st.ThreadPool
+        st._native._pool_set_tuning({"thread_timeout": 0.05})
+        bad = []
+        def item():
+            name = threading.current_thread().name
+            if not re.fullmatch(r"sharptask-worker-\\d+", name):
+                bad.append(name)
+            time.sleep(0.001)
+        deadline = time.monotonic() + 4
+        rounds = 0
+        while time.monotonic() < deadline and rounds < 6:
+            tp.set_max_threads(16); tp.set_min_threads(8)
+            st.Task.wait_all([st.Task.run(item) for _ in range(400)])
+            tp.set_min_threads(1)
+            t0 = time.monotonic()
+            while tp.thread_count > 1 and time.monotonic() - t0 < 5:
+                time.sleep(0.01)
+            rounds += 1
+        time.sleep(0.1)
+        listed = [t.name for t in threading.enumerate()
+                  if t.name.startswith("sharptask-worker-")]
+        print(rounds, len(bad), tp.thread_count, len(listed))
+        assert not bad, bad[:5]
+        assert len(listed) <= tp.thread_count, (listed, tp.thread_count)
+    """), timeout=50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rounds, bad, threads, listed = map(int, proc.stdout.split())
+    assert rounds >= 2 and bad == 0 and listed <= threads
+
+
 # --------------------------------------------------------------- warnings
 
 
