@@ -163,7 +163,9 @@ class _TokenWait:
         self.token = token
         self.mirror = mirror
         self.reg = None
-        self.task = task  # for the timeout's message; dropped by finish()
+        # for the timeout's message (only a wait with a timeout needs it);
+        # dropped by finish()
+        self.task = task if secs is not None else None
         self.secs = secs
         inner = self.inner.token
         task.continue_with(self._on_done, cancellation_token=inner,
