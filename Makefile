@@ -6,7 +6,7 @@
 #   make check-c     lint, header check, C tests: plain, asan, tsan
 #                    (make check is the same)
 #                    (T=filter runs only the tests whose name contains it)
-#   make venv        .venv with pytest, pytest-timeout and the package
+#   make venv        .venv with pytest, pytest-timeout, flake8, mypy and the package
 #                    (built with ST_WERROR=1: no compiler warning, H1)
 #   make check-py-versions  the same build and the whole pytest suite on
 #                    every CPython 3.12 / 3.13 the machine has (pyenv or
@@ -164,8 +164,15 @@ $(VENV)/.test-deps: pyproject.toml | $(VENV_PY)
 	$(VENV_PIP) install pytest pytest-timeout flake8 "setuptools>=77"
 	@touch $@
 
+# mypy for tests/python/test_typing.py (mypy, stubtest: issue 14); pinned:
+# each mypy release may add checks, and stubtest's verdict must not change
+# under a test run.
+$(VENV)/.typing-deps: | $(VENV_PY)
+	$(VENV_PIP) install mypy==2.4.1
+	@touch $@
+
 # ST_WERROR=1: the extension builds without a single warning (H1)
-venv: $(VENV)/.test-deps
+venv: $(VENV)/.test-deps $(VENV)/.typing-deps
 	ST_WERROR=1 $(VENV_PIP) install .
 
 # Sequential on purpose, even under make -j.

@@ -437,10 +437,10 @@ report_deadlock(st_state *st, thread_rec *r, TaskObject *t)
     }
     if (msg != NULL) {
         if (g_mode == 1) {
-            rc = PyErr_WarnEx(PyExc_RuntimeWarning, PyUnicode_AsUTF8(msg), 1)
-                         < 0
-                     ? -1
-                     : 0;
+            /* at the user's line, past sharptask's own frames (issue 14) */
+            PyObject *res = call_impl(st, "_warn", &msg, 1, NULL);
+            rc = res == NULL ? -1 : 0;
+            Py_XDECREF(res);
         }
         else {
             PyErr_SetObject(st->DeadlockError, msg);

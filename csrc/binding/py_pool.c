@@ -75,12 +75,40 @@ static pthread_mutex_t g_pool_create_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void warn_starvation(st_state *st, uint64_t events);
 
+/* GIL held, on a core thread (issue 14): tell the threading module about
+ * it under the name the core gave it, so that
+ * threading.current_thread().name is "sharptask-worker-3" and not
+ * "Dummy-7" (enter=1, on its first attach), and forget it again when the
+ * thread ends (enter=0).  Best effort: a name is a diagnostic. */
+static void
+python_thread_name(st_state *st, int enter)
+{
+    const char *name = st_thread_name();
+    PyObject *exc, *arg, *res = NULL;
+
+    if (name == NULL) {
+        return; /* not a thread the core started and named */
+    }
+    exc = PyErr_GetRaisedException();
+    arg = enter ? PyUnicode_FromString(name) : Py_NewRef(Py_None);
+    if (arg != NULL) {
+        res = call_impl(st, "_name_thread", &arg, 1, NULL);
+        Py_DECREF(arg);
+    }
+    if (res == NULL) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(res);
+    PyErr_SetRaisedException(exc);
+}
+
 static int
 hook_attach(void *arg, void **slot)
 {
     st_state *st = arg;
     PyThreadState *ts = *slot;
     uint64_t notices;
+    int fresh = 0;
     /* relaxed: a flag; finalization is checked again below */
     if (st_atomic_load(&st->shutting_down, ST_RELAXED)
         || Py_IsFinalizing()) {
@@ -92,12 +120,16 @@ hook_attach(void *arg, void **slot)
             return -1;
         }
         *slot = ts;
+        fresh = 1;
     }
     /* A caller that queued this item is usually about to release the GIL
      * in its wait: poll briefly instead of sleeping on the GIL. */
     gil_spin_until_free(ATTACH_SPIN_NS);
     PyEval_RestoreThread(ts);
     gil_note_taken(); /* py_gil.c: the hand-off hint */
+    if (fresh) {
+        python_thread_name(st, 1);
+    }
     /* The GIL is ours: a starvation notice can become a warning now. */
     if (pool_peek(st) != NULL
         && (notices = st_pool_take_starvation_notices(pool_peek(st)))
@@ -147,23 +179,25 @@ hook_thread_exit(void *arg, void **slot)
         return; /* leak the thread state: safer than touching it */
     }
     PyEval_RestoreThread(ts);
+    python_thread_name((st_state *)arg, 0);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
 }
 
-/* GIL held, on a worker.  D3: the RuntimeWarning of a starvation event.
- * A warning turned into an error by the filters has no caller to reach
- * on a pool thread: it is dropped (the event stays counted). */
+/* GIL held, on a worker.  D3: the RuntimeWarning of a starvation event,
+ * attributed to "<sharptask thread pool>" (sharptask._impl._warn: no user
+ * line is on this stack), not to "sys:1".  A warning turned into an error
+ * by the filters has no caller to reach on a pool thread: it is dropped
+ * (the event stays counted). */
 static void
 warn_starvation(st_state *st, uint64_t events)
 {
     st_pool_stats_t s;
-    PyObject *exc;
+    PyObject *exc, *msg, *res = NULL;
 
     st_pool_get_stats(pool_peek(st), &s);
     exc = PyErr_GetRaisedException();
-    if (PyErr_WarnFormat(
-            PyExc_RuntimeWarning, 1,
+    msg = PyUnicode_FromFormat(
             "sharptask.ThreadPool starvation: work items waited with no "
             "work item completing for %d ms; the pool injected a thread "
             "(%llu starvation event(s) so far, %d threads now, %llu items "
@@ -171,9 +205,15 @@ warn_starvation(st_state *st, uint64_t events)
             "time.sleep) causes this: await instead, or use "
             "TaskCreationOptions.LONG_RUNNING.",
             500, (unsigned long long)s.starvation_events, s.thread_count,
-            (unsigned long long)s.pending) < 0) {
+            (unsigned long long)s.pending);
+    if (msg != NULL) {
+        res = call_impl(st, "_warn", &msg, 1, NULL);
+        Py_DECREF(msg);
+    }
+    if (res == NULL) {
         PyErr_Clear();
     }
+    Py_XDECREF(res);
     (void)events;
     PyErr_SetRaisedException(exc);
 }

@@ -769,6 +769,66 @@ Sem_repr(PyObject *op)
                                 self->sem_disposed ? " disposed" : "");
 }
 
+/* The context-manager protocols (issue 14), which .NET's SemaphoreSlim has
+ * no counterpart of but a Python user expects: `with sem:` is wait() then
+ * release(); `async with sem:` awaits wait_async() (what __aenter__
+ * returns), then release()s.  Neither takes a timeout or a token: use the
+ * methods for those. */
+static PyObject *
+sem_enter(PyObject *op, PyObject *Py_UNUSED(unused))
+{
+    PyObject *noargs = PyTuple_New(0), *res;
+    if (noargs == NULL) {
+        return NULL;
+    }
+    res = sem_wait(op, noargs, NULL);
+    Py_DECREF(noargs);
+    return res;
+}
+
+static PyObject *
+exit_release(PyObject *op, Py_ssize_t nargs, const char *name)
+{
+    PyObject *prev;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes exactly 3 arguments (%zd given)", name,
+                     nargs);
+        return NULL;
+    }
+    prev = sem_release(op, NULL, 0, NULL);
+    if (prev == NULL) {
+        return NULL;
+    }
+    Py_DECREF(prev);
+    Py_RETURN_NONE; /* false: an exception of the block propagates */
+}
+
+static PyObject *
+sem_exit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)args;
+    return exit_release(op, nargs, "__exit__");
+}
+
+static PyObject *
+sem_aenter(PyObject *op, PyObject *Py_UNUSED(unused))
+{
+    return sem_wait_async(op, NULL, 0, NULL);
+}
+
+static PyObject *
+sem_aexit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *prev = exit_release(op, nargs, "__aexit__");
+    (void)args;
+    if (prev == NULL) {
+        return NULL;
+    }
+    Py_DECREF(prev);
+    return Py_NewRef(g_st->cached[0]); /* Task.completed_task: None */
+}
+
 static PyMethodDef Sem_methods[] = {
     {"wait", (PyCFunction)(void (*)(void))sem_wait,
      METH_VARARGS | METH_KEYWORDS,
@@ -801,6 +861,18 @@ static PyMethodDef Sem_methods[] = {
     {"_expire", sem_expire, METH_O,
      PyDoc_STR("_expire($self, waiter, /)\n--\n\n"
                "Internal: a waiter's timeout or token fired.")},
+    {"__enter__", sem_enter, METH_NOARGS,
+     PyDoc_STR("__enter__($self, /)\n--\n\n"
+               "`with sem:` enters with wait() (returns True).")},
+    {"__exit__", (PyCFunction)(void (*)(void))sem_exit, METH_FASTCALL,
+     PyDoc_STR("__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"
+               "Leaves with release().")},
+    {"__aenter__", sem_aenter, METH_NOARGS,
+     PyDoc_STR("__aenter__($self, /)\n--\n\n"
+               "`async with sem:` awaits wait_async() (returns its Task).")},
+    {"__aexit__", (PyCFunction)(void (*)(void))sem_aexit, METH_FASTCALL,
+     PyDoc_STR("__aexit__($self, exc_type, exc_value, traceback, /)\n--\n\n"
+               "Leaves with release(); returns a completed Task.")},
     {NULL, NULL, 0, NULL},
 };
 
@@ -829,7 +901,11 @@ static PyType_Slot Sem_slots[] = {
          "    try:\n"
          "        ...\n"
          "    finally:\n"
-         "        sem.release()\n")},
+         "        sem.release()\n\n"
+         "or, the same (a Python addition; .NET has no such thing):\n\n"
+         "    async with sem:\n"
+         "        ...\n\n"
+         "`with sem:` is wait() then release() for a blocking thread.\n")},
     {Py_tp_new, Sem_new},
     {Py_tp_traverse, Sem_traverse},
     {Py_tp_clear, Sem_clear},

@@ -2172,7 +2172,8 @@ static PyMethodDef Task_methods[] = {
                "Queue fn(*args) to the thread pool and return its Task\n"
                "(like Task.Run).  A returned Task or coroutine is unwrapped.")},
     {"_start_new", task_start_new_raw, METH_VARARGS | METH_STATIC,
-     PyDoc_STR("_start_new(fn, args, options, /)\n--\n\n"
+     PyDoc_STR("_start_new(fn, args, options, scheduler=None, "
+               "cancellation_token=None, /)\n--\n\n"
                "Internal: TaskFactory.start_new on the default scheduler.")},
     {"delay", (PyCFunction)(void (*)(void))task_delay,
      METH_VARARGS | METH_KEYWORDS | METH_STATIC,
@@ -3062,7 +3063,30 @@ typedef struct wait_async_timer {
                             plain proxy: it can also time out */
     struct delay_node *timer; /* our claim on the delay's timer, or NULL */
     int refs;
+    double secs;         /* the timeout, for the message */
 } wait_async_timer;
+
+/* The TimeoutError of wait_async: what timed out and after how long
+ * (issue 14), worded as sharptask._impl._timeout_error words it.  Returns
+ * a new reference, or NULL with an exception set. */
+static PyObject *
+wait_async_timeout_error(TaskObject *src, double secs)
+{
+    PyObject *msg, *e;
+    char *num = PyOS_double_to_string(secs, 'g', 6, 0, NULL);
+    if (num == NULL) {
+        return NULL;
+    }
+    msg = PyUnicode_FromFormat("wait_async(): %R did not complete within "
+                               "the timeout of %s s", (PyObject *)src, num);
+    PyMem_Free(num);
+    if (msg == NULL) {
+        return NULL;
+    }
+    e = PyObject_CallOneArg(PyExc_TimeoutError, msg);
+    Py_DECREF(msg);
+    return e;
+}
 
 /* One node is done (ran, or taken off its task): the last frees w. */
 static void
@@ -3085,7 +3109,7 @@ wait_async_timeout_fire(st_cont_t *c, st_task_t *core, int how)
 {
     wait_async_timer *w = st_container_of(c, wait_async_timer, cont);
     TaskObject *p = w->promise;
-    PyObject *e = PyObject_CallNoArgs(PyExc_TimeoutError), *excs;
+    PyObject *e = wait_async_timeout_error(w->src, w->secs), *excs;
     (void)core;
     (void)how;
     excs = e != NULL ? PyTuple_Pack(1, e) : NULL;
@@ -3166,6 +3190,7 @@ mod_wait_async_timeout(PyObject *mod, PyObject *args)
     w->src = (TaskObject *)Py_NewRef(src);
     w->timer = timer; /* steals our claim */
     w->refs = 2;
+    w->secs = (double)ns / 1e9;
     /* Both nodes go on before either may run: each one's fn takes the
      * other off its task. */
     if (st_task_add_cont(&delay->task_core, &w->cont) != 0) {

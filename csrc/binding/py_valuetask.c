@@ -1432,8 +1432,10 @@ static PyGetSetDef ValueTask_getset[] = {
 
 static PyType_Slot ValueTask_slots[] = {
     {Py_tp_doc, (void *)PyDoc_STR(
-         "ValueTask(result=None) / ValueTask(task) / ValueTask(source, token)"
-         "\n--\n\n"
+         "ValueTask(value=None, /, token=None, *, result=None, task=None,"
+         " source=None)\n--\n\n"
+         "ValueTask(result), ValueTask(task) or ValueTask(source, token)\n"
+         "(or the same by keyword).\n"
          "A result, a Task, or an IValueTaskSource operation, like\n"
          "System.Threading.Tasks.ValueTask<T>.  Await it (or take its\n"
          "result, awaiter or Task) once; preserve() gives a reusable one.")},

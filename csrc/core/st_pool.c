@@ -1253,6 +1253,7 @@ worker_main(void *arg)
      * left pending here forever).  The handler a signal runs here only
      * flags it: the interpreter acts on it in its main thread. */
     (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL);
+    st_thread_set_name("sharptask-worker", (long)w->index + 1);
     st_mutex_lock(&p->mu);
     p->started++;
     st_cond_broadcast(&p->state_cv); /* st_pool_create waits for this */
@@ -1330,6 +1331,7 @@ dedicated_main(void *arg)
     st_work_t *item = d->item;
 
     (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL); /* as workers */
+    st_thread_set_name("sharptask-long-running", -1);
     if (!is_domain(p, item)) {
         item->run(item);
     }
@@ -1472,6 +1474,7 @@ gate_main(void *arg)
     worker_t *watch_holder = NULL, *holder;
     int quiet = 0, inject, retry, wake, mode;
 
+    st_thread_set_name("sharptask-gate", -1);
     st_mutex_lock(&p->mu);
     last_sample = st_now_ns();
     last_completed = total_completed(p);

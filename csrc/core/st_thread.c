@@ -9,6 +9,8 @@
 
 #include <errno.h>    /* ETIMEDOUT, EBUSY */
 #include <signal.h>   /* sigfillset, pthread_sigmask */
+#include <stdio.h>    /* snprintf */
+#include <string.h>   /* strlen, strncmp */
 #include <time.h>     /* clock_gettime */
 #include <unistd.h>   /* sysconf, syscall */
 #include <sys/syscall.h> /* SYS_gettid */
@@ -181,6 +183,58 @@ uint64_t
 st_thread_id(void)
 {
     return (uint64_t)syscall(SYS_gettid);
+}
+
+/* The name st_thread_set_name gave this thread ("" before: not named).
+ * The default TLS model on purpose (not ST_THREAD_LOCAL's initial-exec):
+ * the array would eat into the small static TLS surplus that glibc keeps
+ * for dlopen'ed objects, and nothing reads it on a hot path. */
+static _Thread_local char tls_name[ST_THREAD_NAME_MAX];
+
+/* Copies at most cap - 1 bytes of src to dst, NUL-terminated. */
+static void
+copy_cut(char *dst, size_t cap, const char *src)
+{
+    size_t i;
+    for (i = 0; i + 1 < cap && src[i] != '\0'; i++) {
+        dst[i] = src[i];
+    }
+    dst[i] = '\0';
+}
+
+void
+st_thread_set_name(const char *base, long number)
+{
+    static const char long_prefix[] = "sharptask-";
+    char os_name[16]; /* Linux: 15 bytes and the NUL */
+    size_t plen = sizeof(long_prefix) - 1;
+    const char *name = tls_name;
+
+    if (number >= 0) {
+        (void)snprintf(tls_name, sizeof(tls_name), "%.24s-%ld", base,
+                       number);
+    }
+    else {
+        copy_cut(tls_name, sizeof(tls_name), base);
+    }
+    if (strlen(name) < sizeof(os_name)
+        || strncmp(name, long_prefix, plen) != 0) {
+        copy_cut(os_name, sizeof(os_name), name);
+    }
+    else {
+        os_name[0] = 's';
+        os_name[1] = 't';
+        os_name[2] = '-';
+        copy_cut(os_name + 3, sizeof(os_name) - 3, name + plen);
+    }
+    /* Best effort: a name is a diagnostic, never worth failing for. */
+    (void)pthread_setname_np(pthread_self(), os_name);
+}
+
+const char *
+st_thread_name(void)
+{
+    return tls_name[0] != '\0' ? tls_name : NULL;
 }
 
 /* --------------------------------------------------------------- event */

@@ -73,6 +73,20 @@ void st_thread_join(st_thread_t *t);
 /* A small positive id of the calling OS thread (gettid on Linux). */
 uint64_t st_thread_id(void);
 
+/* Names the calling thread (issue 14), first thing in a thread's main:
+ * `name`, followed by "-<number>" when number >= 0 ("sharptask-worker-3"),
+ * cut to ST_THREAD_NAME_MAX - 1 bytes, is kept for st_thread_name() and
+ * given to the OS (top -H, gdb, /proc/.../comm), which keeps 15 bytes on
+ * Linux: the name itself when it fits, else the same with its "sharptask-"
+ * prefix shortened to "st-" (and cut to 15), so that the worker number
+ * stays visible ("st-worker-12"). */
+#define ST_THREAD_NAME_MAX 48
+void st_thread_set_name(const char *name, long number);
+/* The calling thread's name as st_thread_set_name set it, or NULL for a
+ * thread the core did not start.  The string is the thread's own: valid on
+ * that thread until it sets another name. */
+const char *st_thread_name(void);
+
 /* Any thread. */
 void st_event_init(st_event_t *e);
 void st_event_destroy(st_event_t *e);

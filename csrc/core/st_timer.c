@@ -117,6 +117,7 @@ timer_main(void *arg)
     size_t n, i;
 
     tls_timer = t;
+    st_thread_set_name("sharptask-timer", -1);
     st_mutex_lock(&t->mu);
     while (!t->closing) {
         e = st_heap_min(&t->heap);

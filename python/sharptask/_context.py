@@ -9,7 +9,8 @@ import os
 import sys
 import threading
 import traceback
-from typing import Any, Callable
+import types
+from typing import Any, Callable, Coroutine, ParamSpec
 
 from . import _native
 from ._builder import async_method
@@ -48,7 +49,7 @@ class UiThread:
 
     def __init__(self, name: str = "UiThread") -> None:
         self.context = SingleThreadSynchronizationContext()
-        self._closed = TaskCompletionSource()
+        self._closed: TaskCompletionSource[None] = TaskCompletionSource()
         self._started = threading.Event()
         self._ident: int | None = None
         self._thread = threading.Thread(target=self._main, name=name,
@@ -84,7 +85,7 @@ class UiThread:
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
         self._check_open()
-        tcs = TaskCompletionSource()
+        tcs: TaskCompletionSource[Any] = TaskCompletionSource()
         _native._completed_by(tcs.task, self.context)
 
         def call(_state: Any) -> None:
@@ -226,11 +227,12 @@ def set_unhandled_exception_policy(policy: str) -> str:
 
 class _UnraisableArgs:
     def __init__(self, exc: BaseException, where: str) -> None:
-        self.exc_type = type(exc)
-        self.exc_value = exc
-        self.exc_traceback = exc.__traceback__
-        self.err_msg = f"Exception ignored in async void method {where}"
-        self.object = None
+        self.exc_type: type[BaseException] = type(exc)
+        self.exc_value: BaseException | None = exc
+        self.exc_traceback: types.TracebackType | None = exc.__traceback__
+        self.err_msg: str | None = (
+            f"Exception ignored in async void method {where}")
+        self.object: object = None
 
 
 def _report_unhandled(exc: BaseException, where: str) -> None:
@@ -272,7 +274,13 @@ def _deliver(exc: BaseException, ctx: Any, name: str) -> None:
         _on_pool(_report_unhandled, AggregateError([exc, post_error]), name)
 
 
-def async_void(fn: Callable) -> Callable[..., None]:
+_P = ParamSpec("_P")
+
+
+# Typed like @async_method (SPEC §0): for `@async_void async def
+# f(x: int) -> None`, f(1) is None and the arguments are checked.
+def async_void(fn: Callable[_P, Coroutine[Any, Any, Any]]
+               ) -> Callable[_P, None]:
     """An ``async void`` method (AsyncVoidMethodBuilder, SPEC A8).
 
     Calling it returns None.  It calls ``operation_started()`` on the
@@ -284,9 +292,9 @@ def async_void(fn: Callable) -> Callable[..., None]:
     thread, as .NET rethrows it on the thread pool.
     """
     if isinstance(fn, staticmethod):
-        return staticmethod(async_void(fn.__func__))  # type: ignore
+        return staticmethod(async_void(fn.__func__))
     if isinstance(fn, classmethod):
-        return classmethod(async_void(fn.__func__))  # type: ignore
+        return classmethod(async_void(fn.__func__))
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"async_void(): "
                         f"{getattr(fn, '__qualname__', fn)!s} is not an "

@@ -5,7 +5,8 @@ loaded and raises these very classes.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Self, Sequence, cast
+
 
 __all__ = [
     "AggregateError",
@@ -29,23 +30,30 @@ class AggregateError(ExceptionGroup):
     """
 
     def __new__(cls, message: str | Iterable[BaseException] = _AGG_MESSAGE,
-                exceptions: Iterable[BaseException] | None = None):
+                exceptions: Iterable[BaseException] | None = None) -> Self:
         if exceptions is None:
             if isinstance(message, str):
                 raise TypeError(
                     "AggregateError() needs at least one inner exception")
             exceptions, message = message, _AGG_MESSAGE
+        elif not isinstance(message, str):
+            raise TypeError("message must be a str, not "
+                            f"{type(message).__name__}")
         excs = list(exceptions)
         if not excs:
             raise ValueError("exceptions: an AggregateError needs at least "
                              "one inner exception")
-        return super().__new__(cls, message, excs)
+        # ExceptionGroup itself rejects an inner BaseException that is not
+        # an Exception (TypeError): the static type stays the wider one.
+        return super().__new__(cls, message, cast("list[Exception]", excs))
 
-    def __init__(self, message: Any = _AGG_MESSAGE, exceptions: Any = None):
+    def __init__(self, message: str | Iterable[BaseException] = _AGG_MESSAGE,
+                 exceptions: Iterable[BaseException] | None = None) -> None:
         # ExceptionGroup initialises itself in __new__; accept both forms.
         pass
 
-    def derive(self, excs):  # used by except* to split the group
+    def derive(self, excs: Sequence[Exception]  # type: ignore[override]
+               ) -> AggregateError:  # used by except* to split the group
         return AggregateError(self.message, excs)
 
     @property

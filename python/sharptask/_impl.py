@@ -7,7 +7,10 @@ C methods call the functions of this module by name.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import sys
 import threading
+import warnings
 from typing import Any
 
 from . import _native
@@ -78,6 +81,64 @@ _EXEC_SYNC = 0x80000  # TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY
 _ONLY_ON_RAN = 0x60000  # TaskContinuationOptions.ONLY_ON_RAN_TO_COMPLETION
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The registry of the warnings issued on pool threads (as a module's
+# __warningregistry__: the "default" action shows each one once).
+_POOL_WARNING_REGISTRY: dict[Any, Any] = {}
+
+
+def _warn(message: str, category: type[Warning] = RuntimeWarning) -> None:
+    """Issue one of sharptask's own warnings where it belongs (issue 14):
+    at the first line outside the sharptask package on the calling
+    thread's stack (the user's call, as a right ``stacklevel`` would
+    give); on a pool thread with no such line, at ``<sharptask thread
+    pool>``, never at ``sys:1``.  May raise, as warnings.warn does, when
+    a filter turns the warning into an error."""
+    frame = sys._getframe(0).f_back  # None on a pool thread's bare stack
+    level = 2  # stacklevel 1 would be this function
+    while frame is not None and \
+            os.path.abspath(frame.f_code.co_filename).startswith(
+                _PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    if frame is not None:
+        warnings.warn(message, category, stacklevel=level)
+        return
+    warnings.warn_explicit(message, category, "<sharptask thread pool>", 0,
+                           module="sharptask",
+                           registry=_POOL_WARNING_REGISTRY)
+
+
+def _name_thread(name: str | None) -> None:
+    """Called by the binding on a pool, timer or long-running thread
+    (issue 14): with the core's name for the thread on its first attach,
+    so that ``threading.current_thread().name`` is ``sharptask-worker-3``
+    (not ``Dummy-7``); with None when the thread ends, to drop its entry
+    (a dummy thread's is otherwise never removed, and
+    ``threading.enumerate()`` would list dead workers)."""
+    if name is not None:
+        threading.current_thread().name = name
+        return
+    active = getattr(threading, "_active", None)
+    lock = getattr(threading, "_active_limbo_lock", None)
+    dummy = getattr(threading, "_DummyThread", None)
+    if active is None or lock is None or dummy is None:
+        return
+    with lock:
+        ident = threading.get_ident()
+        if isinstance(active.get(ident), dummy):
+            del active[ident]
+
+
+def _timeout_error(task: Any, secs: float, provider: Any = None
+                   ) -> TimeoutError:
+    """The TimeoutError of wait_async: what timed out and after how long
+    (issue 14; py_task.c words the native one the same way)."""
+    clock = f" on {provider!r}" if provider is not None else ""
+    return TimeoutError(f"wait_async(): {task!r} did not complete within "
+                        f"the timeout of {secs:g} s{clock}")
+
+
 def _register_quiet(token: Any, fn) -> Any:
     """Register fn() on token without flowing the context."""
     unsafe = getattr(token, "unsafe_register", None)
@@ -94,14 +155,18 @@ class _TokenWait:
     the registration on `token` is dropped.  So a long-pending task and a
     long-lived token keep nothing of a finished wait."""
 
-    __slots__ = ("tcs", "inner", "reg", "token", "mirror")
+    __slots__ = ("tcs", "inner", "reg", "token", "mirror", "task", "secs")
 
     def __init__(self, task, secs, token, mirror):
-        self.tcs = TaskCompletionSource()
+        self.tcs: TaskCompletionSource[Any] = TaskCompletionSource()
         self.inner = _native.CancellationTokenSource()
         self.token = token
         self.mirror = mirror
         self.reg = None
+        # for the timeout's message (only a wait with a timeout needs it);
+        # dropped by finish()
+        self.task = task if secs is not None else None
+        self.secs = secs
         inner = self.inner.token
         task.continue_with(self._on_done, cancellation_token=inner,
                            options=_EXEC_SYNC)
@@ -116,6 +181,7 @@ class _TokenWait:
     def finish(self):
         """Release the continuation, the timer and the registration."""
         self.inner.cancel()
+        self.task = None
         reg, self.reg = self.reg, None
         if reg is not None:
             getattr(reg, "unregister", reg.dispose)()
@@ -133,7 +199,7 @@ class _TokenWait:
         self.finish()
 
     def _on_timeout(self, _):
-        self.tcs.try_set_exception(TimeoutError())
+        self.tcs.try_set_exception(_timeout_error(self.task, self.secs))
         self.finish()
 
     def _on_token(self):
@@ -213,7 +279,7 @@ def task_wait_async(task, timeout=None, cancellation_token=None):
     if token is not None and token.is_cancellation_requested:
         return Task.from_canceled(token)
     if secs == 0:
-        return Task.from_exception(TimeoutError())
+        return Task.from_exception(_timeout_error(task, secs))
     if token is None or not token.can_be_canceled:
         return _native._wait_async_timeout(task, secs)
     # K3: the token, the timeout and the task race; the first one wins and
@@ -229,7 +295,7 @@ def delay_token(seconds, token):
     d = Task.delay(seconds)
     if d.is_completed or not token.can_be_canceled:
         return d
-    tcs = TaskCompletionSource()
+    tcs: TaskCompletionSource[None] = TaskCompletionSource()
     reg = token.register(lambda: tcs.try_set_canceled(token))
 
     def done(t):
@@ -266,7 +332,7 @@ def task_from_future(fut):
     if not isinstance(fut, concurrent.futures.Future):
         raise TypeError("from_future(): future must be a "
                         f"concurrent.futures.Future, not {type(fut).__name__}")
-    tcs = TaskCompletionSource()
+    tcs: TaskCompletionSource[Any] = TaskCompletionSource()
 
     def done(f):
         if f.cancelled():
@@ -282,7 +348,7 @@ def task_from_future(fut):
 def context_send(ctx, callback, state):
     """SingleThreadSynchronizationContext.send from another thread: post
     and wait (a deadlock-aware wait)."""
-    tcs = TaskCompletionSource()
+    tcs: TaskCompletionSource[Any] = TaskCompletionSource()
     _native._completed_by(tcs.task, ctx)
 
     def call(_):

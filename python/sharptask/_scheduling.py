@@ -4,7 +4,7 @@ unobserved-exception event; custom schedulers arrive with issue 4."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, overload
 
 from . import _native
 from ._enums import TaskCreationOptions
@@ -12,6 +12,8 @@ from ._errors import InvalidOperationError
 
 Task = _native.Task
 TaskCompletionSource = _native.TaskCompletionSource
+
+_S = TypeVar("_S")
 
 __all__ = ["TaskScheduler", "TaskFactory", "ThreadPool",
            "UnobservedTaskExceptionEventArgs"]
@@ -250,10 +252,49 @@ class _ThreadPool:
     not start it."""
 
     # Native (no Python frame, no GC object per item: the hot path of
-    # W12); their docstrings are in csrc/binding/py_pool.c.
-    queue_user_work_item = staticmethod(_native._queue_user_work_item)
-    unsafe_queue_user_work_item = staticmethod(
-        _native._unsafe_queue_user_work_item)
+    # W12); their docstrings are in csrc/binding/py_pool.c.  The checker
+    # sees their signatures (fn() without a state, fn(state) with one).
+    if TYPE_CHECKING:
+        @overload
+        @staticmethod
+        def queue_user_work_item(fn: Callable[[], object], *,
+                                 prefer_local: bool = False) -> bool:
+            ...
+
+        @overload
+        @staticmethod
+        def queue_user_work_item(fn: Callable[[_S], object], state: _S,
+                                 prefer_local: bool = False) -> bool:
+            ...
+
+        @staticmethod
+        def queue_user_work_item(fn: Callable[..., object],
+                                 state: Any = ...,
+                                 prefer_local: bool = False) -> bool:
+            ...
+
+        @overload
+        @staticmethod
+        def unsafe_queue_user_work_item(fn: Callable[[], object], *,
+                                        prefer_local: bool = False) -> bool:
+            ...
+
+        @overload
+        @staticmethod
+        def unsafe_queue_user_work_item(fn: Callable[[_S], object],
+                                        state: _S,
+                                        prefer_local: bool = False) -> bool:
+            ...
+
+        @staticmethod
+        def unsafe_queue_user_work_item(fn: Callable[..., object],
+                                        state: Any = ...,
+                                        prefer_local: bool = False) -> bool:
+            ...
+    else:
+        queue_user_work_item = staticmethod(_native._queue_user_work_item)
+        unsafe_queue_user_work_item = staticmethod(
+            _native._unsafe_queue_user_work_item)
 
     def set_min_threads(self, n: int) -> bool:
         """Set the minimum worker count, like ``SetMinThreads``: False

@@ -24,11 +24,12 @@ import math
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from . import _native
 from ._enums import TaskContinuationOptions, TaskCreationOptions
 from ._errors import InvalidOperationError, ObjectDisposedError
+from ._impl import _timeout_error
 
 Task = _native.Task
 TaskCompletionSource = _native.TaskCompletionSource
@@ -36,7 +37,31 @@ TaskCompletionSource = _native.TaskCompletionSource
 __all__ = ["Timer", "PeriodicTimer", "TimeProvider", "FakeTimeProvider"]
 
 _MAX_SECONDS = 4294967.294  # .NET: 0xFFFFFFFE ms
-_UNSET: Any = object()
+
+
+class _TimerItself:
+    """The default ``state`` of a Timer: the callback gets the timer."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the timer itself>"
+
+
+_UNSET: Any = _TimerItself()
+
+
+class _ITimer(Protocol):
+    """What ``TimeProvider.create_timer`` returns (.NET's ``ITimer``): a
+    Timer, or a FakeTimeProvider's timer."""
+
+    def change(self, due: Any, period: Any) -> bool:
+        """Re-arm from now; False after dispose()."""
+        ...
+
+    def dispose(self) -> None:
+        """Stop the timer (idempotent)."""
+        ...
 
 
 def _seconds(value: Any, name: str) -> Optional[float]:
@@ -100,8 +125,7 @@ class Timer:
 
     def __init__(self, callback: Callable[[Any], Any], state: Any = _UNSET,
                  due: Any = -1, period: Any = -1,
-                 time_provider: Optional["TimeProvider"] = None, *,
-                 _flow: bool = True, _itimer: bool = False) -> None:
+                 time_provider: Optional["TimeProvider"] = None) -> None:
         if not callable(callback):
             raise TypeError("callback must be callable, not "
                             f"{type(callback).__name__}")
@@ -111,7 +135,9 @@ class Timer:
         self._state = self if state is _UNSET else state
         self._lock = threading.Lock()
         self._disposed = False
-        self._itimer = _itimer
+        # True for the timers of TimeProvider.create_timer (ITimer): their
+        # change() after dispose() returns False instead of raising
+        self._itimer = False
         self._impl: Any = None
         provider = _check_provider(time_provider)
         if provider is not TimeProvider.system:
@@ -119,7 +145,7 @@ class Timer:
             self._impl = provider.create_timer(callback, self._state, due,
                                                period)
             return
-        self._ctx = contextvars.copy_context() if _flow else None
+        self._ctx = contextvars.copy_context()
         self._gen = 0
         self._shot: Any = None
         self._period: Optional[float] = None
@@ -159,11 +185,8 @@ class Timer:
             else:
                 self._shot = None
             ctx = self._ctx
-        if ctx is not None:
-            # a copy per call: overlapping callbacks cannot share one
-            ctx.copy().run(self._callback, self._state)
-        else:
-            self._callback(self._state)
+        # a copy per call: overlapping callbacks cannot share one
+        ctx.copy().run(self._callback, self._state)
 
     # -- the API ---------------------------------------------------------
 
@@ -272,10 +295,12 @@ class TimeProvider:
         return timedelta(seconds=(end - start) / freq)
 
     def create_timer(self, callback: Callable[[Any], Any], state: Any,
-                     due: Any, period: Any) -> Timer:
+                     due: Any, period: Any) -> _ITimer:
         """A timer on this provider's clock (``CreateTimer``): it has
         change(due, period) (False after dispose) and dispose()."""
-        return Timer(callback, state, due, period, _itimer=True)
+        timer = Timer(callback, state, due, period)
+        timer._itimer = True
+        return timer
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
@@ -332,7 +357,7 @@ class FakeTimeProvider(TimeProvider):
             start = datetime(2000, 1, 1, tzinfo=timezone.utc)
         start = _aware(start, "start")
         self._start = start
-        self._now = start
+        self._now: datetime = start
         self._lock = threading.RLock()
         self._timers: list["_FakeTimer"] = []
         self._next_id = 0
@@ -428,6 +453,7 @@ class FakeTimeProvider(TimeProvider):
                     timer = min(due, key=lambda t: (t._wake, t._id))
                     before = self._now
                     wake = timer._wake
+                    assert wake is not None  # only timers with a wake time
                     if timer._period is None:
                         self._timers.remove(timer)
                         timer._wake = None
@@ -587,7 +613,7 @@ class PeriodicTimer:
             if self._signaled:
                 self._signaled = False
                 return vt(True)
-            tcs = TaskCompletionSource(
+            tcs: TaskCompletionSource[bool] = TaskCompletionSource(
                 None, TaskCreationOptions.RUN_CONTINUATIONS_ASYNCHRONOUSLY)
             self._waiter = tcs
         if token is not None and token.can_be_canceled:
@@ -655,7 +681,7 @@ def delay(seconds: Any, token: Any, provider: Any) -> Any:
         return Task.from_canceled(token)
     if secs == 0:
         return Task.completed_task
-    tcs = TaskCompletionSource(
+    tcs: TaskCompletionSource[None] = TaskCompletionSource(
         None, TaskCreationOptions.RUN_CONTINUATIONS_ASYNCHRONOUSLY)
     timer = None
     if secs is not None:
@@ -686,13 +712,14 @@ def wait_async(task: Any, timeout: Any, token: Any, provider: Any) -> Any:
     if token is not None and token.is_cancellation_requested:
         return Task.from_canceled(token)
     if secs == 0:
-        return Task.from_exception(TimeoutError())
-    tcs = TaskCompletionSource(
+        return Task.from_exception(_timeout_error(task, secs, provider))
+    tcs: TaskCompletionSource[Any] = TaskCompletionSource(
         None, TaskCreationOptions.RUN_CONTINUATIONS_ASYNCHRONOUSLY)
     timer = None
     if secs is not None:
         timer = provider.create_timer(
-            lambda _s: tcs.try_set_exception(TimeoutError()), None, secs, -1)
+            lambda _s: tcs.try_set_exception(
+                _timeout_error(task, secs, provider)), None, secs, -1)
     reg = None
     if token is not None and token.can_be_canceled:
         reg = token.register(lambda: tcs.try_set_canceled(token))

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
+from typing import (Any, Callable, Coroutine, ParamSpec, Protocol, TypeVar,
+                    overload, runtime_checkable)
 
 from . import _native
 from ._enums import ValueTaskSourceOnCompletedFlags, ValueTaskSourceStatus
 from ._errors import OperationCanceledError
 
-T = TypeVar("T")
+_T_co = TypeVar("_T_co", covariant=True)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 __all__ = ["async_value_method", "IValueTaskSource"]
 
 
 @runtime_checkable
-class IValueTaskSource(Protocol[T]):
+class IValueTaskSource(Protocol[_T_co]):
     """The protocol behind a source-backed ValueTask (SPEC V3), like .NET's
     ``IValueTaskSource<T>``.  Any class with these three methods can back
     ``ValueTask(source, token)``; ``ManualResetValueTaskSourceCore`` does
@@ -48,7 +51,7 @@ class IValueTaskSource(Protocol[T]):
         """The status of the operation ``token`` stands for."""
         ...
 
-    def get_result(self, token: int) -> T:
+    def get_result(self, token: int) -> _T_co:
         """Its result, or raise its exception (once completed)."""
         ...
 
@@ -59,7 +62,25 @@ class IValueTaskSource(Protocol[T]):
         ...
 
 
-def async_value_method(fn=None, *, pooling: bool = False):
+# Typed like @async_method (SPEC §0): for `@async_value_method async def
+# f(x: int) -> str`, f(1) is a ValueTask[str], with or without arguments.
+# (A plain callable for the checker: see async_method.)
+@overload
+def async_value_method(
+        fn: Callable[_P, Coroutine[Any, Any, _R]], *, pooling: bool = False
+) -> Callable[_P, _native.ValueTask[_R]]:
+    ...
+
+
+@overload
+def async_value_method(
+        fn: None = None, *, pooling: bool = False
+) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]],
+              Callable[_P, _native.ValueTask[_R]]]:
+    ...
+
+
+def async_value_method(fn: Any = None, *, pooling: bool = False) -> Any:
     """Make an ``async def`` return a :class:`ValueTask` (SPEC V5).
 
     Like ``async ValueTask<T>`` in C#: calling it runs the body now, up to
@@ -123,7 +144,7 @@ def _complete_from_source(tcs, source, token) -> None:
 
 
 def _completed_task(source, token):
-    tcs = _native.TaskCompletionSource()
+    tcs: _native.TaskCompletionSource[Any] = _native.TaskCompletionSource()
     _complete_from_source(tcs, source, token)
     return tcs.task
 
@@ -154,7 +175,7 @@ def _source_as_task(source, token):
     """ValueTask(source, token).as_task() (reference 1.6)."""
     if source.get_status(token) != _PENDING:
         return _completed_task(source, token)
-    tcs = _native.TaskCompletionSource()
+    tcs: _native.TaskCompletionSource[Any] = _native.TaskCompletionSource()
     state = _AsTaskState(tcs, source, token)
     source.on_completed(_as_task_continuation, state, token,
                         ValueTaskSourceOnCompletedFlags.NONE)

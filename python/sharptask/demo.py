@@ -27,10 +27,64 @@ import textwrap
 import threading
 import time
 import tracemalloc
+from typing import Any, Callable
 
 WIDTH = 78
+#: No line of a demo's output is wider than this (issue 14).
+MAX_COLUMNS = 100
 
 # ------------------------------------------------------------------ output
+
+
+def _wrap_line(line: str, indent: str | None = None) -> str:
+    """``line`` as it is if it fits in MAX_COLUMNS, else wrapped there with
+    a hanging indent: ``indent``, or by default the line's own leading
+    whitespace (and ``| `` or ``child> `` marker) plus four spaces."""
+    if len(line) <= MAX_COLUMNS:
+        return line
+    if indent is None:
+        stripped = line.lstrip(" ")
+        lead = line[:len(line) - len(stripped)]
+        for marker in ("| ", "child> ", "child stderr> "):
+            if stripped.startswith(marker):
+                lead += marker
+                break
+        indent = lead + "    "
+    return textwrap.fill(line, MAX_COLUMNS, subsequent_indent=indent,
+                         drop_whitespace=True, break_on_hyphens=False)
+
+
+class _WrappedOutput:
+    """What sys.stdout is while a demo runs: it passes every complete line
+    through _wrap_line, so that whatever a demo prints (measured values,
+    exception messages, a child's output) stays within MAX_COLUMNS.  Pool
+    threads may print too: a lock keeps lines whole."""
+
+    def __init__(self, out: Any) -> None:
+        self._out = out
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            *lines, self._pending = self._pending.split("\n")
+            for line in lines:
+                self._out.write(_wrap_line(line) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def close_line(self) -> None:
+        """Write out a last line that has no newline yet."""
+        with self._lock:
+            pending, self._pending = self._pending, ""
+            if pending:
+                self._out.write(_wrap_line(pending))
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, isatty ...
+        return getattr(self._out, name)
 
 
 def _title(text: str) -> None:
@@ -50,7 +104,10 @@ def _say(text: str) -> None:
 
 
 def _show(label: str, value) -> None:
-    print(f"   {label:<44} {value}")
+    """Print ``label`` and a measured ``value`` in two columns; a long
+    value goes on under itself."""
+    head = f"   {label:<44} "
+    print(_wrap_line(head + str(value), " " * min(len(head), 48)))
 
 
 def _thread_name(ident: int, main_ident: int) -> str:
@@ -85,7 +142,7 @@ def demo_state_machine() -> None:
     def mark(label):
         events.append((time.perf_counter_ns(), label, threading.get_ident()))
 
-    gate = st.TaskCompletionSource()
+    gate: st.TaskCompletionSource[int] = st.TaskCompletionSource()
 
     @st.async_method
     async def get_async():
@@ -185,8 +242,8 @@ def demo_state_machine() -> None:
 
         def __init__(self):
             self.state = -1       # <>1__state
-            self.builder = None   # <>t__builder
-            self.awaiter = None   # <>u__1
+            self.builder: Any = None   # <>t__builder
+            self.awaiter: Any = None   # <>u__1
             self.url = None       # the hoisted parameter
 
         def move_next(self):
@@ -272,8 +329,8 @@ def demo_state_machine() -> None:
         raise
     _show("GetAsync('ftp://...') raised at the call?", "no")
     _show("status of its task:", faulted.status.name)
-    exc = faulted.exception
-    inner = exc.inner_exceptions[0] if exc is not None else None
+    agg = faulted.exception
+    inner = agg.inner_exceptions[0] if agg is not None else None
     _show("task.exception.inner_exceptions[0]:", repr(inner))
 
     # The decorated twin for comparison.
@@ -365,7 +422,8 @@ def demo_task_vs_thread() -> None:
         return value + 1
 
     t0 = time.perf_counter()
-    sources = [st.TaskCompletionSource() for _ in range(n)]
+    sources: list[st.TaskCompletionSource[int]] = [
+        st.TaskCompletionSource() for _ in range(n)]
     tasks = [waiter(s) for s in sources]
     create_s = time.perf_counter() - t0
     pending = sum(1 for t in tasks if not t.is_completed)
@@ -480,9 +538,12 @@ def demo_task_vs_thread() -> None:
 
 
 def _quote(text, prefix: str = "   | ") -> None:
-    """Print a multi-line text (an exception's message) as it is."""
+    """Print a multi-line text (an exception's message) as it is, each
+    line wrapped at MAX_COLUMNS, four columns in."""
     for line in str(text).splitlines():
-        print(prefix + line)
+        body = line.lstrip(" ")
+        lead = prefix + line[:len(line) - len(body)]
+        print(_wrap_line(lead + body, lead + "    "))
 
 
 def _ms(seconds: float) -> str:
@@ -578,7 +639,7 @@ class _HangingChild:
     def __init__(self, mode: str) -> None:
         import subprocess
         self.mode = mode
-        self.lines = []
+        self.lines: list[str] = []
         self.done = threading.Event()
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -589,6 +650,7 @@ class _HangingChild:
         self.reader.start()
 
     def _read(self) -> None:
+        assert self.proc.stdout is not None  # stdout=PIPE
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
             if line.startswith("watchdog: done"):
@@ -607,6 +669,7 @@ class _HangingChild:
             self.proc.kill()
         self.proc.wait()
         self.reader.join(2)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
         self.stderr = self.proc.stderr.read()
         self.proc.stderr.close()
         self.proc.stdout.close()
@@ -661,7 +724,7 @@ def demo_deadlock() -> None:
         impl_before = "sharptask._impl" in sys.modules
         clicks = []
         for _ in range(2):  # the same click twice
-            box = {"error": None}
+            box: dict[str, Any] = {"error": None}
             try:
                 ui.invoke(button1_click, box)
             except st.DeadlockError as exc:
@@ -760,7 +823,7 @@ def demo_deadlock() -> None:
 
         # ---- 3. async all the way
         _step("3. async all the way: an async void handler that awaits")
-        done = st.TaskCompletionSource()
+        done: st.TaskCompletionSource[str] = st.TaskCompletionSource()
         events = []
         t0 = time.perf_counter()
 
@@ -979,7 +1042,9 @@ def demo_configure_await() -> None:
 
         @st.async_method
         async def yield_probe(make, order):
-            st.SynchronizationContext.current().post(
+            ctx = st.SynchronizationContext.current()
+            assert ctx is not None  # it runs on the UI thread
+            ctx.post(
                 lambda _: order.append("a callback posted before the await"),
                 None)
             await make()
@@ -1000,7 +1065,7 @@ def demo_configure_await() -> None:
         ]
 
         def start(make):
-            order = []
+            order: list[str] = []
             task = yield_probe(make, order)
             return task, task.is_completed, order
 
@@ -1082,7 +1147,7 @@ def demo_configure_await() -> None:
         _show("unobserved-exception reports after gc.collect():",
               f"{len(reports)} ({', '.join(hosts) or 'none'})")
         try:
-            done_task.configure_await(8)
+            done_task.configure_await(8)  # type: ignore[arg-type]
             invalid = "accepted"
         except (ValueError, TypeError) as exc:
             invalid = f"{type(exc).__name__}: {exc}"
@@ -1108,13 +1173,14 @@ class _CountingPump:
     test frameworks install to know when async void work is done."""
 
     @staticmethod
-    def make(st):
+    def make(st: Any) -> Any:
         import collections
 
         class CountingPump(st.SynchronizationContext):
             def __init__(self):
                 super().__init__()
-                self.queue = collections.deque()
+                self.queue: collections.deque[tuple[Any, Any]] = \
+                    collections.deque()
                 self.lock = threading.Lock()
                 self.started = 0
                 self.completed = 0
@@ -1208,7 +1274,7 @@ def demo_async_void() -> None:
         seen["returned"] = time.perf_counter()
         return "the click dispatch's result"
 
-    seen = {}
+    seen: dict[str, Any] = {}
     for name, early in (("report.txt", False), ("early.txt", True)):
         ctx = st.SingleThreadSynchronizationContext()
         t0 = time.perf_counter()
@@ -1254,7 +1320,7 @@ def demo_async_void() -> None:
         on_save_clicked("settings.ini")
     finally:
         st.SynchronizationContext.set_synchronization_context(prev)
-    rows = [("right after the three calls",
+    rows: list[tuple[Any, ...]] = [("right after the three calls",
              pump.started, pump.completed, len(pump.queue), [])]
     t0 = time.perf_counter()
     while pump.outstanding() and time.perf_counter() - t0 < 5:
@@ -1295,8 +1361,8 @@ def demo_async_void() -> None:
     _show("set_unhandled_exception_handler(fn) returned:",
           f"{previous!r} (the previous handler: the default)")
     if got:
-        exc, ident = got[0]
-        _show("the handler received:", repr(exc))
+        got_exc, ident = got[0]
+        _show("the handler received:", repr(got_exc))
         _show("on:", f"{th.name(ident)} (the caller was the main thread)")
     else:
         _show("the handler received:", "NOTHING within 5 s")
@@ -1469,7 +1535,7 @@ def demo_fire_and_forget() -> None:
         _step("2. the Task kept somewhere, never looked at")
         gc.disable()  # no automatic collection during this experiment
         background = [send_welcome_email_async("bob")]
-        job = {"task": send_welcome_email_async("cy")}
+        job: dict[str, Any] = {"task": send_welcome_email_async("cy")}
         job["self"] = job                   # a reference cycle
         _wait_until(lambda: len(faulted_at) >= 3)
         time.sleep(0.2)
@@ -1592,7 +1658,7 @@ def demo_fire_and_forget() -> None:
 
     # ---- 6. dump_async
     _step("6. dump_async(): what fire-and-forget work is still pending")
-    gate = st.TaskCompletionSource()
+    gate: st.TaskCompletionSource[list[str]] = st.TaskCompletionSource()
 
     @st.async_method
     async def fetch_mailbox_async(user):
@@ -1603,7 +1669,7 @@ def demo_fire_and_forget() -> None:
         messages = await fetch_mailbox_async(user)
         return len(messages)
 
-    push = st.TaskCompletionSource()
+    push: st.TaskCompletionSource[None] = st.TaskCompletionSource()
 
     @st.async_method
     async def refresh_badge_async():
@@ -1692,9 +1758,9 @@ def demo_valuetask() -> None:
     n = 1_000
     keep = [get_value(f"key{i % 100}") for i in range(n)]
     made_vt = tasks_in(keep)
-    keep = [get_task(f"key{i % 100}") for i in range(n)]
-    made_task = len({id(t) for t in keep if type(t) is st.Task})
-    del keep
+    keep_t = [get_task(f"key{i % 100}") for i in range(n)]
+    made_task = len({id(t) for t in keep_t})
+    del keep, keep_t
     _show(f"Tasks made by {n:,} ValueTask-method calls:", made_vt)
     _show(f"Tasks made by {n:,} Task-method calls:", made_task)
     _say(f"""
@@ -1705,7 +1771,7 @@ def demo_valuetask() -> None:
         each).""")
 
     _step("2. a ValueTask is consumed once: the double await, caught")
-    gate = st.TaskCompletionSource()
+    gate: st.TaskCompletionSource[str] = st.TaskCompletionSource()
 
     @st.async_value_method(pooling=True)
     async def read_async(source):
@@ -1848,10 +1914,10 @@ def demo_starvation() -> None:
         one gives the signal.  Returns (seconds, stats delta)."""
         _settle_pool(st, minimum)
         before = _pool_snapshot(st)
-        done = st.TaskCompletionSource()
+        done: st.TaskCompletionSource[None] = st.TaskCompletionSource()
         left = [n]
         lock = threading.Lock()
-        signal = st.TaskCompletionSource()
+        signal: st.TaskCompletionSource[None] = st.TaskCompletionSource()
 
         def finished():
             with lock:
@@ -1950,7 +2016,7 @@ def demo_starvation() -> None:
 # -------------------------------------------------------------- registry
 
 #: name -> (function, None) when implemented, or (None, issue number).
-SCENARIOS = {
+SCENARIOS: dict[str, tuple[Callable[[], None] | None, int | None]] = {
     "state-machine": (demo_state_machine, None),
     "deadlock": (demo_deadlock, None),
     "configure-await": (demo_configure_await, None),
@@ -1990,13 +2056,20 @@ def main(argv=None, prog="python -m sharptask demo") -> int:
                         metavar="NAME",
                         help="one scenario (default: every implemented one)")
     args = parser.parse_args(argv)
-    if args.name:
-        return run(args.name)
-    for name in implemented():
-        run(name)
-    missing = [f"{name} (issue {issue})"
-               for name, (fn, issue) in SCENARIOS.items() if fn is None]
-    if missing:
-        print()
-        print("not implemented yet: " + ", ".join(missing))
-    return 0
+    real_stdout = sys.stdout
+    wrapped = _WrappedOutput(real_stdout)
+    sys.stdout = wrapped
+    try:
+        if args.name:
+            return run(args.name)
+        for name in implemented():
+            run(name)
+        missing = [f"{name} (issue {issue})"
+                   for name, (fn, issue) in SCENARIOS.items() if fn is None]
+        if missing:
+            print()
+            print("not implemented yet: " + ", ".join(missing))
+        return 0
+    finally:
+        sys.stdout = real_stdout
+        wrapped.close_line()

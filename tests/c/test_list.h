@@ -6,6 +6,7 @@
 #define ST_TEST_LIST(X)                                                     \
     /* test_thread.c */                                                     \
     X(thread_create_join)                                                   \
+    X(thread_names_issue14)                                                 \
     X(thread_clock_and_timedwait)                                           \
     X(thread_event)                                                         \
     X(alloc_hooks)                                                          \

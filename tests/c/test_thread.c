@@ -1,6 +1,6 @@
 /* test_thread.c - tests of the st_thread.h shim, the allocator hooks and
  * the error names: the pieces every other test stands on. */
-#define _POSIX_C_SOURCE 200809L /* pthread_sigmask, sigismember */
+#define _GNU_SOURCE /* pthread_sigmask, sigismember, pthread_getname_np */
 
 #include <signal.h> /* sigset_t */
 #include <string.h> /* strcmp */
@@ -48,6 +48,55 @@ TEST(thread_create_join)
     ASSERT_EQ(pthread_sigmask(SIG_BLOCK, NULL, &set), 0);
     ASSERT_EQ(sigismember(&set, SIGINT), 0);
     ASSERT_GE(st_cpu_count(), 1);
+}
+
+/* issue 14: a thread the core names reads its name back, and the OS gets
+ * it, with "sharptask-" shortened to "st-" when it does not fit in 15
+ * bytes. */
+typedef struct name_arg {
+    char mine[ST_THREAD_NAME_MAX];
+    char os[32];
+    int unnamed_before;
+} name_arg;
+
+static void
+name_body(void *p)
+{
+    name_arg *a = p;
+    a->unnamed_before = st_thread_name() == NULL;
+    st_thread_set_name("sharptask-worker", 12);
+    snprintf(a->mine, sizeof(a->mine), "%s", st_thread_name());
+    ASSERT_EQ(pthread_getname_np(pthread_self(), a->os, sizeof(a->os)), 0);
+}
+
+static void
+short_name_body(void *p)
+{
+    name_arg *a = p;
+    st_thread_set_name("sharptask-gate", -1);
+    snprintf(a->mine, sizeof(a->mine), "%s", st_thread_name());
+    ASSERT_EQ(pthread_getname_np(pthread_self(), a->os, sizeof(a->os)), 0);
+}
+
+TEST(thread_names_issue14)
+{
+    name_arg a;
+    st_thread_t th;
+
+    memset(&a, 0, sizeof(a));
+    st_test_thread_start(&th, name_body, &a);
+    st_thread_join(&th);
+    ASSERT_EQ(a.unnamed_before, 1);
+    ASSERT_EQ(strcmp(a.mine, "sharptask-worker-12"), 0);
+    ASSERT_EQ(strcmp(a.os, "st-worker-12"), 0);
+
+    memset(&a, 0, sizeof(a));
+    st_test_thread_start(&th, short_name_body, &a);
+    st_thread_join(&th);
+    ASSERT_EQ(strcmp(a.mine, "sharptask-gate"), 0);
+    ASSERT_EQ(strcmp(a.os, "sharptask-gate"), 0);
+    /* the creator keeps its own (unnamed by the core) */
+    ASSERT_NULL(st_thread_name());
 }
 
 TEST(thread_clock_and_timedwait)

@@ -147,7 +147,7 @@ class Context:
 
 
 def alternate(ctx: Context, rounds_fns: Sequence[Callable[[], float]],
-              warmup: int = 1) -> list:
+              warmup: int = 1) -> list[list[float]]:
     """Run the round functions A B C A B C ...; return each one's values.
 
     Each function is warmed up `warmup` times first (results dropped). A full
@@ -157,7 +157,7 @@ def alternate(ctx: Context, rounds_fns: Sequence[Callable[[], float]],
     for _ in range(warmup):
         for fn in rounds_fns:
             fn()
-    results = [[] for _ in rounds_fns]
+    results: list[list[float]] = [[] for _ in rounds_fns]
     for _ in range(ctx.rounds):
         for i, fn in enumerate(rounds_fns):
             gc.collect()
@@ -229,6 +229,7 @@ def environment() -> dict:
         where = os.path.dirname(getattr(sharptask, "__file__", "") or "")
     except Exception as exc:  # reported, not hidden
         version, where = f"import failed: {exc!r}", ""
+    cpus: int | None
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -104,7 +104,7 @@ def run(ctx):
     sides = [("floor", bare, True), ("task", task_method, False),
              ("valuetask", value_method, False),
              ("pooled", pooled_method, False)]
-    sizes = {name: [] for name, _, _ in sides}
+    sizes: dict[str, list[int]] = {name: [] for name, _, _ in sides}
 
     def round_fn(name, leaf, is_bare):
         def fn():

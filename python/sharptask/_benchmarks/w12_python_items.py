@@ -39,7 +39,7 @@ def run(ctx):
     executor = cf.ThreadPoolExecutor(2)
 
     def ours():
-        sink = []
+        sink: list[None] = []
         item = sink.append
         queue = pool.queue_user_work_item
         t0 = perf_counter_ns()
@@ -49,7 +49,7 @@ def run(ctx):
         return (perf_counter_ns() - t0) / n
 
     def peer():
-        sink = []
+        sink: list[None] = []
         item = sink.append
         submit = executor.submit
         t0 = perf_counter_ns()

@@ -85,7 +85,7 @@ def run(ctx):
          "get_max_threads"))
     comparisons = []
     try:
-        if not can_set:
+        if not can_set or pool is None:
             ctx.note("sharptask.ThreadPool.set_min_threads/set_max_threads "
                      "missing: W5 ran with the default pool only")
             a, b = h.alternate(ctx, [ours, peer])

@@ -25,7 +25,7 @@ def run(ctx):
 
     k = ctx.n(full=5_000, quick=400)
     Task = st.Task
-    samples = {"ours": [], "peer": []}
+    samples: dict[str, list[list[int]]] = {"ours": [], "peer": []}
     executor = cf.ThreadPoolExecutor(2)
 
     def measure(key, one_call):

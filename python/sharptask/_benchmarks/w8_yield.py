@@ -37,7 +37,7 @@ def run(ctx):
     # code after `await` ran in a later pump step, not inside the await).
     @st.async_method
     async def check(count):
-        steps = []
+        steps: list[int] = []
         for i in range(count):
             context.post(steps.append, i)  # queued before the yield's post
             await yield_()
