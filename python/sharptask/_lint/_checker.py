@@ -711,7 +711,7 @@ def _name_pos(node):
     """(line, byte col) of the identifier a node is about."""
     if isinstance(node, ast.Attribute):
         return (node.end_lineno,
-                node.end_col_offset - len(node.attr.encode("utf-8")))
+                (node.end_col_offset or 0) - len(node.attr.encode("utf-8")))
     if isinstance(node, ast.Call):
         return _name_pos(node.func)
     return node.lineno, node.col_offset
@@ -751,7 +751,7 @@ def _merge(*states):
     live = [s for s in states if s is not None]
     if not live:
         return None
-    vt = {}
+    vt: dict = {}
     for s in live:
         for name, n in s.vt.items():
             vt[name] = max(n, vt.get(name, 0))
@@ -1131,7 +1131,7 @@ class _Flow:
             st.done = st.done | {target.id}
         elif (isinstance(target, ast.Call) and self.r.qual(
                 target.func, self.scope) == f"{_ST}.Task.when_all"):
-            names = set()
+            names: set = set()
             for a in target.args:
                 elts = a.elts if isinstance(a, (ast.List, ast.Tuple)) else [a]
                 names.update(e.id for e in elts if isinstance(e, ast.Name))
@@ -1227,10 +1227,12 @@ class _Checker:
         for owner, scope in self.scopes.scope_of.items():
             if scope.kind == "comprehension":
                 continue
+            # every owner but a comprehension (skipped above) has a body
+            body = owner.body  # type: ignore[attr-defined]
             if isinstance(owner, ast.Lambda):
-                _Flow(self, scope, owner.body, False)
+                _Flow(self, scope, body, False)
             else:
-                _Flow(self, scope, owner.body, scope.is_async)
+                _Flow(self, scope, body, scope.is_async)
             if isinstance(owner, _FUNCTIONS):
                 self.st002(owner)
         return sorted(self.found.values())

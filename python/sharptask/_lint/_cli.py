@@ -22,10 +22,7 @@ import tokenize
 
 from ._checker import RULES, Finding, check_tree
 
-try:
-    import tomllib
-except ImportError:             # pragma: no cover - Python < 3.11
-    tomllib = None
+import tomllib
 
 __all__ = ["main", "check_source", "check_file", "library_default",
            "package_of", "noqa_filter"]
@@ -56,9 +53,10 @@ def _noqa_lines(source: str) -> dict[int, str]:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
             if tok.type in (tokenize.ENDMARKER, tokenize.DEDENT):
                 continue
-            if first is None:
+            if first is None or last is None:
                 first, last = tok.start[0], tok.end[0]
-            first, last = min(first, tok.start[0]), max(last, tok.end[0])
+            else:
+                first, last = min(first, tok.start[0]), max(last, tok.end[0])
             if tok.type in (tokenize.NL, tokenize.NEWLINE):
                 text = "".join(lines[first - 1:last])
                 for n in range(first, last + 1):
@@ -138,8 +136,6 @@ def library_default(path: str) -> bool:
 
 
 def _read_library(pyproject: str) -> bool:
-    if tomllib is None:
-        return False
     try:
         with open(pyproject, "rb") as fh:
             data = tomllib.load(fh)
