@@ -23,6 +23,47 @@
 #define ST_IS_FINALIZING() _Py_IsFinalizing()
 #endif
 
+/* Saving the error indicator around cleanup code that calls Python on an
+ * error path (no Python call may run with an exception set: issue 9 item
+ * 20).  st_exc_save() takes the current exception, if any, and clears
+ * the indicator: a new reference, or NULL when none is set.
+ * st_exc_restore(exc) sets it again (steals exc; NULL: does nothing).
+ * (PyErr_Fetch/Restore are deprecated since 3.12.) */
+static inline PyObject *
+st_exc_save(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_DECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static inline void
+st_exc_restore(PyObject *exc)
+{
+    if (exc == NULL) {
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc,
+                  PyException_GetTraceback(exc));
+#endif
+}
+
 /* ------------------------------------------------------- module state */
 
 #define ST_N_CACHED 13 /* None, False, True, -1..8 */
@@ -408,6 +449,12 @@ int cancel_watch_continuation(st_state *st, TaskObject *ct);
 /* GC support for a task's continuation list: the registration object a
  * node belongs to (it holds one reference to it), or NULL. */
 PyObject *cancel_cont_owner(st_cont_t *c);
+/* Releases the watch registrations whose task completed on this thread
+ * (their SIGNAL node only unlinks them: a SIGNAL node never runs Python
+ * code, and dropping a registration may free its source and so run a
+ * weakref callback).  GIL held; call right after st_task_finish, where
+ * running Python code is safe.  May run Python code. */
+void cancel_release_deferred(void);
 /* py_semaphore.c: SemaphoreSlim (K4); called by cancel_module_*. */
 int semaphore_module_exec(PyObject *mod, st_state *st);
 int semaphore_module_traverse(st_state *st, visitproc visit, void *arg);

@@ -98,6 +98,10 @@ typedef struct RegObject {
     PyObject *reg_target;     /* the action's object */
     void *reg_carg;           /* the action's C data */
     void (*reg_carg_release)(void *carg); /* drops reg_carg, or NULL */
+    /* watch: the watched task completed; the drops wait on this thread's
+     * deferred list (reg_done_fn) */
+    struct RegObject *reg_deferred_next;
+    uint8_t reg_deferred_unlinked; /* also drop the list's reference */
 } RegObject;
 
 /* A CancelAfter arming: the timer entry, the work item that runs the
@@ -149,6 +153,8 @@ reg_alloc(st_state *st)
     r->reg_target = NULL;
     r->reg_carg = NULL;
     r->reg_carg_release = NULL;
+    r->reg_deferred_next = NULL;
+    r->reg_deferred_unlinked = 0;
     PyObject_GC_Track(r);
     return r;
 }
@@ -277,15 +283,56 @@ reg_node_fn(st_cancel_reg_t *node)
     Py_DECREF(r); /* the list's reference */
 }
 
-/* The watched task completed: the registration is not needed any more. */
+/* Registrations whose watched task completed, not yet released: this
+ * thread's list, linked by reg_deferred_next.  Each entry owns the
+ * references it will drop (the watch's, and the list's if it was
+ * unlinked), so nothing here is borrowed.  Filled only inside
+ * st_task_finish (reg_done_fn) and emptied by the same thread right
+ * after it (cancel_release_deferred, from task_try_complete). */
+static ST_THREAD_LOCAL RegObject *tls_deferred_regs;
+
+/* Drops what a watch registration held once its task completed: its
+ * action (if it was unlinked: it will never run) and the references. */
+static void
+reg_done_release(RegObject *r, int unlinked)
+{
+    if (unlinked) {
+        reg_forget(r);
+        Py_DECREF(r); /* the list's reference */
+    }
+    Py_DECREF(r); /* the watch's reference */
+}
+
+/* The watched task completed: the registration is not needed any more.
+ * A SIGNAL node, so it must not run Python code (sync waiters behind it
+ * run after it, and a waiter's thread may be about to wait for them):
+ * it only takes the node off the source (the core's mutex, no
+ * Python), and defers every DECREF, which may free the source and run a
+ * weakref callback, to cancel_release_deferred. */
 static void
 reg_done_fn(st_cont_t *c, st_task_t *task, int how)
 {
     RegObject *r = st_container_of(c, RegObject, reg_done);
     (void)task;
     (void)how;
-    (void)reg_unregister(r);
-    Py_DECREF(r); /* the watch's reference */
+    r->reg_deferred_unlinked =
+        r->reg_source != NULL
+        && st_cancel_unregister(&r->reg_source->cts_core, &r->reg_node)
+               == 0;
+    r->reg_deferred_next = tls_deferred_regs;
+    tls_deferred_regs = r;
+}
+
+void
+cancel_release_deferred(void)
+{
+    RegObject *r;
+    while ((r = tls_deferred_regs) != NULL) {
+        /* unlink first: the drops may complete tasks, which come here */
+        tls_deferred_regs = r->reg_deferred_next;
+        r->reg_deferred_next = NULL;
+        reg_done_release(r, r->reg_deferred_unlinked);
+    }
 }
 
 /* -------------------------------------------------------- the source */
@@ -575,7 +622,9 @@ cancel_register_action(st_state *st, PyObject *token, cancel_action_fn fn,
     if (watch != NULL) {
         Py_INCREF(r); /* the watch's reference, dropped by reg_done_fn */
         if (st_task_add_cont(&watch->task_core, &r->reg_done) != 0) {
-            reg_done_fn(&r->reg_done, &watch->task_core, ST_RUN_INLINE);
+            /* already completed: not inside a completion, drop now */
+            (void)reg_unregister(r);
+            Py_DECREF(r); /* the watch's reference */
         }
     }
     return (PyObject *)r;

@@ -169,11 +169,17 @@ waiter_new(st_state *st, PyObject *token, uint32_t options)
 
 /* Disposes w's timeout source and drops its token registration (K3).
  * Runs Python code: call it with the state consistent.  Errors are
- * reported as unraisable (nobody could handle them). */
+ * reported as unraisable (nobody could handle them).  An exception set
+ * by the caller (a Ctrl-C that ended the wait) is kept aside meanwhile
+ * and set again at the end (issue 9 item 20). */
 static void
 waiter_cleanup(SemWaiterObject *w)
 {
-    PyObject *cts = w->w_cts, *reg = w->w_reg, *r;
+    PyObject *cts = w->w_cts, *reg = w->w_reg, *r, *saved;
+    if (cts == NULL && reg == NULL) {
+        return;
+    }
+    saved = st_exc_save();
     w->w_cts = NULL;
     w->w_reg = NULL;
     /* Python may have stored None through the member descriptors */
@@ -201,6 +207,7 @@ waiter_cleanup(SemWaiterObject *w)
         Py_XDECREF(r);
         Py_DECREF(reg);
     }
+    st_exc_restore(saved);
 }
 
 /* Parses a timeout as .NET's int-millisecond overloads allow (9.2). */
@@ -552,8 +559,11 @@ sem_wait(PyObject *op, PyObject *args, PyObject *kwds)
     if (rc < 0) {
         /* interrupted (Ctrl-C) just as it was granted (acquisition wins
          * over a timeout, 9.2): the caller never learns it holds the
-         * count, so give it back */
+         * count, so give it back (completing a waiter runs Python code:
+         * the interrupt waits aside, issue 9 item 20) */
+        PyObject *saved = st_exc_save();
         give_back(st, self);
+        st_exc_restore(saved);
         return NULL;
     }
     Py_RETURN_TRUE;

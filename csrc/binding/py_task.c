@@ -297,6 +297,7 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
     Py_CLEAR(t->task_target);
     box_registry_remove(t);
     st_task_finish(&t->task_core, status);
+    cancel_release_deferred(); /* the watch nodes' drops (py_cancel.c) */
     Py_XDECREF(fn);
     Py_XDECREF(arg);
     Py_XDECREF(ctx);
@@ -524,6 +525,22 @@ raise_if_failed(st_state *st, TaskObject *t)
 
 /* ------------------------------------------------------------ waiting */
 
+/* Takes a sync waiter off t.  A completer that has already taken the node
+ * may still be on its way to signalling it (the SIGNAL nodes ahead of it
+ * run first, and dropping a reference there may run Python code that
+ * needs the GIL): wait for it with the GIL released, never with it held
+ * (issue 9 item 6).  The common case, a node still registered or already
+ * signalled, keeps the GIL. */
+static void
+waiter_remove(TaskObject *t, st_waiter_t *w)
+{
+    if (st_task_remove_cont(&t->task_core, &w->cont) == ST_EBUSY) {
+        Py_BEGIN_ALLOW_THREADS
+        st_event_wait(&w->ev, UINT64_MAX);
+        Py_END_ALLOW_THREADS
+    }
+}
+
 int
 task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
 {
@@ -550,7 +567,7 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
         return 1;
     }
     if (deadlock_before_wait(st, t, &w, timeout_ns == UINT64_MAX) < 0) {
-        st_task_remove_waiter(&t->task_core, &w);
+        waiter_remove(t, &w);
         st_waiter_destroy(&w);
         return -1;
     }
@@ -615,8 +632,8 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     }
     deadlock_after_wait(st);
     /* Leaves nothing behind: a completion racing this removal is waited
-     * for inside st_task_remove_waiter, which never calls Python. */
-    st_task_remove_waiter(&t->task_core, &w);
+     * for, with the GIL released (waiter_remove). */
+    waiter_remove(t, &w);
     st_waiter_destroy(&w);
     if (done == 0 && st_task_is_completed(&t->task_core)) {
         done = 1;
@@ -3009,10 +3026,19 @@ mod_wait_any(PyObject *mod, PyObject *args)
             continue;
         }
         if (st_task_remove_cont(&t->task_core, &nodes[i].cont) != 0) {
-            /* the completer has it: wait until it is done with it */
+            /* The completer has it: wait until it is done with it, with
+             * the GIL released: the SIGNAL nodes ahead of this one may
+             * run Python code that needs the GIL (issue 9 item 6).  The
+             * node sets ev before done: re-check in short slices. */
+            Py_BEGIN_ALLOW_THREADS
             while (!st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
-                st_cpu_relax();
+                st_event_reset(&ev);
+                if (st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
+                    break;
+                }
+                (void)st_event_wait(&ev, 1000000u); /* 1 ms */
             }
+            Py_END_ALLOW_THREADS
         }
     }
     st_event_destroy(&ev);
