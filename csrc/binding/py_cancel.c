@@ -74,6 +74,7 @@ typedef struct CTSObject {
     st_cancel_t cts_core;   /* state word + registrations */
     uint8_t cts_disposed;   /* dispose() was called (GIL) */
     uint8_t cts_shared;     /* the one source of CancellationToken(True) */
+    uint8_t cts_async_queued; /* cancel_async queued notify_into (GIL) */
     cts_timer *cts_timer;   /* the armed CancelAfter timer, or NULL (GIL) */
     PyObject *cts_links;    /* linked: its registrations on its parents */
     PyObject *cts_provider; /* time_provider, or NULL */
@@ -125,6 +126,14 @@ static PyObject *token_new(st_state *st, CTSObject *source);
 static int cts_notify(st_state *st, CTSObject *self, int throw_first);
 static void reg_node_fn(st_cancel_reg_t *node);
 static void reg_done_fn(st_cont_t *c, st_task_t *task, int how);
+static PyObject *cts_on_timer(PyObject *op, PyObject *state);
+
+/* The time provider's timer callback, bound to its source: not a method,
+ * so that Python code cannot reach it by name (issue 9 item 23). */
+static PyMethodDef cts_on_timer_def = {
+    "on_timer", cts_on_timer, METH_O,
+    PyDoc_STR("on_timer(state, /)\n--\n\n"
+              "Cancels the source: its time provider's timer fired.")};
 
 static PyObject *
 raise_disposed(st_state *st, const char *what)
@@ -509,7 +518,7 @@ cts_arm(st_state *st, CTSObject *self, PyObject *delay, uint64_t ns,
             if (infinite) {
                 return 0;
             }
-            cb = PyObject_GetAttrString((PyObject *)self, "_on_timer");
+            cb = PyCFunction_New(&cts_on_timer_def, (PyObject *)self);
             if (cb == NULL) {
                 return -1;
             }
@@ -905,6 +914,7 @@ cts_alloc(st_state *st, PyTypeObject *tp)
     st_cancel_init(&self->cts_core);
     self->cts_disposed = 0;
     self->cts_shared = 0;
+    self->cts_async_queued = 0;
     self->cts_timer = NULL;
     self->cts_links = NULL;
     self->cts_provider = NULL;
@@ -1078,7 +1088,12 @@ cts_cancel(PyObject *op, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
-/* cancel_async's pool work: runs the callbacks into the promise. */
+/* cancel_async's pool work: runs the callbacks into the promise.  Only
+ * the canceller (the caller that won st_cancel_request) may drive the
+ * take loop, so this is not a method: cancel_async binds it to the
+ * source (notify_into_def) for the one work item it queues, and the flag
+ * makes a second call (or any other) an error, never a broken core
+ * invariant (issue 9 item 23). */
 static PyObject *
 cts_notify_into(PyObject *op, PyObject *promise)
 {
@@ -1087,9 +1102,17 @@ cts_notify_into(PyObject *op, PyObject *promise)
     TaskObject *p = (TaskObject *)promise;
 
     if (!Task_Check(st, promise)) {
-        PyErr_SetString(PyExc_TypeError, "_notify_into(): a Task");
+        PyErr_Format(PyExc_TypeError, "notify_into(): promise must be a "
+                     "Task, not %.100s", Py_TYPE(promise)->tp_name);
         return NULL;
     }
+    if (!self->cts_async_queued) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "notify_into(): no cancel_async of this source is "
+                        "waiting to run its callbacks");
+        return NULL;
+    }
+    self->cts_async_queued = 0;
     if (cts_notify(st, self, 0) == 0) {
         task_try_complete(p, ST_STATUS_RAN_TO_COMPLETION, Py_None, NULL);
     }
@@ -1124,6 +1147,12 @@ cts_notify_into(PyObject *op, PyObject *promise)
     }
     Py_RETURN_NONE;
 }
+
+static PyMethodDef notify_into_def = {
+    "notify_into", cts_notify_into, METH_O,
+    PyDoc_STR("notify_into(promise, /)\n--\n\n"
+              "cancel_async's pool work: run the callbacks, then complete "
+              "promise.")};
 
 static PyObject *
 cts_cancel_async(PyObject *op, PyObject *unused)
@@ -1169,7 +1198,8 @@ cts_cancel_async(PyObject *op, PyObject *unused)
     if (promise == NULL) {
         return NULL;
     }
-    fn = PyObject_GetAttrString(op, "_notify_into");
+    self->cts_async_queued = 1; /* this thread won the request */
+    fn = PyCFunction_New(&notify_into_def, op);
     args = fn != NULL ? PyTuple_Pack(1, promise) : NULL;
     action = args != NULL ? action_new(st, fn, args, NULL) : NULL;
     Py_XDECREF(fn);
@@ -1490,12 +1520,6 @@ static PyMethodDef CTS_methods[] = {
                "(canceled at once if one already is).  Canceling it does\n"
                "not cancel them; dispose it when done, to leave them.\n"
                "Takes tokens, or one iterable of tokens.")},
-    {"_notify_into", cts_notify_into, METH_O,
-     PyDoc_STR("_notify_into($self, promise, /)\n--\n\n"
-               "Internal: cancel_async's pool work.")},
-    {"_on_timer", cts_on_timer, METH_O,
-     PyDoc_STR("_on_timer($self, state, /)\n--\n\n"
-               "Internal: the time provider's timer callback.")},
     {NULL, NULL, 0, NULL},
 };
 

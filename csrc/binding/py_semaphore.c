@@ -59,6 +59,8 @@ typedef struct SemWaiterObject {
     PyObject *w_cts;   /* the timeout's source (set by _arm), or NULL */
     PyObject *w_reg;   /* a registration on the token (_arm), or NULL */
     uint8_t w_queue;   /* 0: not queued; 'a' or 's': in that queue */
+    void *w_sem;       /* while queued: the semaphore whose queue it is
+                          in; only compared, never followed (_expire) */
 } SemWaiterObject;
 
 typedef struct SemObject {
@@ -96,6 +98,7 @@ enqueue(SemObject *self, SemWaiterObject *w, uint8_t q)
     SemWaiterObject **tail = q == 'a' ? &self->sem_atail : &self->sem_stail;
     Py_INCREF(w);
     w->w_queue = q;
+    w->w_sem = self;
     w->w_next = NULL;
     w->w_prev = *tail;
     if (*tail != NULL) {
@@ -136,6 +139,7 @@ unlink_waiter(SemObject *self, SemWaiterObject *w)
     w->w_prev = NULL;
     w->w_next = NULL;
     w->w_queue = 0;
+    w->w_sem = NULL;
     if (q == 'a') {
         self->sem_na--;
     }
@@ -158,6 +162,7 @@ waiter_new(st_state *st, PyObject *token, uint32_t options)
     w->w_cts = NULL;
     w->w_reg = NULL;
     w->w_queue = 0;
+    w->w_sem = NULL;
     w->w_task = task_new_promise(st, NULL, options);
     PyObject_GC_Track(w);
     if (w->w_task == NULL) {
@@ -703,12 +708,20 @@ sem_expire(PyObject *op, PyObject *arg)
     SemWaiterObject *w;
 
     if (!Py_IS_TYPE(arg, st->SemWaiter_type)) {
-        PyErr_SetString(PyExc_TypeError, "_expire(): a waiter");
+        PyErr_Format(PyExc_TypeError, "_expire(): waiter must be a waiter "
+                     "of this SemaphoreSlim, not %.100s",
+                     Py_TYPE(arg)->tp_name);
         return NULL;
     }
     w = SemWaiterObject_CAST(arg);
     if (!w->w_queue) {
         Py_RETURN_FALSE; /* granted at the same moment: acquisition wins */
+    }
+    if (w->w_sem != (void *)self) {
+        /* issue 9 item 23: queued on another semaphore */
+        PyErr_SetString(PyExc_ValueError, "_expire(): waiter belongs to "
+                        "another SemaphoreSlim");
+        return NULL;
     }
     unlink_waiter(self, w); /* the queue's reference is ours now */
     if (w->w_token != NULL && cancel_token_requested(st, w->w_token)) {

@@ -199,3 +199,110 @@ def test_issue9_item20_pool_items_blocked_in_semaphore_wait_at_exit():
     assert p.stdout.strip() == "exiting"
     assert "SystemError" not in p.stderr, p.stderr
     assert "exception set" not in p.stderr, p.stderr
+
+
+# ---------------------------------------------------------------------------
+# item 23: internal methods validate their arguments or are not exposed
+# ---------------------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_issue9_item23_notify_into_is_not_reachable():
+    """issue 9 item 23 (H2): CancellationTokenSource()._notify_into(task)
+    used to fail an assertion in st_cancel.c (abort): cancel_async's pool
+    work is not a method any more, and the source still works."""
+    p = run_ok("""
+        import sharptask as st
+        cts = st.CancellationTokenSource()
+        for name in ("_notify_into", "_on_timer"):
+            assert not hasattr(cts, name), name
+        fn = getattr(cts, "_notify_into", None)
+        if fn is not None:       # the old build: this aborts
+            fn(st.Task.from_result(1))
+        seen = []
+        cts.token.register(lambda: seen.append(1))
+        t = cts.cancel_async()
+        assert t.wait(10) and seen == [1]
+        print("ok")
+    """, timeout=20)
+    assert p.stdout.strip() == "ok"
+
+
+def test_issue9_item23_cancel_async_and_time_provider_still_work():
+    """issue 9 item 23 (K1, P6a): with their internals hidden, cancel_async
+    runs the callbacks on the pool (faulted with their exceptions) and a
+    time provider's timer still cancels the source."""
+    cts = CTS()
+    cts.token.register(lambda: 1 / 0)
+    t = cts.cancel_async()
+    with pytest.raises(st.AggregateError):
+        t.wait(10)
+    assert isinstance(t.exception.inner_exceptions[0], ZeroDivisionError)
+    fake = st.FakeTimeProvider()
+    cts = CTS(5, time_provider=fake)
+    assert not cts.is_cancellation_requested
+    fake.advance(__import__("datetime").timedelta(seconds=6))
+    assert cts.is_cancellation_requested
+
+
+def _capture_waiters(monkeypatch):
+    """Captures the waiter objects that SemaphoreSlim hands to
+    sharptask._semaphore._arm (the only way Python sees them)."""
+    import sharptask._semaphore as sm
+    captured = []
+    orig = sm._arm
+
+    def arm(sem, w, timeout, token):
+        captured.append(w)
+        return orig(sem, w, timeout, token)
+    monkeypatch.setattr(sm, "_arm", arm)
+    return captured
+
+
+@pytest.mark.timeout(60)
+def test_issue9_item23_semaphore_expire_with_another_semaphores_waiter():
+    """issue 9 item 23 (K4, H2): SemaphoreSlim._expire with a waiter queued
+    on another semaphore used to corrupt both queues and abort
+    (assertion in py_semaphore.c): it is a ValueError; both semaphores
+    keep working."""
+    p = run_ok("""
+        import sharptask as st, sharptask._semaphore as sm
+        cap = []
+        orig = sm._arm
+        def arm(sem, w, timeout, token):
+            cap.append(w)
+            return orig(sem, w, timeout, token)
+        sm._arm = arm
+        a, b = st.SemaphoreSlim(0), st.SemaphoreSlim(0)
+        cts = st.CancellationTokenSource()
+        t = a.wait_async(None, cts.token)
+        try:
+            b._expire(cap[0])
+        except ValueError as e:
+            print("ValueError", e)
+        assert a._waiters == (0, 1) and b._waiters == (0, 0), \\
+            (a._waiters, b._waiters)
+        a.release()
+        assert t.wait(10) and t.result is True
+        b.release()
+        assert b.wait(0) is True
+        print("ok")
+    """, timeout=20)
+    assert p.stdout.split("\n")[0].startswith("ValueError")
+    assert "another SemaphoreSlim" in p.stdout
+    assert p.stdout.split("\n")[1] == "ok"
+
+
+def test_issue9_item23_semaphore_expire_bad_arguments(monkeypatch):
+    """issue 9 item 23 (H2): _expire with a non-waiter is a TypeError; with
+    its own waiter it still expires it (the timeout/token path)."""
+    captured = _capture_waiters(monkeypatch)
+    s = st.SemaphoreSlim(0)
+    for bad in (None, 1, "x", s, Task.from_result(1)):
+        with pytest.raises(TypeError, match="waiter"):
+            s._expire(bad)
+    cts = CTS()
+    t = s.wait_async(None, cts.token)
+    assert s._expire(captured[0]) is True
+    assert t.wait(10) and t.result is False
+    assert s._expire(captured[0]) is False  # not queued any more
+    assert s._waiters == (0, 0)
