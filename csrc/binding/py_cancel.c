@@ -943,6 +943,15 @@ CTS_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     if (parse_timeout(delay, "delay", &ns, &infinite) < 0) {
         return NULL;
     }
+    if (provider != Py_None
+        && !PyObject_HasAttrString(provider, "create_timer")) {
+        /* H2: anything with create_timer() (else an AttributeError at
+         * the first cancel_after) */
+        PyErr_Format(PyExc_TypeError, "time_provider must be a "
+                     "TimeProvider or None, not %.100s",
+                     Py_TYPE(provider)->tp_name);
+        return NULL;
+    }
     self = cts_alloc(st, tp);
     if (self == NULL) {
         return NULL;

@@ -288,24 +288,14 @@ Sem_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
                                      kwlist, &init_o, &max_o)) {
         return NULL;
     }
-    if (!PyLong_Check(init_o) || PyBool_Check(init_o)
+    /* 9.1: initial_count is checked first; both are .NET ints (H2: one
+     * parser, issue 9 item 27) */
+    if (parse_count(init_o, "initial_count", 0, SEM_INT_MAX, &init) < 0
         || (max_o != Py_None
-            && (!PyLong_Check(max_o) || PyBool_Check(max_o)))) {
-        PyErr_SetString(PyExc_TypeError, "SemaphoreSlim(): initial_count "
-                        "and maximum_count must be ints");
+            && parse_count(max_o, "maximum_count", 1, SEM_INT_MAX, &max)
+                   < 0)) {
         return NULL;
     }
-    init = PyLong_AsSsize_t(init_o);
-    if (init == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (max_o != Py_None) {
-        max = PyLong_AsSsize_t(max_o);
-        if (max == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    /* 9.1: initial_count is checked first */
     if (init < 0 || init > max) {
         PyErr_Format(PyExc_ValueError, "initial_count must be between 0 "
                      "and maximum_count (%zd), not %zd", max, init);
@@ -437,8 +427,12 @@ sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         Py_DECREF(w);
         return task;
     }
-    if (parse_sem_timeout(timeout, &ns, &infinite) < 0) {
+    if (parse_sem_timeout(timeout, &ns, &infinite) < 0
+        || parse_token(st, token, "cancellation_token", &token) < 0) {
         return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
     }
     /* 9.3: a canceled token gives a canceled task, even with a count */
     if (token != Py_None && cancel_token_requested(st, token)) {
@@ -496,8 +490,12 @@ sem_wait(PyObject *op, PyObject *args, PyObject *kwds)
     if (self->sem_disposed) {
         return raise_sem_disposed(st, "wait()");
     }
-    if (parse_sem_timeout(timeout, &ns, &infinite) < 0) {
+    if (parse_sem_timeout(timeout, &ns, &infinite) < 0
+        || parse_token(st, token, "cancellation_token", &token) < 0) {
         return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
     }
     if (token != Py_None && cancel_token_requested(st, token)) {
         return raise_oce(st, token);
@@ -659,25 +657,9 @@ sem_release(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (self->sem_disposed) {
         return raise_sem_disposed(st, "release()");
     }
-    if (n_o != NULL) {
-        if (!PyLong_Check(n_o) || PyBool_Check(n_o)) {
-            PyErr_Format(PyExc_TypeError, "release_count must be an int, "
-                         "not %.100s", Py_TYPE(n_o)->tp_name);
-            return NULL;
-        }
-        n = PyLong_AsSsize_t(n_o);
-        if (n == -1 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                return NULL;
-            }
-            PyErr_Clear();
-            n = PY_SSIZE_T_MAX; /* certainly beyond the maximum */
-        }
-        if (n < 1) {
-            PyErr_Format(PyExc_ValueError,
-                         "release_count must be >= 1, not %zd", n);
-            return NULL;
-        }
+    if (n_o != NULL
+        && parse_count(n_o, "release_count", 1, SEM_INT_MAX, &n) < 0) {
+        return NULL; /* a .NET int, >= 1 (9.6) */
     }
     previous = self->sem_count;
     /* 9.6: beyond the maximum: refuse, with nothing released */

@@ -108,6 +108,7 @@ class UiThread:
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the message loop and join the thread (at most ``timeout``
         seconds: a thread stuck in a deadlock is left behind, as a daemon)."""
+        timeout = _native._parse_timeout(timeout)  # H2 (issue 9 item 27)
         self._closed.try_set_result(None)
         if threading.get_ident() != self._ident:
             # wake the pump: it exits once the closing task completed

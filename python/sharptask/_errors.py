@@ -36,6 +36,10 @@ class AggregateError(ExceptionGroup):
                     "AggregateError() needs at least one inner exception")
             exceptions, message = message, _AGG_MESSAGE
         excs = list(exceptions)
+        for i, e in enumerate(excs):
+            if not isinstance(e, BaseException):  # H2: a type error
+                raise TypeError(f"exceptions[{i}] must be an exception "
+                                f"instance, not {type(e).__name__}")
         if not excs:
             raise ValueError("exceptions: an AggregateError needs at least "
                              "one inner exception")
