@@ -1421,7 +1421,7 @@ task_configure_await(PyObject *op, PyObject *arg)
     }
     else if (!PyLong_Check(arg)) {
         PyErr_Format(PyExc_TypeError,
-                     "configure_await() takes a bool or "
+                     "configure_await(): options must be a bool or "
                      "ConfigureAwaitOptions, not %.100s",
                      Py_TYPE(arg)->tp_name);
         return NULL;

@@ -91,6 +91,11 @@ class OperationCanceledError(Exception):
     def __init__(self, message: str = "The operation was canceled.", *,
                  cancellation_token: Any = None):
         super().__init__(message)
+        if cancellation_token is not None:
+            # H2: the binding's token parser, as every entry point (issue
+            # 9 item 27); imported here: _native imports this module
+            from . import _native
+            cancellation_token = _native._parse_token(cancellation_token)
         self.cancellation_token = cancellation_token
 
 

@@ -238,9 +238,12 @@ _MAX_THREADS = 32767  # .NET's maximum worker count on 64-bit
 
 
 def _check_count(name: str, n: Any) -> int:
-    """An int (not bool): the binding's count parser (issue 9 item 27);
-    the range is the caller's (.NET returns False out of range)."""
-    return _native._parse_count(n, name)
+    """An int (not bool), or the binding's count parser's TypeError (issue
+    9 item 27); the range is the caller's (.NET returns False out of
+    range, and the maximum is clamped)."""
+    if isinstance(n, int) and not isinstance(n, bool):
+        return n
+    return _native._parse_count(n, name)  # raises TypeError
 
 
 class _ThreadPool:

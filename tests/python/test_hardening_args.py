@@ -306,3 +306,491 @@ def test_issue9_item23_semaphore_expire_bad_arguments(monkeypatch):
     assert t.wait(10) and t.result is False
     assert s._expire(captured[0]) is False  # not queued any more
     assert s._waiters == (0, 0)
+
+
+# ---------------------------------------------------------------------------
+# item 13: TaskCompletionSource(TaskCreationOptions) is the options overload
+# ---------------------------------------------------------------------------
+
+def test_issue9_item13_tcs_options_overload_S1():
+    """issue 9 item 13 (S1, S3): TaskCompletionSource(TaskCreationOptions.
+    RUN_CONTINUATIONS_ASYNCHRONOUSLY) takes the options, as .NET's overload
+    resolution does for an argument of the enum type, instead of storing
+    them as the state; continuations then never run inside set_result."""
+    rca = st.TaskCreationOptions.RUN_CONTINUATIONS_ASYNCHRONOUSLY
+    tcs = st.TaskCompletionSource(rca)
+    assert tcs.task.async_state is None
+    assert tcs.task.creation_options == rca
+    ran_on = []
+    c = tcs.task.continue_with(
+        lambda a: ran_on.append(threading.get_ident()),
+        options=st.TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY)
+    tcs.set_result(1)
+    assert c.wait(10)
+    assert ran_on and ran_on[0] != threading.get_ident()  # S3
+    tcs = st.TaskCompletionSource(st.TaskCreationOptions.ATTACHED_TO_PARENT)
+    assert tcs.task.async_state is None
+    assert tcs.task.creation_options == \
+        st.TaskCreationOptions.ATTACHED_TO_PARENT
+
+
+def test_issue9_item13_tcs_state_forms_are_unchanged_S1():
+    """issue 9 item 13 (S1): a plain int, any other object, state= by
+    keyword, and (state, options) stay what they were; an enum member not
+    valid for a TCS is refused as options, like .NET's
+    ArgumentOutOfRangeException."""
+    assert st.TaskCompletionSource(4).task.async_state == 4
+    obj = object()
+    assert st.TaskCompletionSource(obj).task.async_state is obj
+    rca = st.TaskCreationOptions.RUN_CONTINUATIONS_ASYNCHRONOUSLY
+    t = st.TaskCompletionSource(state=rca).task
+    assert t.async_state is rca and t.creation_options == 0
+    t = st.TaskCompletionSource(rca, rca).task
+    assert t.async_state is rca and t.creation_options == rca
+    with pytest.raises(ValueError, match="options"):
+        st.TaskCompletionSource(st.TaskCreationOptions.LONG_RUNNING)
+
+
+# ---------------------------------------------------------------------------
+# item 14: a non-exception is a TypeError (H2, as asyncio)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["x", b"x", bytearray(b"x"), [1], ("x",),
+                                 [ValueError()] + ["y"], ValueError, 1,
+                                 object()],
+                         ids=repr)
+def test_issue9_item14_set_exception_non_exception_is_type_error(bad):
+    """issue 9 item 14 (H2, S2): set_exception / try_set_exception with
+    something that is not an exception instance (or an iterable of them)
+    raise TypeError naming the exception, as asyncio's
+    Future.set_exception("x") does; the task stays pending and usable."""
+    tcs = st.TaskCompletionSource()
+    with pytest.raises(TypeError, match="exception"):
+        tcs.set_exception(bad)
+    with pytest.raises(TypeError, match="exception"):
+        tcs.try_set_exception(bad)
+    assert not tcs.task.is_completed
+    tcs.set_exception(ValueError("ok"))
+    assert isinstance(tcs.task.exception.inner_exceptions[0], ValueError)
+
+
+def test_issue9_item14_empty_exceptions_is_value_error():
+    """issue 9 item 14 (H2): an empty iterable is the right type with a
+    wrong value: ValueError."""
+    tcs = st.TaskCompletionSource()
+    with pytest.raises(ValueError, match="empty"):
+        tcs.set_exception([])
+    assert not tcs.task.is_completed
+
+
+def test_issue9_item14_sweep_other_exception_entry_points():
+    """issue 9 item 14 (H2): the other places that take exceptions answer a
+    non-exception with TypeError too: Task.from_exception, ValueTask.
+    from_exception, AsyncTaskMethodBuilder.set_exception, AggregateError,
+    a ValueTask source whose get_status returns a non-status."""
+    with pytest.raises(TypeError):
+        Task.from_exception("x")
+    with pytest.raises(TypeError):
+        st.ValueTask.from_exception("x")
+    b = st.AsyncTaskMethodBuilder.create()
+    with pytest.raises(TypeError):
+        b.set_exception("x")
+    with pytest.raises(TypeError, match=r"exceptions\[1\]"):
+        st.AggregateError([ValueError(), "x"])
+    with pytest.raises(TypeError, match=r"exceptions\[0\]"):
+        st.AggregateError("message", [1])
+    with pytest.raises(ValueError):
+        st.AggregateError([])
+
+    class Source:
+        def __init__(self, status):
+            self.status = status
+
+        def get_status(self, token):
+            return self.status
+
+        def get_result(self, token):
+            return 1
+
+        def on_completed(self, continuation, state, token, flags):
+            pass
+    with pytest.raises(TypeError, match="get_status"):
+        st.ValueTask(Source("x"), 0).is_completed
+    with pytest.raises(ValueError, match="get_status"):
+        st.ValueTask(Source(9), 0).is_completed
+    with pytest.raises(ValueError, match="get_status"):
+        st.ValueTask(Source(2**80), 0).is_completed
+
+
+# ---------------------------------------------------------------------------
+# item 27: one parser per kind of argument, used by every entry point (H2)
+# ---------------------------------------------------------------------------
+
+def _pending():
+    return st.TaskCompletionSource().task
+
+
+def _fake():
+    return st.FakeTimeProvider()
+
+
+_TC = st.TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY
+
+# (id, callable taking the value, the parameter name the error must name)
+TIMEOUT_ENTRY_POINTS = [
+    ("Task.wait", lambda v: _pending().wait(v), "timeout"),
+    ("Task.wait(done)", lambda v: Task.from_result(1).wait(v), "timeout"),
+    ("Task.wait+token", lambda v: _pending().wait(v, CTS().token),
+     "timeout"),
+    ("Task.delay", lambda v: Task.delay(v), "seconds"),
+    ("Task.delay+token", lambda v: Task.delay(v, cancellation_token=CTS()
+                                              .token), "seconds"),
+    ("Task.delay+provider", lambda v: Task.delay(v, time_provider=_fake()),
+     "seconds"),
+    ("Task.wait_async", lambda v: _pending().wait_async(v), "timeout"),
+    ("Task.wait_async(done)", lambda v: Task.from_result(1).wait_async(v),
+     "timeout"),
+    ("Task.wait_async+provider",
+     lambda v: _pending().wait_async(v, time_provider=_fake()), "timeout"),
+    ("Task.wait_all", lambda v: Task.wait_all([_pending()], timeout=v),
+     "timeout"),
+    ("Task.wait_any", lambda v: Task.wait_any([_pending()], timeout=v),
+     "timeout"),
+    ("CancellationTokenSource", lambda v: CTS(v), "delay"),
+    ("CancellationTokenSource+provider",
+     lambda v: CTS(v, time_provider=_fake()), "delay"),
+    ("cancel_after", lambda v: CTS().cancel_after(v), "delay"),
+    ("SemaphoreSlim.wait", lambda v: st.SemaphoreSlim(0).wait(v),
+     "timeout"),
+    ("SemaphoreSlim.wait+token",
+     lambda v: st.SemaphoreSlim(0).wait(v, CTS().token), "timeout"),
+    ("SemaphoreSlim.wait_async", lambda v: st.SemaphoreSlim(0).wait_async(v),
+     "timeout"),
+    ("Timer(due)", lambda v: st.Timer(lambda s: None, None, v, -1), "due"),
+    ("Timer(period)", lambda v: st.Timer(lambda s: None, None, -1, v),
+     "period"),
+    ("Timer.change", lambda v: st.Timer(lambda s: None).change(v, -1),
+     "due"),
+    ("TimeProvider.create_timer",
+     lambda v: st.TimeProvider.system.create_timer(lambda s: None, None, v,
+                                                   -1), "due"),
+    ("FakeTimeProvider.create_timer",
+     lambda v: _fake().create_timer(lambda s: None, None, -1, v), "period"),
+    ("PeriodicTimer", lambda v: st.PeriodicTimer(v), "period"),
+    ("PeriodicTimer.period",
+     lambda v: setattr(st.PeriodicTimer(1), "period", v), "value"),
+]
+
+# (value, expected exception)
+BAD_TIMEOUTS = [
+    ("x", TypeError), (object(), TypeError), ([1], TypeError),
+    (True, TypeError), (False, TypeError),
+    (math.nan, ValueError), (math.inf, ValueError), (-math.inf, ValueError),
+    (-2, ValueError), (-0.5, ValueError), (2**70, ValueError),
+    (-2**70, ValueError), (10**400, ValueError), (1e300, ValueError),
+    (4294968, ValueError),
+]
+
+
+def _library_still_works():
+    """H2: after a refused call, the library keeps working."""
+    assert Task.run(lambda: 5).result == 5
+    assert Task.delay(0.001).wait(10)
+    cts = CTS()
+    t = Task.delay(30, cancellation_token=cts.token)
+    cts.cancel()
+    with pytest.raises(st.AggregateError):
+        t.wait(10)
+    s = st.SemaphoreSlim(0)
+    s.release()
+    assert s.wait(0) is True
+
+
+@pytest.mark.parametrize("value,exc", BAD_TIMEOUTS,
+                         ids=[repr(v)[:20] for v, _ in BAD_TIMEOUTS])
+@pytest.mark.parametrize("name,call,param", TIMEOUT_ENTRY_POINTS,
+                         ids=[e[0] for e in TIMEOUT_ENTRY_POINTS])
+def test_issue9_item27_bad_timeouts(name, call, param, value, exc):
+    """issue 9 item 27 (H2, SPEC 0): every entry point that takes a time
+    checks it with the one parser: a wrong type (bool included: a bool is
+    not a timeout) is TypeError, NaN, infinities, negatives other than -1
+    and values beyond 4294967.294 s are ValueError, each naming the
+    parameter; nothing is left behind and the library keeps working."""
+    with pytest.raises(exc, match=param):
+        call(value)
+
+
+def test_issue9_item27_timeouts_still_accepted():
+    """issue 9 item 27 (SPEC 0): the valid forms still work everywhere:
+    int, float, timedelta, None / -1 / INFINITE / Timeout.InfiniteTimeSpan,
+    and int subclasses that are not bool."""
+    import datetime
+    t = Task.from_result(1)
+    for v in (0, 0.0, 1, 2.5, datetime.timedelta(seconds=1), None, -1,
+              -1.0, st.INFINITE, datetime.timedelta(milliseconds=-1),
+              st.TaskStatus.RUNNING, 4294967.294):
+        assert t.wait(v) is True
+    assert st._native._parse_timeout(datetime.timedelta(milliseconds=-1)) \
+        is None
+    assert st._native._parse_timeout(-1) is None
+    assert st._native._parse_timeout(2) == 2.0
+    sem = st.SemaphoreSlim(0)
+    with pytest.raises(ValueError, match="timeout"):  # its int-ms cap
+        sem.wait(2147484.0)
+    _library_still_works()
+
+
+class _NotAToken:
+    is_cancellation_requested = False  # no can_be_canceled, no register
+
+
+TOKEN_ENTRY_POINTS = [
+    ("Task.wait", lambda v: Task.from_result(1).wait(cancellation_token=v),
+     "cancellation_token"),
+    ("Task.wait(pending)", lambda v: _pending().wait(0, v),
+     "cancellation_token"),
+    ("Task.wait_async", lambda v: _pending().wait_async(1, v),
+     "cancellation_token"),
+    ("Task.wait_async(done)",
+     lambda v: Task.from_result(1).wait_async(cancellation_token=v),
+     "cancellation_token"),
+    ("Task.wait_async+provider",
+     lambda v: _pending().wait_async(1, v, time_provider=_fake()),
+     "cancellation_token"),
+    ("Task.delay", lambda v: Task.delay(1, cancellation_token=v),
+     "cancellation_token"),
+    ("Task.delay+provider",
+     lambda v: Task.delay(1, cancellation_token=v, time_provider=_fake()),
+     "cancellation_token"),
+    ("Task.run", lambda v: Task.run(lambda: 1, cancellation_token=v),
+     "cancellation_token"),
+    ("Task.factory.start_new",
+     lambda v: Task.factory.start_new(lambda: 1, cancellation_token=v),
+     "cancellation_token"),
+    ("Task.continue_with",
+     lambda v: _pending().continue_with(lambda a: 1, cancellation_token=v),
+     "cancellation_token"),
+    ("SemaphoreSlim.wait", lambda v: st.SemaphoreSlim(1).wait(0, v),
+     "cancellation_token"),
+    ("SemaphoreSlim.wait(blocked)", lambda v: st.SemaphoreSlim(0).wait(0, v),
+     "cancellation_token"),
+    ("SemaphoreSlim.wait_async",
+     lambda v: st.SemaphoreSlim(1).wait_async(None, v),
+     "cancellation_token"),
+    ("SemaphoreSlim.wait_async(blocked)",
+     lambda v: st.SemaphoreSlim(0).wait_async(1, cancellation_token=v),
+     "cancellation_token"),
+    ("TaskCompletionSource.set_canceled",
+     lambda v: st.TaskCompletionSource().set_canceled(v), "token"),
+    ("TaskCompletionSource.try_set_canceled",
+     lambda v: st.TaskCompletionSource().try_set_canceled(token=v), "token"),
+    ("Task.from_canceled", lambda v: Task.from_canceled(v), "token"),
+    ("ValueTask.from_canceled", lambda v: st.ValueTask.from_canceled(v),
+     "token"),
+    ("PeriodicTimer.wait_for_next_tick_async",
+     lambda v: st.PeriodicTimer(1).wait_for_next_tick_async(v),
+     "cancellation_token"),
+    ("create_linked_token_source",
+     lambda v: CTS.create_linked_token_source(v), "tokens"),
+    ("OperationCanceledError",
+     lambda v: st.OperationCanceledError(cancellation_token=v),
+     "cancellation_token"),
+    ("TaskCanceledError",
+     lambda v: st.TaskCanceledError(cancellation_token=v),
+     "cancellation_token"),
+]
+
+BAD_TOKENS = [("garbage", TypeError), (1, TypeError), (True, TypeError),
+              (1.5, TypeError), (object(), TypeError), (CTS(), TypeError),
+              (_NotAToken(), TypeError)]
+
+
+@pytest.mark.parametrize("value,exc", BAD_TOKENS,
+                         ids=[type(v).__name__ for v, _ in BAD_TOKENS])
+@pytest.mark.parametrize("name,call,param", TOKEN_ENTRY_POINTS,
+                         ids=[e[0] for e in TOKEN_ENTRY_POINTS])
+def test_issue9_item27_bad_tokens(name, call, param, value, exc):
+    """issue 9 item 27 (H2, K3): a cancellation token that is not one is a
+    TypeError naming the parameter everywhere: never an AttributeError,
+    never silently ignored (SemaphoreSlim(1).wait(0, "garbage") used to
+    return True, tcs.set_canceled("x") used to cancel)."""
+    with pytest.raises(exc, match=param):
+        call(value)
+
+
+def test_issue9_item27_refused_token_leaves_nothing_behind():
+    """issue 9 item 27 (H2): a refused token takes nothing: the semaphore
+    keeps its count, the source's task stays pending."""
+    s = st.SemaphoreSlim(1)
+    with pytest.raises(TypeError):
+        s.wait(0, "garbage")
+    with pytest.raises(TypeError):
+        s.wait_async(None, "garbage")
+    assert s.current_count == 1
+    tcs = st.TaskCompletionSource()
+    with pytest.raises(TypeError):
+        tcs.set_canceled("x")
+    assert not tcs.task.is_completed
+    tcs.set_canceled(CTS().token)
+    assert tcs.task.is_canceled
+    _library_still_works()
+
+
+def test_issue9_item27_token_objects_still_accepted():
+    """issue 9 item 27 (K3): None, CancellationToken.none, native tokens and
+    foreign token objects (is_cancellation_requested, can_be_canceled,
+    register) are still accepted."""
+    cts = CTS()
+
+    class Foreign:
+        is_cancellation_requested = property(
+            lambda self: cts.is_cancellation_requested)
+        can_be_canceled = True
+
+        def register(self, cb):
+            return cts.token.register(cb)
+    for tok in (None, st.CancellationToken.none, cts.token, Foreign()):
+        assert Task.from_result(1).wait(1, tok) is True
+        assert st.SemaphoreSlim(1).wait(0, tok) is True
+        assert Task.run(lambda: 2, cancellation_token=tok).result == 2
+        assert st._native._parse_token(tok) is tok
+    t = st.TaskCompletionSource()
+    t.set_canceled(None)
+    assert t.task.is_canceled
+
+
+OPTIONS_ENTRY_POINTS = [
+    ("TaskCompletionSource", lambda v: st.TaskCompletionSource(None, v)),
+    ("TaskCompletionSource(options=)",
+     lambda v: st.TaskCompletionSource(options=v)),
+    ("Task.continue_with",
+     lambda v: _pending().continue_with(lambda a: 1, options=v)),
+    ("Task.factory.start_new",
+     lambda v: Task.factory.start_new(lambda: 1, options=v)),
+    ("Task.configure_await", lambda v: _pending().configure_await(v)),
+]
+
+BAD_OPTIONS = [("x", TypeError), (1.5, TypeError), (None, TypeError),
+               (math.nan, TypeError), (True, TypeError), (object(), TypeError),
+               (-1, ValueError), (2**32, ValueError), (2**64, ValueError),
+               (2**70, ValueError), (-2**70, ValueError),
+               (0x100, ValueError), (2**31, ValueError)]
+
+
+@pytest.mark.parametrize("value,exc", BAD_OPTIONS,
+                         ids=[repr(v)[:20] for v, _ in BAD_OPTIONS])
+@pytest.mark.parametrize("name,call", OPTIONS_ENTRY_POINTS,
+                         ids=[e[0] for e in OPTIONS_ENTRY_POINTS])
+def test_issue9_item27_bad_options(name, call, value, exc):
+    """issue 9 item 27 (H2): options are checked by one parser: a wrong
+    type is TypeError, a negative, out-of-range (no more silent truncation
+    of 2**70 or 2**64) or unknown bit is ValueError, naming options.
+    (configure_await's bool form is its other overload.)"""
+    if name == "Task.configure_await" and isinstance(value, bool):
+        assert _pending().configure_await(value) is not None
+        return
+    with pytest.raises(exc, match="options"):
+        call(value)
+
+
+def test_issue9_item27_options_still_accepted():
+    """issue 9 item 27: enum members, their combinations and plain ints in
+    range still work."""
+    TCO = st.TaskCreationOptions
+    assert st.TaskCompletionSource(None, 0x40).task.creation_options == 0x40
+    assert st.TaskCompletionSource(
+        None, TCO.ATTACHED_TO_PARENT | TCO.RUN_CONTINUATIONS_ASYNCHRONOUSLY
+    ).task.creation_options == 0x44
+    t = Task.from_result(1).continue_with(lambda a: 2, options=_TC)
+    assert t.result == 2
+    t = Task.factory.start_new(lambda: 3, options=TCO.LONG_RUNNING)
+    assert t.result == 3
+    assert Task.from_result(1).configure_await(
+        st.ConfigureAwaitOptions.SUPPRESS_THROWING) is not None
+
+
+COUNT_ENTRY_POINTS = [
+    ("SemaphoreSlim(initial_count)", lambda v: st.SemaphoreSlim(v),
+     "initial_count", 0),
+    ("SemaphoreSlim(maximum_count)", lambda v: st.SemaphoreSlim(0, v),
+     "maximum_count", 1),
+    ("SemaphoreSlim.release", lambda v: st.SemaphoreSlim(0).release(v),
+     "release_count", 1),
+]
+
+BAD_COUNTS = [("x", TypeError), (1.5, TypeError), (math.nan, TypeError),
+              (True, TypeError), (False, TypeError), (object(), TypeError),
+              (-2, ValueError), (2**31, ValueError), (2**63 - 1, ValueError),
+              (2**70, ValueError), (-2**70, ValueError)]
+
+
+@pytest.mark.parametrize("value,exc", BAD_COUNTS,
+                         ids=[repr(v)[:20] for v, _ in BAD_COUNTS])
+@pytest.mark.parametrize("name,call,param,low", COUNT_ENTRY_POINTS,
+                         ids=[e[0] for e in COUNT_ENTRY_POINTS])
+def test_issue9_item27_bad_counts(name, call, param, low, value, exc):
+    """issue 9 item 27 (H2, K4): counts are .NET ints: a wrong type (bool
+    included) is TypeError; below the minimum or beyond 2**31-1 is
+    ValueError (maximum_count used to reach 2**63-1), naming the
+    parameter."""
+    with pytest.raises(exc, match=param):
+        call(value)
+    with pytest.raises(ValueError, match=param):
+        call(low - 1)
+
+
+def test_issue9_item27_counts_still_accepted():
+    """issue 9 item 27 (K4): in-range counts, None as maximum_count, and
+    ThreadPool's counts (type-checked by the same parser; out of range
+    is False, as .NET)."""
+    s = st.SemaphoreSlim(2**31 - 1, 2**31 - 1)
+    assert s.current_count == 2**31 - 1
+    assert st.SemaphoreSlim(0, None).release(2**31 - 1) == 0
+    for bad in ("x", 1.5, True, None):
+        with pytest.raises(TypeError, match="n"):
+            st.ThreadPool.set_min_threads(bad)
+        with pytest.raises(TypeError, match="n"):
+            st.ThreadPool.set_max_threads(bad)
+    assert st.ThreadPool.set_min_threads(-1) is False
+    assert st.ThreadPool.set_min_threads(2**70) is False  # above the max
+    assert st.ThreadPool.set_min_threads(-2**70) is False
+    _library_still_works()
+
+
+def test_issue9_item27_time_provider_and_fake_clock_arguments():
+    """issue 9 item 27 (H2, P6a): CancellationTokenSource's time_provider
+    is checked at once (it used to fail with AttributeError at the first
+    cancel_after); FakeTimeProvider.advance refuses bool (TypeError) and
+    NaN / inf / huge amounts (ValueError) instead of OverflowError."""
+    with pytest.raises(TypeError, match="time_provider"):
+        CTS(time_provider="x")
+    with pytest.raises(TypeError, match="time_provider"):
+        CTS(5, time_provider=1)
+    fake = _fake()
+    for bad, exc in ((True, TypeError), ("1", TypeError),
+                     (math.nan, ValueError), (math.inf, ValueError),
+                     (1e300, ValueError), (-1, ValueError)):
+        with pytest.raises(exc, match="delta"):
+            fake.advance(bad)
+    fake.advance(1)
+    _library_still_works()
+
+
+def test_issue9_item27_python_parsers_are_the_c_parsers():
+    """issue 9 item 27: the thin Python wrappers answer exactly as the C
+    entry points do, and validate their own arguments."""
+    for v, exc in BAD_TIMEOUTS:
+        with pytest.raises(exc, match="xyz"):
+            st._native._parse_timeout(v, "xyz")
+    with pytest.raises(TypeError):
+        st._native._parse_timeout()
+    with pytest.raises(TypeError, match="tok"):
+        st._native._parse_token("garbage", "tok")
+    with pytest.raises(ValueError, match="opt"):
+        st._native._parse_options(0x8, "opt", "X", 0x7)
+    assert st._native._parse_options(0x5, "opt", "X", 0x7) == 5
+    with pytest.raises(ValueError, match="cnt"):
+        st._native._parse_count(11, "cnt", 0, 10)
+    assert st._native._parse_count(10, "cnt", 0, 10) == 10
+    with pytest.raises(TypeError):
+        st._native._parse_count(1)  # the name is required
