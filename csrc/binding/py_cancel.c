@@ -796,11 +796,16 @@ cancel_error_is_own_token(st_state *st, TaskObject *t)
     int match = 0;
 
     if (t->task_token == NULL || !PyErr_Occurred()
-        || !PyErr_ExceptionMatches(st->OperationCanceledError)
-        || !cancel_token_requested(st, t->task_token)) {
+        || !PyErr_ExceptionMatches(st->OperationCanceledError)) {
         return 0;
     }
+    /* the error aside first: a token object's is_cancellation_requested
+     * is Python code (issue 9 item 20: no call with an exception set) */
     PyErr_Fetch(&type, &value, &tb);
+    if (!cancel_token_requested(st, t->task_token)) {
+        PyErr_Restore(type, value, tb);
+        return 0;
+    }
     PyErr_NormalizeException(&type, &value, &tb);
     tok = value != NULL ? PyObject_GetAttr(value, st->str_cancellation_token)
                         : NULL;

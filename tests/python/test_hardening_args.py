@@ -201,6 +201,32 @@ def test_issue9_item20_pool_items_blocked_in_semaphore_wait_at_exit():
     assert "exception set" not in p.stderr, p.stderr
 
 
+def test_issue9_item20_own_token_check_runs_no_python_with_error_set():
+    """issue 9 item 20 sweep (R1.6, K3): a delegate that acknowledges its own
+    foreign token object (an OperationCanceledError carrying it) ends
+    canceled: the token's is_cancellation_requested (Python code) is read
+    with the delegate's exception kept aside, not while it is set (which
+    used to fault the task instead)."""
+    cts = CTS()
+
+    class Foreign:
+        is_cancellation_requested = property(
+            lambda self: cts.is_cancellation_requested)
+        can_be_canceled = True
+
+        def register(self, cb):
+            return cts.token.register(cb)
+    f = Foreign()
+
+    def body():
+        cts.cancel()
+        raise st.OperationCanceledError(cancellation_token=f)
+    t = Task.run(body, cancellation_token=f)
+    with pytest.raises(st.AggregateError):
+        t.wait(10)
+    assert t.is_canceled, t.exception
+
+
 # ---------------------------------------------------------------------------
 # item 23: internal methods validate their arguments or are not exposed
 # ---------------------------------------------------------------------------
