@@ -383,6 +383,11 @@ mod_install(PyObject *mod, PyObject *args, PyObject *kwds)
                                      &hook, &factory)) {
         return NULL;
     }
+    if (hook != NULL && hook != Py_None && !PyCallable_Check(hook)) {
+        PyErr_Format(PyExc_TypeError, "_install(): unobserved_hook must be "
+                     "callable or None, not %.100s", Py_TYPE(hook)->tp_name);
+        return NULL;
+    }
     if (hook != NULL) {
         Py_XSETREF(st->unobserved_hook,
                    hook == Py_None ? NULL : Py_NewRef(hook));

@@ -820,3 +820,70 @@ def test_issue9_item27_python_parsers_are_the_c_parsers():
     assert st._native._parse_count(10, "cnt", 0, 10) == 10
     with pytest.raises(TypeError):
         st._native._parse_count(1)  # the name is required
+
+
+def test_issue9_item23_install_validates_its_hook():
+    """issue 9 item 23 sweep (H2): _native._install refuses a hook that is
+    not callable (it would fail at every unobserved report)."""
+    with pytest.raises(TypeError, match="unobserved_hook"):
+        st._native._install(unobserved_hook=5)
+
+
+@pytest.mark.timeout(120)
+def test_issue9_item23_underscore_callables_survive_bad_arguments():
+    """issue 9 item 23 sweep (H2): every underscore callable of the module
+    and of its types (from the method tables), called with wrong
+    arguments, raises an ordinary exception or does something harmless:
+    never an abort, a crash or a SystemError, and the library works
+    afterwards (in a subprocess: an abort fails the test).  Left out: the
+    lifecycle hooks (_shutdown, _after_fork_child), the pool's tuning
+    (another helper's item) and _install (tested above)."""
+    p = run_ok("""
+        import sharptask as st
+        from sharptask import _native as n
+        T = st.Task
+        skip = {"_shutdown", "_after_fork_child", "_pool_set_tuning",
+                "_pool_set_threads", "_install", "_TimerHandle"}
+        owners = [n, T, st.TaskCompletionSource(),
+                  st.CancellationTokenSource(), st.CancellationToken(),
+                  st.SemaphoreSlim(1), st.ValueTask.from_result(1),
+                  st.ManualResetValueTaskSourceCore(),
+                  st.SingleThreadSynchronizationContext(),
+                  st.SynchronizationContext()]
+        def bad_args():
+            p = st.TaskCompletionSource().task
+            return [(), (None,), ("x",), (-1,), (2**70,), (float("nan"),),
+                    (True,), (object(), object()), (T.from_result(1),),
+                    (p,), (p, p), (p, "x"), (p, -2), (lambda: 1, (), 2**70),
+                    (lambda: 1, "x", 0), (None, None, None, None)]
+        calls = errors = 0
+        for owner in owners:
+            for name in dir(owner):
+                if not name.startswith("_") or name.startswith("__") \\
+                        or name in skip:
+                    continue
+                fn = getattr(owner, name)
+                if not callable(fn):
+                    continue
+                for args in bad_args():
+                    if name == "_context_owner" and len(args) == 2:
+                        args = (args[0], False)  # leave no stale owner
+                    calls += 1
+                    try:
+                        r = fn(*args)
+                    except SystemError as e:
+                        raise AssertionError((name, args, e))
+                    except Exception:
+                        errors += 1
+                    else:
+                        if isinstance(r, T) and r.is_completed:
+                            try:
+                                r.exception
+                            except Exception:
+                                pass
+        assert T.run(lambda: 5).result == 5
+        assert T.delay(0.001).wait(10)
+        s = st.SemaphoreSlim(0); s.release(); assert s.wait(0)
+        print("ok", calls, errors)
+    """, timeout=90)
+    assert p.stdout.startswith("ok"), p.stdout
