@@ -267,8 +267,9 @@ parse_options(PyObject *obj, const char *name, const char *what,
         return -1;
     }
     if (v > UINT32_MAX || (v & ~(unsigned long long)valid) != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: %#llx is not a valid "
-                     "combination of %s", name, v, what);
+        /* (PyErr_Format knows no '#' flag nor %llx) */
+        PyErr_Format(PyExc_ValueError, "%s: %R is not a valid combination "
+                     "of %s", name, obj, what);
         return -1;
     }
     *out = (uint32_t)v;

@@ -1505,7 +1505,7 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
                    | TCW_NOT_ON_CANCELED)
         || ((opts & TCW_EXEC_SYNC) && (opts & TCO_LONG_RUNNING))) {
         PyErr_Format(PyExc_ValueError,
-                     "options: %#x is not a valid combination of "
+                     "options: 0x%x is not a valid combination of "
                      "TaskContinuationOptions", (unsigned)opts);
         return NULL;
     }
@@ -2692,7 +2692,7 @@ TCS_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
     }
     if (options & ~(uint32_t)(0x4 | TCO_RCA)) {
         PyErr_Format(PyExc_ValueError,
-                     "options: %#x is not valid for a TaskCompletionSource "
+                     "options: 0x%x is not valid for a TaskCompletionSource "
                      "(only ATTACHED_TO_PARENT and "
                      "RUN_CONTINUATIONS_ASYNCHRONOUSLY are)",
                      (unsigned)options);

@@ -218,6 +218,9 @@ def set_unhandled_exception_policy(policy: str) -> str:
     ``"crash"`` (print it and end the process with exit code 1, as .NET
     does).  Returns the previous policy."""
     global _policy
+    if not isinstance(policy, str):  # H2: a type error (issue 9 item 14)
+        raise TypeError(f"policy must be 'report' or 'crash', not "
+                        f"{type(policy).__name__}")
     if policy not in ("report", "crash"):
         raise ValueError(f"policy must be 'report' or 'crash', not "
                          f"{policy!r}")

@@ -887,3 +887,25 @@ def test_issue9_item23_underscore_callables_survive_bad_arguments():
         print("ok", calls, errors)
     """, timeout=90)
     assert p.stdout.startswith("ok"), p.stdout
+
+
+def test_issue9_item14_sweep_messages_and_policy():
+    """issue 9 item 14 sweep (H2): the option errors show the value (the
+    '%#x' format, unknown to PyErr_Format, used to print itself), and
+    set_unhandled_exception_policy with a non-str is a TypeError (it was a
+    ValueError)."""
+    with pytest.raises(ValueError) as ei:
+        st.TaskCompletionSource(None, 1)
+    assert "0x1 " in str(ei.value) and "%" not in str(ei.value)
+    TC = st.TaskContinuationOptions
+    bad = TC.NOT_ON_RAN_TO_COMPLETION | TC.NOT_ON_FAULTED | TC.NOT_ON_CANCELED
+    with pytest.raises(ValueError) as ei:
+        _pending().continue_with(lambda a: 1, options=bad)
+    assert "0x70000" in str(ei.value) and "%" not in str(ei.value)
+    with pytest.raises(ValueError) as ei:
+        _pending().continue_with(lambda a: 1, options=0x100)
+    assert "256" in str(ei.value) and "%" not in str(ei.value)
+    with pytest.raises(TypeError, match="policy"):
+        st.set_unhandled_exception_policy(5)
+    with pytest.raises(ValueError, match="policy"):
+        st.set_unhandled_exception_policy("explode")
