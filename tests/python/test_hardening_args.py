@@ -909,3 +909,18 @@ def test_issue9_item14_sweep_messages_and_policy():
         st.set_unhandled_exception_policy(5)
     with pytest.raises(ValueError, match="policy"):
         st.set_unhandled_exception_policy("explode")
+
+
+def test_issue9_item14_builder_awaiter_without_on_completed():
+    """issue 9 item 14 sweep (H2): AsyncTaskMethodBuilder.await_on_completed
+    / await_unsafe_on_completed with something that is not an awaiter are
+    TypeErrors naming the awaiter (they were AttributeErrors)."""
+    b = st.AsyncTaskMethodBuilder.create()
+
+    class SM:
+        def move_next(self):
+            pass
+    for meth in (b.await_on_completed, b.await_unsafe_on_completed):
+        for bad in (object(), 1, None):
+            with pytest.raises(TypeError, match="awaiter"):
+                meth(bad, SM())
