@@ -527,10 +527,12 @@ raise_if_failed(st_state *st, TaskObject *t)
 
 /* Takes a sync waiter off t.  A completer that has already taken the node
  * may still be on its way to signalling it (the SIGNAL nodes ahead of it
- * run first, and dropping a reference there may run Python code that
- * needs the GIL): wait for it with the GIL released, never with it held
- * (issue 9 item 6).  The common case, a node still registered or already
- * signalled, keeps the GIL. */
+ * run first): wait for it with the GIL released, never with it held
+ * (issue 9 item 6: a token watch's SIGNAL node used to drop a source and
+ * run its weakref callback there, which needs the GIL; SIGNAL nodes run
+ * no Python code now, but no wait blocks with the GIL held either).  The
+ * common case, a node still registered or already signalled, keeps the
+ * GIL. */
 static void
 waiter_remove(TaskObject *t, st_waiter_t *w)
 {
@@ -3094,9 +3096,8 @@ mod_wait_any(PyObject *mod, PyObject *args)
         }
         if (st_task_remove_cont(&t->task_core, &nodes[i].cont) != 0) {
             /* The completer has it: wait until it is done with it, with
-             * the GIL released: the SIGNAL nodes ahead of this one may
-             * run Python code that needs the GIL (issue 9 item 6).  The
-             * node sets ev before done: re-check in short slices. */
+             * the GIL released, as waiter_remove does (issue 9 item 6).
+             * The node sets ev before done: re-check in short slices. */
             Py_BEGIN_ALLOW_THREADS
             while (!st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
                 st_event_reset(&ev);

@@ -95,6 +95,35 @@ def test_issue9_item6_wait_and_wait_all_do_not_deadlock():
 
 
 @pytest.mark.timeout(60)
+def test_issue9_item6_watch_drop_runs_after_waiters_are_signalled():
+    """issue 9 item 6: the token watch's SIGNAL node runs no Python code:
+    the source's weakref callback (run by the deferred drop) starts only
+    after every waiter was signalled, so the blocked .result returns while
+    that callback still sleeps (the waiter never has to wait for it)."""
+    p = run_ok("""
+        import time, weakref, threading
+        import sharptask as st
+        events = []
+        def cb(_):
+            events.append("callback starts")
+            time.sleep(0.5)
+            events.append("callback ends")
+        cts = st.CancellationTokenSource()
+        wr = weakref.ref(cts, cb)
+        t = st.Task.delay(0.05, cancellation_token=cts.token)
+        del cts
+        t.result
+        events.append("result returned")
+        deadline = time.monotonic() + 10
+        while "callback ends" not in events and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print(events)
+    """, timeout=20)
+    assert p.stdout.strip() == str(["callback starts", "result returned",
+                                    "callback ends"])
+
+
+@pytest.mark.timeout(60)
 def test_issue9_item6_stress_token_watch_drops_with_blocked_waiters():
     """issue 9 item 6, stress: several threads each block on delays whose
     token watch frees a source (whose weakref callback releases the GIL),
