@@ -39,6 +39,26 @@
  * still build when merged: new code calls Py_IsFinalizing(). */
 #define ST_IS_FINALIZING() Py_IsFinalizing()
 
+/* Saving the error indicator around cleanup code that calls Python on an
+ * error path (no Python call may run with an exception set: issue 9 item
+ * 20).  st_exc_save() takes the current exception, if any, and clears
+ * the indicator: a new reference, or NULL when none is set.
+ * st_exc_restore(exc) sets it again (steals exc; NULL: does nothing).
+ * Refs: as PyErr_GetRaisedException / PyErr_SetRaisedException. */
+static inline PyObject *
+st_exc_save(void)
+{
+    return PyErr_GetRaisedException(); /* st_compat.h on 3.11 */
+}
+
+static inline void
+st_exc_restore(PyObject *exc)
+{
+    if (exc != NULL) {
+        PyErr_SetRaisedException(exc);
+    }
+}
+
 /* ------------------------------------------------------- module state */
 
 #define ST_N_CACHED 13 /* None, False, True, -1..8 */
@@ -469,10 +489,35 @@ PyObject *timers_delay(st_state *st, PyObject *seconds, PyObject *token,
 PyObject *timers_wait_async(st_state *st, PyObject *task, PyObject *timeout,
                             PyObject *token, PyObject *provider);
 /* ---- end of thread pool and timers ---- */
-/* A timeout argument (seconds, timedelta, None: infinite) named `name` in
- * errors.  0, or -1 with an error set.  Refs: borrows obj. */
+
+/* ---- module.c: one parser per kind of argument (issue 9 item 27, H2).
+ * Every entry point that takes one of these kinds, C or Python (through
+ * _native._parse_timeout/_token/_options/_count), checks it here.  Each
+ * returns 0, or -1 with TypeError (wrong type: bool counts as one) or
+ * ValueError (wrong value) set, the message naming `name`. */
+/* A time in seconds: int or float (not bool), a timedelta (anything with
+ * total_seconds()), or None.  None, -1 and Timeout.InfiniteTimeSpan
+ * (-1 ms) set *infinite; NaN, other negatives, and more than 4294967.294
+ * s (.NET's limit; inf, huge ints) are ValueError.  *out_secs >= 0. */
+int parse_seconds(PyObject *obj, const char *name, double *out_secs,
+                  int *infinite);
+/* parse_seconds in nanoseconds. */
 int parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
                   int *infinite);
+/* A cancellation token: None (*out = NULL), a CancellationToken, or any
+ * object with is_cancellation_requested, can_be_canceled and register()
+ * (K3 accepts such token objects).  *out is borrowed from obj. */
+int parse_token(st_state *st, PyObject *obj, const char *name,
+                PyObject **out);
+/* An options value (TaskCreationOptions, TaskContinuationOptions ...):
+ * an int (an enum member; not bool, not None) whose bits are all in
+ * `valid`; `what` names the enum in messages.  Out of range (negative,
+ * above 32 bits) or unknown bits: ValueError. */
+int parse_options(PyObject *obj, const char *name, const char *what,
+                  uint32_t valid, uint32_t *out);
+/* A count: an int (not bool) in [lo, hi]; else ValueError. */
+int parse_count(PyObject *obj, const char *name, Py_ssize_t lo,
+                Py_ssize_t hi, Py_ssize_t *out);
 
 /* ---- py_cancel.c: cancellation (issue 6; K1-K3) ---- */
 /* An internal registration's action: runs once, on the canceling thread
@@ -528,6 +573,12 @@ int cancel_watch_continuation(st_state *st, TaskObject *ct);
  * node belongs to (it holds one reference to it), or NULL.  Refs:
  * borrowed (valid while the node stays on the list). */
 PyObject *cancel_cont_owner(st_cont_t *c);
+/* Releases the watch registrations whose task completed on this thread
+ * (their SIGNAL node only unlinks them: a SIGNAL node never runs Python
+ * code, and dropping a registration may free its source and so run a
+ * weakref callback).  GIL held; call right after st_task_finish, where
+ * running Python code is safe.  May run Python code.  Refs: none. */
+void cancel_release_deferred(void);
 /* py_semaphore.c: SemaphoreSlim (K4); called by cancel_module_*.  Refs:
  * as valuetask_module_*. */
 int semaphore_module_exec(PyObject *mod, st_state *st);

@@ -74,6 +74,7 @@ typedef struct CTSObject {
     st_cancel_t cts_core;   /* state word + registrations */
     uint8_t cts_disposed;   /* dispose() was called (GIL) */
     uint8_t cts_shared;     /* the one source of CancellationToken(True) */
+    uint8_t cts_async_queued; /* cancel_async queued notify_into (GIL) */
     cts_timer *cts_timer;   /* the armed CancelAfter timer, or NULL (GIL) */
     PyObject *cts_links;    /* linked: its registrations on its parents */
     PyObject *cts_provider; /* time_provider, or NULL */
@@ -98,6 +99,10 @@ typedef struct RegObject {
     PyObject *reg_target;     /* the action's object */
     void *reg_carg;           /* the action's C data */
     void (*reg_carg_release)(void *carg); /* drops reg_carg, or NULL */
+    /* watch: the watched task completed; the drops wait on this thread's
+     * deferred list (reg_done_fn) */
+    struct RegObject *reg_deferred_next;
+    uint8_t reg_deferred_unlinked; /* also drop the list's reference */
 } RegObject;
 
 /* A CancelAfter arming: the timer entry, the work item that runs the
@@ -121,6 +126,14 @@ static PyObject *token_new(st_state *st, CTSObject *source);
 static int cts_notify(st_state *st, CTSObject *self, int throw_first);
 static void reg_node_fn(st_cancel_reg_t *node);
 static void reg_done_fn(st_cont_t *c, st_task_t *task, int how);
+static PyObject *cts_on_timer(PyObject *op, PyObject *state);
+
+/* The time provider's timer callback, bound to its source: not a method,
+ * so that Python code cannot reach it by name (issue 9 item 23). */
+static PyMethodDef cts_on_timer_def = {
+    "on_timer", cts_on_timer, METH_O,
+    PyDoc_STR("on_timer(state, /)\n--\n\n"
+              "Cancels the source: its time provider's timer fired.")};
 
 static PyObject *
 raise_disposed(st_state *st, const char *what)
@@ -149,6 +162,8 @@ reg_alloc(st_state *st)
     r->reg_target = NULL;
     r->reg_carg = NULL;
     r->reg_carg_release = NULL;
+    r->reg_deferred_next = NULL;
+    r->reg_deferred_unlinked = 0;
     PyObject_GC_Track(r);
     return r;
 }
@@ -277,15 +292,56 @@ reg_node_fn(st_cancel_reg_t *node)
     Py_DECREF(r); /* the list's reference */
 }
 
-/* The watched task completed: the registration is not needed any more. */
+/* Registrations whose watched task completed, not yet released: this
+ * thread's list, linked by reg_deferred_next.  Each entry owns the
+ * references it will drop (the watch's, and the list's if it was
+ * unlinked), so nothing here is borrowed.  Filled only inside
+ * st_task_finish (reg_done_fn) and emptied by the same thread right
+ * after it (cancel_release_deferred, from task_try_complete). */
+static ST_THREAD_LOCAL RegObject *tls_deferred_regs;
+
+/* Drops what a watch registration held once its task completed: its
+ * action (if it was unlinked: it will never run) and the references. */
+static void
+reg_done_release(RegObject *r, int unlinked)
+{
+    if (unlinked) {
+        reg_forget(r);
+        Py_DECREF(r); /* the list's reference */
+    }
+    Py_DECREF(r); /* the watch's reference */
+}
+
+/* The watched task completed: the registration is not needed any more.
+ * A SIGNAL node, so it must not run Python code (sync waiters behind it
+ * run after it, and a waiter's thread may be about to wait for them):
+ * it only takes the node off the source (the core's mutex, no
+ * Python), and defers every DECREF, which may free the source and run a
+ * weakref callback, to cancel_release_deferred. */
 static void
 reg_done_fn(st_cont_t *c, st_task_t *task, int how)
 {
     RegObject *r = st_container_of(c, RegObject, reg_done);
     (void)task;
     (void)how;
-    (void)reg_unregister(r);
-    Py_DECREF(r); /* the watch's reference */
+    r->reg_deferred_unlinked =
+        r->reg_source != NULL
+        && st_cancel_unregister(&r->reg_source->cts_core, &r->reg_node)
+               == 0;
+    r->reg_deferred_next = tls_deferred_regs;
+    tls_deferred_regs = r;
+}
+
+void
+cancel_release_deferred(void)
+{
+    RegObject *r;
+    while ((r = tls_deferred_regs) != NULL) {
+        /* unlink first: the drops may complete tasks, which come here */
+        tls_deferred_regs = r->reg_deferred_next;
+        r->reg_deferred_next = NULL;
+        reg_done_release(r, r->reg_deferred_unlinked);
+    }
 }
 
 /* -------------------------------------------------------- the source */
@@ -449,7 +505,7 @@ cts_arm(st_state *st, CTSObject *self, PyObject *delay, uint64_t ns,
             if (infinite) {
                 return 0;
             }
-            cb = PyObject_GetAttrString((PyObject *)self, "_on_timer");
+            cb = PyCFunction_New(&cts_on_timer_def, (PyObject *)self);
             if (cb == NULL) {
                 return -1;
             }
@@ -562,7 +618,9 @@ cancel_register_action(st_state *st, PyObject *token, cancel_action_fn fn,
     if (watch != NULL) {
         Py_INCREF(r); /* the watch's reference, dropped by reg_done_fn */
         if (st_task_add_cont(&watch->task_core, &r->reg_done) != 0) {
-            reg_done_fn(&r->reg_done, &watch->task_core, ST_RUN_INLINE);
+            /* already completed: not inside a completion, drop now */
+            (void)reg_unregister(r);
+            Py_DECREF(r); /* the watch's reference */
         }
     }
     return (PyObject *)r;
@@ -725,11 +783,16 @@ cancel_error_is_own_token(st_state *st, TaskObject *t)
     int match = 0;
 
     if (t->task_token == NULL || !PyErr_Occurred()
-        || !PyErr_ExceptionMatches(st->OperationCanceledError)
-        || !cancel_token_requested(st, t->task_token)) {
+        || !PyErr_ExceptionMatches(st->OperationCanceledError)) {
         return 0;
     }
+    /* the error aside first: a token object's is_cancellation_requested
+     * is Python code (issue 9 item 20: no call with an exception set) */
     exc = PyErr_GetRaisedException();
+    if (!cancel_token_requested(st, t->task_token)) {
+        PyErr_SetRaisedException(exc);
+        return 0;
+    }
     tok = PyObject_GetAttr(exc, st->str_cancellation_token);
     if (tok == NULL) {
         PyErr_Clear();
@@ -841,6 +904,7 @@ cts_alloc(st_state *st, PyTypeObject *tp)
     st_cancel_init(&self->cts_core);
     self->cts_disposed = 0;
     self->cts_shared = 0;
+    self->cts_async_queued = 0;
     self->cts_timer = NULL;
     self->cts_links = NULL;
     self->cts_provider = NULL;
@@ -867,6 +931,15 @@ CTS_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (parse_timeout(delay, "delay", &ns, &infinite) < 0) {
+        return NULL;
+    }
+    if (provider != Py_None
+        && !PyObject_HasAttrString(provider, "create_timer")) {
+        /* H2: anything with create_timer() (else an AttributeError at
+         * the first cancel_after) */
+        PyErr_Format(PyExc_TypeError, "time_provider must be a "
+                     "TimeProvider or None, not %.100s",
+                     Py_TYPE(provider)->tp_name);
         return NULL;
     }
     self = cts_alloc(st, tp);
@@ -1014,7 +1087,12 @@ cts_cancel(PyObject *op, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
-/* cancel_async's pool work: runs the callbacks into the promise. */
+/* cancel_async's pool work: runs the callbacks into the promise.  Only
+ * the canceller (the caller that won st_cancel_request) may drive the
+ * take loop, so this is not a method: cancel_async binds it to the
+ * source (notify_into_def) for the one work item it queues, and the flag
+ * makes a second call (or any other) an error, never a broken core
+ * invariant (issue 9 item 23). */
 static PyObject *
 cts_notify_into(PyObject *op, PyObject *promise)
 {
@@ -1023,9 +1101,17 @@ cts_notify_into(PyObject *op, PyObject *promise)
     TaskObject *p = (TaskObject *)promise;
 
     if (!Task_Check(st, promise)) {
-        PyErr_SetString(PyExc_TypeError, "_notify_into(): a Task");
+        PyErr_Format(PyExc_TypeError, "notify_into(): promise must be a "
+                     "Task, not %.100s", Py_TYPE(promise)->tp_name);
         return NULL;
     }
+    if (!self->cts_async_queued) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "notify_into(): no cancel_async of this source is "
+                        "waiting to run its callbacks");
+        return NULL;
+    }
+    self->cts_async_queued = 0;
     if (cts_notify(st, self, 0) == 0) {
         task_try_complete(p, ST_STATUS_RAN_TO_COMPLETION, Py_None, NULL);
     }
@@ -1056,6 +1142,12 @@ cts_notify_into(PyObject *op, PyObject *promise)
     }
     Py_RETURN_NONE;
 }
+
+static PyMethodDef notify_into_def = {
+    "notify_into", cts_notify_into, METH_O,
+    PyDoc_STR("notify_into(promise, /)\n--\n\n"
+              "cancel_async's pool work: run the callbacks, then complete "
+              "promise.")};
 
 static PyObject *
 cts_cancel_async(PyObject *op, PyObject *unused)
@@ -1101,7 +1193,8 @@ cts_cancel_async(PyObject *op, PyObject *unused)
     if (promise == NULL) {
         return NULL;
     }
-    fn = PyObject_GetAttrString(op, "_notify_into");
+    self->cts_async_queued = 1; /* this thread won the request */
+    fn = PyCFunction_New(&notify_into_def, op);
     args = fn != NULL ? PyTuple_Pack(1, promise) : NULL;
     action = args != NULL ? action_new(st, fn, args, NULL) : NULL;
     Py_XDECREF(fn);
@@ -1422,12 +1515,6 @@ static PyMethodDef CTS_methods[] = {
                "(canceled at once if one already is).  Canceling it does\n"
                "not cancel them; dispose it when done, to leave them.\n"
                "Takes tokens, or one iterable of tokens.")},
-    {"_notify_into", cts_notify_into, METH_O,
-     PyDoc_STR("_notify_into($self, promise, /)\n--\n\n"
-               "Internal: cancel_async's pool work.")},
-    {"_on_timer", cts_on_timer, METH_O,
-     PyDoc_STR("_on_timer($self, state, /)\n--\n\n"
-               "Internal: the time provider's timer callback.")},
     {NULL, NULL, 0, NULL},
 };
 

@@ -59,6 +59,8 @@ typedef struct SemWaiterObject {
     PyObject *w_cts;   /* the timeout's source (set by _arm), or NULL */
     PyObject *w_reg;   /* a registration on the token (_arm), or NULL */
     uint8_t w_queue;   /* 0: not queued; 'a' or 's': in that queue */
+    void *w_sem;       /* while queued: the semaphore whose queue it is
+                          in; only compared, never followed (_expire) */
 } SemWaiterObject;
 
 typedef struct SemObject {
@@ -96,6 +98,7 @@ enqueue(SemObject *self, SemWaiterObject *w, uint8_t q)
     SemWaiterObject **tail = q == 'a' ? &self->sem_atail : &self->sem_stail;
     Py_INCREF(w);
     w->w_queue = q;
+    w->w_sem = self;
     w->w_next = NULL;
     w->w_prev = *tail;
     if (*tail != NULL) {
@@ -136,6 +139,7 @@ unlink_waiter(SemObject *self, SemWaiterObject *w)
     w->w_prev = NULL;
     w->w_next = NULL;
     w->w_queue = 0;
+    w->w_sem = NULL;
     if (q == 'a') {
         self->sem_na--;
     }
@@ -158,6 +162,7 @@ waiter_new(st_state *st, PyObject *token, uint32_t options)
     w->w_cts = NULL;
     w->w_reg = NULL;
     w->w_queue = 0;
+    w->w_sem = NULL;
     w->w_task = task_new_promise(st, NULL, options);
     PyObject_GC_Track(w);
     if (w->w_task == NULL) {
@@ -169,11 +174,17 @@ waiter_new(st_state *st, PyObject *token, uint32_t options)
 
 /* Disposes w's timeout source and drops its token registration (K3).
  * Runs Python code: call it with the state consistent.  Errors are
- * reported as unraisable (nobody could handle them). */
+ * reported as unraisable (nobody could handle them).  An exception set
+ * by the caller (a Ctrl-C that ended the wait) is kept aside meanwhile
+ * and set again at the end (issue 9 item 20). */
 static void
 waiter_cleanup(SemWaiterObject *w)
 {
-    PyObject *cts = w->w_cts, *reg = w->w_reg, *r;
+    PyObject *cts = w->w_cts, *reg = w->w_reg, *r, *saved;
+    if (cts == NULL && reg == NULL) {
+        return;
+    }
+    saved = st_exc_save();
     w->w_cts = NULL;
     w->w_reg = NULL;
     /* Python may have stored None through the member descriptors */
@@ -201,6 +212,7 @@ waiter_cleanup(SemWaiterObject *w)
         Py_XDECREF(r);
         Py_DECREF(reg);
     }
+    st_exc_restore(saved);
 }
 
 /* Parses a timeout as .NET's int-millisecond overloads allow (9.2). */
@@ -276,24 +288,14 @@ Sem_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
                                      kwlist, &init_o, &max_o)) {
         return NULL;
     }
-    if (!PyLong_Check(init_o) || PyBool_Check(init_o)
+    /* 9.1: initial_count is checked first; both are .NET ints (H2: one
+     * parser, issue 9 item 27) */
+    if (parse_count(init_o, "initial_count", 0, SEM_INT_MAX, &init) < 0
         || (max_o != Py_None
-            && (!PyLong_Check(max_o) || PyBool_Check(max_o)))) {
-        PyErr_SetString(PyExc_TypeError, "SemaphoreSlim(): initial_count "
-                        "and maximum_count must be ints");
+            && parse_count(max_o, "maximum_count", 1, SEM_INT_MAX, &max)
+                   < 0)) {
         return NULL;
     }
-    init = PyLong_AsSsize_t(init_o);
-    if (init == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (max_o != Py_None) {
-        max = PyLong_AsSsize_t(max_o);
-        if (max == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-    }
-    /* 9.1: initial_count is checked first */
     if (init < 0 || init > max) {
         PyErr_Format(PyExc_ValueError, "initial_count must be between 0 "
                      "and maximum_count (%zd), not %zd", max, init);
@@ -425,8 +427,12 @@ sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         Py_DECREF(w);
         return task;
     }
-    if (parse_sem_timeout(timeout, &ns, &infinite) < 0) {
+    if (parse_sem_timeout(timeout, &ns, &infinite) < 0
+        || parse_token(st, token, "cancellation_token", &token) < 0) {
         return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
     }
     /* 9.3: a canceled token gives a canceled task, even with a count */
     if (token != Py_None && cancel_token_requested(st, token)) {
@@ -484,8 +490,12 @@ sem_wait(PyObject *op, PyObject *args, PyObject *kwds)
     if (self->sem_disposed) {
         return raise_sem_disposed(st, "wait()");
     }
-    if (parse_sem_timeout(timeout, &ns, &infinite) < 0) {
+    if (parse_sem_timeout(timeout, &ns, &infinite) < 0
+        || parse_token(st, token, "cancellation_token", &token) < 0) {
         return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
     }
     if (token != Py_None && cancel_token_requested(st, token)) {
         return raise_oce(st, token);
@@ -552,8 +562,11 @@ sem_wait(PyObject *op, PyObject *args, PyObject *kwds)
     if (rc < 0) {
         /* interrupted (Ctrl-C) just as it was granted (acquisition wins
          * over a timeout, 9.2): the caller never learns it holds the
-         * count, so give it back */
+         * count, so give it back (completing a waiter runs Python code:
+         * the interrupt waits aside, issue 9 item 20) */
+        PyObject *saved = st_exc_save();
         give_back(st, self);
+        st_exc_restore(saved);
         return NULL;
     }
     Py_RETURN_TRUE;
@@ -644,25 +657,9 @@ sem_release(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (self->sem_disposed) {
         return raise_sem_disposed(st, "release()");
     }
-    if (n_o != NULL) {
-        if (!PyLong_Check(n_o) || PyBool_Check(n_o)) {
-            PyErr_Format(PyExc_TypeError, "release_count must be an int, "
-                         "not %.100s", Py_TYPE(n_o)->tp_name);
-            return NULL;
-        }
-        n = PyLong_AsSsize_t(n_o);
-        if (n == -1 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                return NULL;
-            }
-            PyErr_Clear();
-            n = PY_SSIZE_T_MAX; /* certainly beyond the maximum */
-        }
-        if (n < 1) {
-            PyErr_Format(PyExc_ValueError,
-                         "release_count must be >= 1, not %zd", n);
-            return NULL;
-        }
+    if (n_o != NULL
+        && parse_count(n_o, "release_count", 1, SEM_INT_MAX, &n) < 0) {
+        return NULL; /* a .NET int, >= 1 (9.6) */
     }
     previous = self->sem_count;
     /* 9.6: beyond the maximum: refuse, with nothing released */
@@ -693,12 +690,20 @@ sem_expire(PyObject *op, PyObject *arg)
     SemWaiterObject *w;
 
     if (!Py_IS_TYPE(arg, st->SemWaiter_type)) {
-        PyErr_SetString(PyExc_TypeError, "_expire(): a waiter");
+        PyErr_Format(PyExc_TypeError, "_expire(): waiter must be a waiter "
+                     "of this SemaphoreSlim, not %.100s",
+                     Py_TYPE(arg)->tp_name);
         return NULL;
     }
     w = SemWaiterObject_CAST(arg);
     if (!w->w_queue) {
         Py_RETURN_FALSE; /* granted at the same moment: acquisition wins */
+    }
+    if (w->w_sem != (void *)self) {
+        /* issue 9 item 23: queued on another semaphore */
+        PyErr_SetString(PyExc_ValueError, "_expire(): waiter belongs to "
+                        "another SemaphoreSlim");
+        return NULL;
     }
     unlink_waiter(self, w); /* the queue's reference is ours now */
     if (w->w_token != NULL && cancel_token_requested(st, w->w_token)) {

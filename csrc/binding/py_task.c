@@ -290,6 +290,7 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
     Py_CLEAR(t->task_target);
     box_registry_remove(t);
     st_task_finish(&t->task_core, status);
+    cancel_release_deferred(); /* the watch nodes' drops (py_cancel.c) */
     Py_XDECREF(fn);
     Py_XDECREF(arg);
     Py_XDECREF(ctx);
@@ -509,6 +510,24 @@ raise_if_failed(st_state *st, TaskObject *t)
 
 /* ------------------------------------------------------------ waiting */
 
+/* Takes a sync waiter off t.  A completer that has already taken the node
+ * may still be on its way to signalling it (the SIGNAL nodes ahead of it
+ * run first): wait for it with the GIL released, never with it held
+ * (issue 9 item 6: a token watch's SIGNAL node used to drop a source and
+ * run its weakref callback there, which needs the GIL; SIGNAL nodes run
+ * no Python code now, but no wait blocks with the GIL held either).  The
+ * common case, a node still registered or already signalled, keeps the
+ * GIL. */
+static void
+waiter_remove(TaskObject *t, st_waiter_t *w)
+{
+    if (st_task_remove_cont(&t->task_core, &w->cont) == ST_EBUSY) {
+        Py_BEGIN_ALLOW_THREADS
+        st_event_wait(&w->ev, UINT64_MAX);
+        Py_END_ALLOW_THREADS
+    }
+}
+
 int
 task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
 {
@@ -535,7 +554,7 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
         return 1;
     }
     if (deadlock_before_wait(st, t, &w, timeout_ns == UINT64_MAX) < 0) {
-        st_task_remove_waiter(&t->task_core, &w);
+        waiter_remove(t, &w);
         st_waiter_destroy(&w);
         return -1;
     }
@@ -602,8 +621,8 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     }
     deadlock_after_wait(st);
     /* Leaves nothing behind: a completion racing this removal is waited
-     * for inside st_task_remove_waiter, which never calls Python. */
-    st_task_remove_waiter(&t->task_core, &w);
+     * for, with the GIL released (waiter_remove). */
+    waiter_remove(t, &w);
     st_waiter_destroy(&w);
     if (done == 0 && st_task_is_completed(&t->task_core)) {
         done = 1;
@@ -1349,10 +1368,11 @@ task_wait(PyObject *op, PyObject *args, PyObject *kwds)
                                      &timeout, &token)) {
         return NULL;
     }
-    if (parse_timeout(timeout, "timeout", &ns, &infinite) < 0) {
+    if (parse_timeout(timeout, "timeout", &ns, &infinite) < 0
+        || parse_token(st, token, "cancellation_token", &token) < 0) {
         return NULL;
     }
-    if (token != Py_None) {
+    if (token != NULL) {
         PyObject *a[3] = {op, timeout, token};
         return call_impl(st, "task_wait_token", a, 3, NULL);
     }
@@ -1383,27 +1403,20 @@ task_get_awaiter(PyObject *op, PyObject *unused)
 static PyObject *
 task_configure_await(PyObject *op, PyObject *arg)
 {
-    long options;
+    uint32_t options;
     if (PyBool_Check(arg)) {
+        /* the continue_on_captured_context overload */
         options = arg == Py_True ? CAO_CONTINUE : 0;
     }
-    else if (PyLong_Check(arg)) {
-        options = PyLong_AsLong(arg);
-        if (options == -1 && PyErr_Occurred()) {
-            return NULL;
-        }
-        if (options < 0 || options > 0x7) {
-            PyErr_Format(PyExc_ValueError,
-                         "options: %ld is not a valid combination of "
-                         "ConfigureAwaitOptions", options);
-            return NULL;
-        }
-    }
-    else {
+    else if (!PyLong_Check(arg)) {
         PyErr_Format(PyExc_TypeError,
-                     "configure_await() takes a bool or "
+                     "configure_await(): options must be a bool or "
                      "ConfigureAwaitOptions, not %.100s",
                      Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    else if (parse_options(arg, "options", "ConfigureAwaitOptions", 0x7,
+                           &options) < 0) {
         return NULL;
     }
     return awaiter_new(g_st, g_st->ConfiguredAwaitable_type,
@@ -1451,12 +1464,13 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
     st_state *st = g_st;
     TaskObject *ante = TaskObject_CAST(op), *ct;
     PyObject *fn, *state = NULL, *token = Py_None, *scheduler = Py_None;
-    unsigned long opts = 0;
+    PyObject *opts_o = NULL;
+    uint32_t opts = 0;
     uint32_t copts;
     int rc;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOkO:continue_with",
-                                     kwlist, &fn, &state, &token, &opts,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOOO:continue_with",
+                                     kwlist, &fn, &state, &token, &opts_o,
                                      &scheduler)) {
         return NULL;
     }
@@ -1465,15 +1479,23 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
                      "callable, not %.100s", Py_TYPE(fn)->tp_name);
         return NULL;
     }
-    if ((opts & ~(unsigned long)TCW_VALID) != 0
-        || (opts & (TCW_NOT_ON_RAN | TCW_NOT_ON_FAULTED
+    if (parse_token(st, token, "cancellation_token", &token) < 0
+        || (opts_o != NULL
+            && parse_options(opts_o, "options", "TaskContinuationOptions",
+                             TCW_VALID, &opts) < 0)) {
+        return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
+    }
+    if ((opts & (TCW_NOT_ON_RAN | TCW_NOT_ON_FAULTED
                     | TCW_NOT_ON_CANCELED))
                == (TCW_NOT_ON_RAN | TCW_NOT_ON_FAULTED
                    | TCW_NOT_ON_CANCELED)
         || ((opts & TCW_EXEC_SYNC) && (opts & TCO_LONG_RUNNING))) {
         PyErr_Format(PyExc_ValueError,
-                     "options: %lu is not a valid combination of "
-                     "TaskContinuationOptions", opts);
+                     "options: 0x%x is not a valid combination of "
+                     "TaskContinuationOptions", (unsigned)opts);
         return NULL;
     }
     if (scheduler == Py_None) {
@@ -1580,8 +1602,15 @@ task_wait_async(PyObject *op, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"timeout", "cancellation_token",
                              "time_provider", NULL};
     PyObject *timeout = Py_None, *token = Py_None, *provider = Py_None;
+    uint64_t ns;
+    int infinite;
+    PyObject *tok;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:wait_async", kwlist,
                                      &timeout, &token, &provider)) {
+        return NULL;
+    }
+    if (parse_timeout(timeout, "timeout", &ns, &infinite) < 0
+        || parse_token(g_st, token, "cancellation_token", &tok) < 0) {
         return NULL;
     }
     if (provider != Py_None) { /* P6a (issue 3) */
@@ -1631,6 +1660,12 @@ task_run(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
                      "%.100s", Py_TYPE(args[0])->tp_name);
         return NULL;
     }
+    if (parse_token(st, token, "cancellation_token", &token) < 0) {
+        return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
+    }
     if (token != Py_None) {
         int canceled = cancel_token_check(st, token); /* py_cancel.c */
         if (canceled < 0) {
@@ -1674,14 +1709,27 @@ static PyObject *
 task_start_new_raw(PyObject *unused, PyObject *args)
 {
     st_state *st = g_st;
-    PyObject *fn, *fargs, *ctx;
-    unsigned long options;
+    PyObject *fn, *fargs, *ctx, *opts_o;
+    uint32_t options;
     TaskObject *t;
 
     PyObject *scheduler = Py_None, *token = Py_None;
-    if (!PyArg_ParseTuple(args, "OO!k|OO:_start_new", &fn, &PyTuple_Type,
-                          &fargs, &options, &scheduler, &token)) {
+    if (!PyArg_ParseTuple(args, "OO!O|OO:_start_new", &fn, &PyTuple_Type,
+                          &fargs, &opts_o, &scheduler, &token)) {
         return NULL;
+    }
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "start_new(): fn must be callable, "
+                     "not %.100s", Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    if (parse_options(opts_o, "options", "TaskCreationOptions", TCO_VALID,
+                      &options) < 0
+        || parse_token(st, token, "cancellation_token", &token) < 0) {
+        return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
     }
     if (scheduler == Py_None) {
         scheduler = tls_current_scheduler; /* R5.3: TaskScheduler.current */
@@ -1750,11 +1798,15 @@ task_delay(PyObject *unused, PyObject *args, PyObject *kwds)
                                      &seconds, &token, &provider)) {
         return NULL;
     }
+    if (parse_timeout(seconds, "seconds", &ns, &infinite) < 0
+        || parse_token(st, token, "cancellation_token", &token) < 0) {
+        return NULL;
+    }
+    if (token == NULL) {
+        token = Py_None;
+    }
     if (provider != Py_None) { /* P6a (issue 3): provider.create_timer */
         return timers_delay(st, seconds, token, provider);
-    }
-    if (parse_timeout(seconds, "seconds", &ns, &infinite) < 0) {
-        return NULL;
     }
     if (token != Py_None) {
         return delay_start_token(st, seconds, ns, infinite, token); /* K3 */
@@ -1803,7 +1855,6 @@ task_from_exception(PyObject *unused, PyObject *exc)
 static PyObject *
 task_from_canceled(PyObject *unused, PyObject *token)
 {
-    PyObject *req;
     int canceled;
     if (token == Py_None) {
         PyErr_SetString(PyExc_TypeError,
@@ -1811,12 +1862,10 @@ task_from_canceled(PyObject *unused, PyObject *token)
                         "CancellationToken, not None");
         return NULL;
     }
-    req = PyObject_GetAttrString(token, "is_cancellation_requested");
-    if (req == NULL) {
+    if (parse_token(g_st, token, "token", &token) < 0) {
         return NULL;
     }
-    canceled = PyObject_IsTrue(req);
-    Py_DECREF(req);
+    canceled = cancel_token_check(g_st, token); /* py_cancel.c */
     if (canceled < 0) {
         return NULL;
     }
@@ -2611,19 +2660,39 @@ TCS_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"state", "options", NULL};
     st_state *st = g_st;
-    PyObject *state = Py_None;
-    unsigned long options = 0;
+    PyObject *state = Py_None, *opts_o = NULL;
+    uint32_t options = 0;
     TCSObject *self;
+    int is_opts;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Ok:TaskCompletionSource",
-                                     kwlist, &state, &options)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:TaskCompletionSource",
+                                     kwlist, &state, &opts_o)) {
         return NULL;
     }
-    if (options & ~(unsigned long)(0x4 | TCO_RCA)) {
+    /* issue 9 item 13: like .NET's overloads, TaskCompletionSource(opts)
+     * with a TaskCreationOptions member is the options overload, not a
+     * state (a plain int, or state=..., stays a state) */
+    if (opts_o == NULL && PyTuple_GET_SIZE(args) == 1) {
+        is_opts = PyObject_IsInstance(state, st->TaskCreationOptions);
+        if (is_opts < 0) {
+            return NULL;
+        }
+        if (is_opts) {
+            opts_o = state;
+            state = Py_None;
+        }
+    }
+    if (opts_o != NULL
+        && parse_options(opts_o, "options", "TaskCreationOptions",
+                         TCO_VALID, &options) < 0) {
+        return NULL;
+    }
+    if (options & ~(uint32_t)(0x4 | TCO_RCA)) {
         PyErr_Format(PyExc_ValueError,
-                     "options: %lu is not valid for a TaskCompletionSource "
+                     "options: 0x%x is not valid for a TaskCompletionSource "
                      "(only ATTACHED_TO_PARENT and "
-                     "RUN_CONTINUATIONS_ASYNCHRONOUSLY are)", options);
+                     "RUN_CONTINUATIONS_ASYNCHRONOUSLY are)",
+                     (unsigned)options);
         return NULL;
     }
     self = (TCSObject *)tp->tp_alloc(tp, 0);
@@ -2707,6 +2776,19 @@ exceptions_arg(PyObject *arg)
                         "set_exception(): exception must not be None");
         return NULL;
     }
+    if (PyUnicode_Check(arg) || PyBytes_Check(arg)
+        || PyByteArray_Check(arg) || PyExceptionClass_Check(arg)) {
+        /* H2 (issue 9 item 14): a type error, as asyncio's
+         * Future.set_exception("x") (a str is iterable, but of str); an
+         * exception class is not an instance */
+        PyErr_Format(PyExc_TypeError,
+                     "set_exception(): exception must be an exception "
+                     "instance or an iterable of them, not %.100s",
+                     PyExceptionClass_Check(arg)
+                         ? "an exception class"
+                         : Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
     tup = PySequence_Tuple(arg);
     if (tup == NULL) {
         if (PyErr_ExceptionMatches(PyExc_TypeError)) {
@@ -2725,9 +2807,9 @@ exceptions_arg(PyObject *arg)
     }
     for (i = 0; i < PyTuple_GET_SIZE(tup); i++) {
         if (!PyExceptionInstance_Check(PyTuple_GET_ITEM(tup, i))) {
-            PyErr_Format(PyExc_ValueError,
-                         "set_exception(): exceptions[%zd] is not an "
-                         "exception (%.100s)",
+            PyErr_Format(PyExc_TypeError, /* H2: a type error */
+                         "set_exception(): exceptions[%zd] must be an "
+                         "exception instance, not %.100s",
                          i, Py_TYPE(PyTuple_GET_ITEM(tup, i))->tp_name);
             Py_DECREF(tup);
             return NULL;
@@ -2767,11 +2849,15 @@ tcs_set_canceled_impl(PyObject *op, PyObject *args, PyObject *kwds,
 {
     static char *kwlist[] = {"token", NULL};
     PyObject *token = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O", kwlist, &token)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds,
+                                     must ? "|O:set_canceled"
+                                          : "|O:try_set_canceled",
+                                     kwlist, &token)
+        || parse_token(g_st, token, "token", &token) < 0) { /* H2 */
         return NULL;
     }
     return tcs_complete(TCSObject_CAST(op), ST_STATUS_CANCELED, NULL,
-                        token == Py_None ? NULL : token, must);
+                        token, must);
 }
 
 static PyObject *
@@ -3006,10 +3092,18 @@ mod_wait_any(PyObject *mod, PyObject *args)
             continue;
         }
         if (st_task_remove_cont(&t->task_core, &nodes[i].cont) != 0) {
-            /* the completer has it: wait until it is done with it */
+            /* The completer has it: wait until it is done with it, with
+             * the GIL released, as waiter_remove does (issue 9 item 6).
+             * The node sets ev before done: re-check in short slices. */
+            Py_BEGIN_ALLOW_THREADS
             while (!st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
-                st_cpu_relax();
+                st_event_reset(&ev);
+                if (st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
+                    break;
+                }
+                (void)st_event_wait(&ev, 1000000u); /* 1 ms */
             }
+            Py_END_ALLOW_THREADS
         }
     }
     st_event_destroy(&ev);

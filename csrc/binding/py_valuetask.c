@@ -692,10 +692,13 @@ source_status(st_state *st, ValueTaskObject *vt)
     if (r == NULL) {
         return -1;
     }
-    s = PyLong_Check(r) ? PyLong_AsLong(r) : -2;
+    s = PyLong_Check(r) && !PyBool_Check(r) ? PyLong_AsLong(r) : -2;
     if (s == -2 || s < 0 || s > 3) {
-        if (!PyErr_Occurred()) {
-            PyErr_Format(PyExc_ValueError,
+        if (!PyErr_Occurred() || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            /* H2: a wrong type is a TypeError, a wrong int a ValueError */
+            PyErr_Format(s == -2 && !PyLong_Check(r) ? PyExc_TypeError
+                                                     : PyExc_ValueError,
                          "get_status() must return a ValueTaskSourceStatus, "
                          "not %R", r);
         }

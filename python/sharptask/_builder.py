@@ -111,6 +111,16 @@ def run(fn_or_coroutine: Any, *args: Any) -> Any:
     return task.get_awaiter().get_result()
 
 
+def _awaiter_method(awaiter: Any, name: str, fname: str) -> Any:
+    """awaiter.<name>, or H2's TypeError naming the parameter (not an
+    AttributeError: issue 9 item 14 sweep)."""
+    meth = getattr(awaiter, name, None)
+    if meth is None:
+        raise TypeError(f"{fname}(): awaiter must have {name}(), "
+                        f"{type(awaiter).__name__} has not")
+    return meth
+
+
 class AsyncTaskMethodBuilder:
     """The manual form of the builder (SPEC A5), like .NET's
     ``AsyncTaskMethodBuilder``: what the compiler emits for an ``async Task``
@@ -216,7 +226,8 @@ class AsyncTaskMethodBuilder:
         """Schedule ``state_machine.move_next()`` for when ``awaiter``
         completes, through ``awaiter.on_completed``."""
         self.task  # the box exists from the first suspension on (R6.5)
-        awaiter.on_completed(self._continuation(state_machine))
+        _awaiter_method(awaiter, "on_completed", "await_on_completed")(
+            self._continuation(state_machine))
 
     def await_unsafe_on_completed(self, awaiter: Any,
                                   state_machine: Any) -> None:
@@ -224,5 +235,6 @@ class AsyncTaskMethodBuilder:
         awaiter has it."""
         self.task
         register = getattr(awaiter, "unsafe_on_completed", None) or \
-            awaiter.on_completed
+            _awaiter_method(awaiter, "on_completed",
+                            "await_unsafe_on_completed")
         register(self._continuation(state_machine))

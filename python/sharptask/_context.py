@@ -109,6 +109,7 @@ class UiThread:
     def close(self, timeout: float | None = 5.0) -> None:
         """Stop the message loop and join the thread (at most ``timeout``
         seconds: a thread stuck in a deadlock is left behind, as a daemon)."""
+        timeout = _native._parse_timeout(timeout)  # H2 (issue 9 item 27)
         self._closed.try_set_result(None)
         if threading.get_ident() != self._ident:
             # wake the pump: it exits once the closing task completed
@@ -218,6 +219,9 @@ def set_unhandled_exception_policy(policy: str) -> str:
     ``"crash"`` (print it and end the process with exit code 1, as .NET
     does).  Returns the previous policy."""
     global _policy
+    if not isinstance(policy, str):  # H2: a type error (issue 9 item 14)
+        raise TypeError(f"policy must be 'report' or 'crash', not "
+                        f"{type(policy).__name__}")
     if policy not in ("report", "crash"):
         raise ValueError(f"policy must be 'report' or 'crash', not "
                          f"{policy!r}")

@@ -40,6 +40,10 @@ class AggregateError(ExceptionGroup):
             raise TypeError("message must be a str, not "
                             f"{type(message).__name__}")
         excs = list(exceptions)
+        for i, e in enumerate(excs):
+            if not isinstance(e, BaseException):  # H2: a type error
+                raise TypeError(f"exceptions[{i}] must be an exception "
+                                f"instance, not {type(e).__name__}")
         if not excs:
             raise ValueError("exceptions: an AggregateError needs at least "
                              "one inner exception")
@@ -95,6 +99,11 @@ class OperationCanceledError(Exception):
     def __init__(self, message: str = "The operation was canceled.", *,
                  cancellation_token: Any = None):
         super().__init__(message)
+        if cancellation_token is not None:
+            # H2: the binding's token parser, as every entry point (issue
+            # 9 item 27); imported here: _native imports this module
+            from . import _native
+            cancellation_token = _native._parse_token(cancellation_token)
         self.cancellation_token = cancellation_token
 
 

@@ -22,27 +22,9 @@ TaskCompletionSource = _native.TaskCompletionSource
 
 
 def _timeout_seconds(timeout: Any, name: str = "timeout") -> float | None:
-    """Validate a timeout like the C parser; None means no limit."""
-    import datetime
-    if timeout is None:
-        return None
-    if isinstance(timeout, datetime.timedelta):
-        secs = timeout.total_seconds()
-        if secs == -0.001:
-            return None
-    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-        secs = float(timeout)
-    else:
-        raise TypeError(f"{name} must be a number of seconds, a timedelta "
-                        f"or None, not {type(timeout).__name__}")
-    if secs != secs:
-        raise ValueError(f"{name} must not be NaN")
-    if secs == -1:
-        return None
-    if secs < 0:
-        raise ValueError(f"{name} must be >= 0, or -1 / None for no limit, "
-                         f"not {timeout!r}")
-    return secs
+    """Validate a timeout with the C parser every entry point uses (issue
+    9 item 27, H2); seconds, or None for no limit."""
+    return _native._parse_timeout(timeout, name)
 
 
 def _split_wait_args(args: tuple, timeout: Any, fname: str):

@@ -214,10 +214,10 @@ class TaskFactory:
         if not callable(fn):
             raise TypeError("start_new(): fn must be callable, not "
                             f"{type(fn).__name__}")
-        opts = int(options)
-        if opts & ~_VALID_CREATION:
-            raise ValueError(f"options: {opts:#x} is not a valid "
-                             "combination of TaskCreationOptions")
+        # the binding's parsers, as every entry point (issue 9 item 27)
+        opts = _native._parse_options(options, "options",
+                                      "TaskCreationOptions", _VALID_CREATION)
+        cancellation_token = _native._parse_token(cancellation_token)
         if scheduler is not None and not isinstance(scheduler, TaskScheduler):
             raise TypeError("start_new(): scheduler must be a TaskScheduler, "
                             f"not {type(scheduler).__name__}")
@@ -240,9 +240,12 @@ _MAX_THREADS = 32767  # .NET's maximum worker count on 64-bit
 
 
 def _check_count(name: str, n: Any) -> int:
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise TypeError(f"{name} must be an int, not {type(n).__name__}")
-    return n
+    """An int (not bool), or the binding's count parser's TypeError (issue
+    9 item 27); the range is the caller's (.NET returns False out of
+    range, and the maximum is clamped)."""
+    if isinstance(n, int) and not isinstance(n, bool):
+        return n
+    return _native._parse_count(n, name)  # raises TypeError
 
 
 class _ThreadPool:

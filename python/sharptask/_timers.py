@@ -65,31 +65,12 @@ class _ITimer(Protocol):
 
 
 def _seconds(value: Any, name: str) -> Optional[float]:
-    """A due time or period in seconds (float or timedelta); None for
-    infinite (None, -1 or Timeout.InfiniteTimeSpan).  ValueError names
-    the parameter, as ArgumentOutOfRangeException does."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        secs = value.total_seconds()
-        if secs == -0.001:
-            return None  # Timeout.InfiniteTimeSpan
-    elif isinstance(value, (int, float)):
-        secs = float(value)
-    else:
-        raise TypeError(f"{name} must be a number of seconds, a timedelta "
-                        f"or None, not {type(value).__name__}")
-    if math.isnan(secs):
-        raise ValueError(f"{name} must not be NaN")
-    if secs == -1:
-        return None
-    if secs < 0:
-        raise ValueError(f"{name} must be >= 0, or -1 / None for no limit, "
-                         f"not {value!r}")
-    if secs > _MAX_SECONDS:
-        raise ValueError(f"{name} must be at most {_MAX_SECONDS} seconds, "
-                         f"not {value!r}")
-    return secs
+    """A due time or period in seconds (float or timedelta, not bool);
+    None for infinite (None, -1 or Timeout.InfiniteTimeSpan).  The
+    binding's timeout parser, as every entry point (issue 9 item 27):
+    TypeError / ValueError name the parameter, as ArgumentException /
+    ArgumentOutOfRangeException do."""
+    return _native._parse_timeout(value, name)
 
 
 def _check_provider(provider: Any) -> "TimeProvider":
@@ -328,8 +309,15 @@ def _aware(value: datetime, name: str) -> datetime:
 def _delta(value: Any, name: str) -> timedelta:
     if isinstance(value, timedelta):
         d = value
-    elif isinstance(value, (int, float)) and not math.isnan(value):
-        d = timedelta(seconds=value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        # H2: NaN, inf and huge values are wrong values, not wrong types
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError(f"{name} must be a finite number of seconds, "
+                             f"not {value!r}")
+        try:
+            d = timedelta(seconds=value)
+        except OverflowError:
+            raise ValueError(f"{name} is too large: {value!r}") from None
     else:
         raise TypeError(f"{name} must be a number of seconds or a "
                         f"timedelta, not {type(value).__name__}")
@@ -600,7 +588,7 @@ class PeriodicTimer:
         pending), False once disposed; canceled if the token fires first
         (the timer keeps running)."""
         vt = _native_value_task()
-        token = cancellation_token
+        token = _native._parse_token(cancellation_token)  # H2
         with self._lock:
             if self._waiter is not None:
                 raise InvalidOperationError(
