@@ -306,8 +306,8 @@ parse_count(PyObject *obj, const char *name, Py_ssize_t lo, Py_ssize_t hi,
     return 0;
 }
 
-/* The Python side of the parsers (sharptask/*.py use them, so that a
- * Python entry point answers exactly as a C one). */
+/* The Python side of the parsers (the package's Python modules use them,
+ * so that a Python entry point answers exactly as a C one). */
 
 static PyObject *
 mod_parse_timeout(PyObject *mod, PyObject *args)
