@@ -48,25 +48,19 @@
 #define MAX_INLINE_DEPTH 64
 
 /* The calling thread's SynchronizationContext (issue 9 item 4).  The
- * cache owns a reference of its own and is valid only for the thread
- * state whose unique id is tls_sync_tid: a native thread that enters
- * Python again (PyGILState_Ensure after a Release) gets a new thread
- * state, which has no context, while this OS thread's cache still names
- * the old one.  A guard capsule in the thread state's dict drops the
- * cache's reference when that thread state is cleared on its own thread
- * (the usual end of a thread, or PyGILState_Release); a cache left from
- * a thread state cleared elsewhere is dropped at the next read here. */
+ * cache owns a reference of its own, so it never names a freed object.
+ * It belongs to the thread state whose unique id is tls_sync_tid: a
+ * guard capsule in that thread state's dict drops the reference when the
+ * dict is cleared on this thread (the end of a thread, or
+ * PyGILState_Release: a native thread that enters Python again gets a
+ * new thread state, which has no context).  A thread state cleared from
+ * another thread (finalization) leaves the reference to the next
+ * sync_context_set here, which drops it. */
 static ST_THREAD_LOCAL PyObject *tls_sync_ctx; /* strong, or NULL */
 static ST_THREAD_LOCAL uint64_t tls_sync_tid;  /* 0: none */
 static ST_THREAD_LOCAL int tls_inline_depth;
 
 #define SYNC_GUARD_NAME "sharptask.sync_context_guard"
-
-static uint64_t
-current_tstate_id(void)
-{
-    return PyThreadState_GetID(PyThreadState_Get());
-}
 
 /* Forgets the cache and the thread state it belonged to (GIL held);
  * keeps a pending exception. */
@@ -101,16 +95,13 @@ sync_guard_destructor(PyObject *capsule)
 PyObject *
 sync_context_current(void)
 {
-    if (tls_sync_ctx != NULL && tls_sync_tid != current_tstate_id()) {
-        sync_cache_clear(); /* a dead thread state's context */
-    }
     return tls_sync_ctx;
 }
 
 int
 sync_context_set(st_state *st, PyObject *ctx)
 {
-    uint64_t tid = current_tstate_id();
+    uint64_t tid = PyThreadState_GetID(PyThreadState_Get());
     if (ctx == Py_None) {
         ctx = NULL;
     }

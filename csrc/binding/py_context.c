@@ -80,22 +80,21 @@ static int g_owner_threads;          /* records with nowned > 0 */
 static int g_blocked_owners;         /* of those, blocked forever now */
 static int g_mode = 2;               /* 0 off, 1 warn, 2 raise */
 
-/* The calling thread's record, or NULL.  The record is owned by a capsule
- * in the thread state's dict; this cache is valid only for the thread
- * state whose unique id is tls_rec_tid (a native thread that enters
- * Python again gets a new thread state, and the old dict, with the
- * record, may be gone: issue 9 item 4).  Read it through cur_rec(). */
+/* The calling thread's record, or NULL (issue 9 item 4).  A capsule in
+ * the thread state's dict owns the record.  When that dict is cleared on
+ * the record's own OS thread (the end of a thread, PyGILState_Release of
+ * a native thread that will maybe enter Python again with a new thread
+ * state), the capsule's destructor clears this cache and frees the
+ * record.  Cleared on another thread (finalization, or a dict kept alive
+ * elsewhere), the record is unlinked but not freed: the cache of its
+ * thread may still point to it, and a record is plain memory.  So the
+ * cache never points to freed memory, without a check per read. */
 static ST_THREAD_LOCAL thread_rec *tls_rec;
-static ST_THREAD_LOCAL uint64_t tls_rec_tid;
 
-/* GIL held.  tls_rec if it belongs to the current thread state. */
+/* GIL held. */
 static thread_rec *
 cur_rec(void)
 {
-    if (tls_rec != NULL
-        && tls_rec_tid != PyThreadState_GetID(PyThreadState_Get())) {
-        tls_rec = NULL; /* another (dead) thread state's record */
-    }
     return tls_rec;
 }
 
@@ -127,6 +126,12 @@ rec_capsule_destructor(PyObject *capsule)
     }
     if (r->blocked_on != NULL && r->nowned > 0) {
         g_blocked_owners--; /* cleared while blocked: the thread is gone */
+    }
+    r->prev = r->next = NULL;
+    r->nowned = 0;
+    r->blocked_on = NULL;
+    if (PyThread_get_thread_ident() != r->ident) {
+        return; /* another thread's cache may name it: leave the memory */
     }
     if (tls_rec == r) {
         tls_rec = NULL;
@@ -176,7 +181,6 @@ get_rec(void)
     }
     Py_DECREF(cap); /* the dict owns it now */
     tls_rec = r;
-    tls_rec_tid = PyThreadState_GetID(PyThreadState_Get());
     return r;
 }
 
@@ -689,7 +693,10 @@ report_unraisable(PyObject *exc, PyObject *obj)
         return;
     }
     PyErr_Fetch(&type, &value, &tb);
-    if (!default_unraisablehook() || print_unraisable(exc, obj) < 0) {
+    /* once finalization started, no Python code of ours: CPython's own
+     * path only */
+    if (ST_IS_FINALIZING() || !default_unraisablehook()
+        || print_unraisable(exc, obj) < 0) {
         /* a replaced hook (or printing failed): CPython builds the
          * UnraisableHookArgs and calls the hook */
         PyErr_Clear();
@@ -789,6 +796,9 @@ exit_should_abandon(void)
     int r = 1;
     if (st_pool_current() != NULL) {
         return 1; /* its item must end for the pool to stop */
+    }
+    if (ST_IS_FINALIZING()) {
+        return 1; /* the finalizing thread: nothing may wait on now */
     }
     PyErr_Fetch(&type, &value, &tb);
     {

@@ -176,7 +176,7 @@ destructor = DESTRUCTOR(second_entry)
 key = ctypes.c_uint()
 assert libc.pthread_key_create(ctypes.byref(key), destructor) == 0
 tid = ctypes.c_ulong()
-for _ in range(3):
+for _ in range(N):
     assert libc.pthread_create(ctypes.byref(tid), None, start, None) == 0
     assert libc.pthread_join(tid, None) == 0
 gc.collect()
@@ -195,14 +195,15 @@ def test_issue9_item4_native_thread_entering_twice_sees_no_freed_context():
     cache still pointed at the old state's context, freed with it.  The new
     thread state must see no context (None), and contexts, runs and awaits
     work there."""
-    r = _run(_NATIVE_TWICE, timeout=45)
+    n = 10
+    r = _run(_NATIVE_TWICE.replace("range(N)", f"range({n})"), timeout=45)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     lines = out.splitlines()
-    assert lines.count("first Ctx") == 3, out
-    assert lines.count("second None") == 3, out + r.stderr
-    assert lines.count("second-run 42") == 3, out
-    assert lines.count("second-await 7") == 3, out
+    assert lines.count("first Ctx") == n, out
+    assert lines.count("second None") == n, out + r.stderr
+    assert lines.count("second-run 42") == n, out
+    assert lines.count("second-await 7") == n, out
 
 
 def test_issue9_item4_thread_end_releases_its_context():
@@ -249,6 +250,65 @@ def test_issue9_item4_set_and_clear_on_one_thread_many_times():
             assert wa() is None and wb() is None
     finally:
         st.SynchronizationContext.set_synchronization_context(prev)
+
+
+@pytest.mark.timeout(60)
+def test_issue9_item4_stress_contexts_on_many_threads():
+    """Issue 9 item 4 (C1, C3), stress: 12 threads, each 400 times, set a
+    context, await through it (the builder reads the thread's cache at
+    every await), check current(), and some end with a context still set;
+    every context is freed once its thread is gone, and no thread ever sees
+    another's context."""
+    class Ctx(st.SynchronizationContext):
+        def __init__(self, owner):
+            super().__init__()
+            self.owner = owner
+
+    @st.async_method
+    async def step(expected):
+        assert st.SynchronizationContext.current() is expected
+        await st.Task.yield_()        # posts through the captured context
+        return st.SynchronizationContext.current()
+
+    refs, errors, lock = [], [], threading.Lock()
+
+    def body(k, leave_set):
+        try:
+            for i in range(400):
+                c = Ctx(k)
+                with lock:
+                    refs.append(weakref.ref(c))
+                st.SynchronizationContext.set_synchronization_context(c)
+                assert st.SynchronizationContext.current() is c
+                t = step(c)
+                assert t.wait(10)
+                after = t.result   # the context of the thread it resumed on
+                assert after is None or after.owner != k or after is c
+                if not (leave_set and i == 399):
+                    st.SynchronizationContext.set_synchronization_context(
+                        None)
+                    assert st.SynchronizationContext.current() is None
+                del c, t, after
+        except BaseException as e:  # noqa: BLE001
+            with lock:
+                errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(k, k % 2 == 0))
+               for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(50)
+    assert not errors, errors[:3]
+    assert len(refs) == 12 * 400
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        gc.collect()
+        if all(r() is None for r in refs):
+            break
+        time.sleep(0.02)
+    assert all(r() is None for r in refs), \
+        sum(r() is not None for r in refs)
 
 
 # ---------------------------------------------------------------------------
