@@ -89,7 +89,6 @@ __all__ += ["FakeTimeProvider", "PeriodicTimer", "TimeProvider", "Timer"]
 # still works fully (before finalization), and start afresh after fork.
 # (_context._shutdown first keeps errors raised by the exit itself out of
 # threading.excepthook: H5, issue 9 item 24.)
-from . import _context as _ctx_module  # noqa: E402
-_atexit.register(_ctx_module._shutdown)
+_atexit.register(_context._shutdown)  # noqa: F821 (bound by the import)
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_native._after_fork_child)
