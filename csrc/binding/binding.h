@@ -333,10 +333,9 @@ is_sync_context(st_state *st, PyObject *obj)
     return obj != NULL && PyObject_TypeCheck(obj, st->SyncContext_type);
 }
 
-/* The SynchronizationContext current on this thread, or NULL; the base
- * class counts as a context here.  Refs: borrowed; the strong reference
- * is the thread state dict's (sync_context_set): valid until the next
- * sync_context_set on this thread. */
+/* The SynchronizationContext current on this thread (borrowed: the
+ * thread's cache owns it until the next sync_context_set here), or NULL;
+ * the base class counts as a context here.  Refs: borrowed. */
 PyObject *sync_context_current(void);
 /* Makes ctx (NULL or None: none) current on this thread.  0 or -1.
  * Refs: borrows ctx (the thread state dict takes its own). */
@@ -409,6 +408,29 @@ void deadlock_graph_changed(st_state *st);
  * matching pop, while the caller keeps t alive. */
 void thread_running_push(TaskObject *t);
 void thread_running_pop(TaskObject *t);
+/* Reports exc, an exception instance that nobody can catch, about obj
+ * (may be NULL), through sys.unraisablehook with a real
+ * UnraisableHookArgs (PyErr_WriteUnraisable); with CPython's default hook
+ * it prints the default hook's layout itself, but the whole exception as
+ * the traceback module formats it (groups' inner exceptions, chains).
+ * Borrows both; GIL held; keeps a pending exception; never fails. */
+void report_unraisable(PyObject *exc, PyObject *obj);
+/* Exit (H5): an exception raised because the interpreter is exiting (a
+ * wait abandoned, the pool or timer shut down) carries a flag, and
+ * nothing reports it: the program is ending, not failing.
+ * raise_exiting: sets an InvalidOperationError(msg) with the flag,
+ * returns -1.  is_exiting_error: 1 if exc (borrowed) has the flag, or is
+ * a group of such exceptions; never sets an error.
+ * write_unraisable: PyErr_WriteUnraisable(obj) for the pending error
+ * (which it clears) unless it is an exiting one. */
+int raise_exiting(st_state *st, const char *msg);
+int is_exiting_error(PyObject *exc);
+void write_unraisable(PyObject *obj);
+/* At shutdown: 1 if a wait or pump on this thread should give up with
+ * raise_exiting (a pool worker, the exiting thread, any non-daemon
+ * thread), 0 if it should go on quietly (a daemon thread: CPython stops
+ * it at finalization).  GIL held; never sets an error. */
+int exit_should_abandon(void);
 
 /* py_pool.c */
 /* Task.delay(ns) without a token: a promise the timer completes.  Refs:

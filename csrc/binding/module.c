@@ -38,6 +38,11 @@ st_raise_from_code(st_state *st, int rc)
         PyErr_SetString(PyExc_TimeoutError, st_strerror(rc));
         break;
     default:
+        if (rc == ST_ECLOSED
+            && st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+            /* the pool or timer was shut down for the exit: quiet (H5) */
+            return raise_exiting(st, "sharptask: closed (interpreter exit)");
+        }
         PyErr_Format(st->InvalidOperationError, "sharptask: %s",
                      st_strerror(rc));
         break;

@@ -47,9 +47,50 @@
  * queued instead (.NET's "enough stack" check). */
 #define MAX_INLINE_DEPTH 64
 
-static ST_THREAD_LOCAL PyObject *tls_sync_ctx; /* borrowed from the tstate
-                                                dict, which owns it */
+/* The calling thread's SynchronizationContext (issue 9 item 4).  The
+ * cache owns a reference of its own, so it never names a freed object.
+ * It belongs to the thread state whose unique id is tls_sync_tid: a
+ * guard capsule in that thread state's dict drops the reference when the
+ * dict is cleared on this thread (the end of a thread, or
+ * PyGILState_Release: a native thread that enters Python again gets a
+ * new thread state, which has no context).  A thread state cleared from
+ * another thread (finalization) leaves the reference to the next
+ * sync_context_set here, which drops it. */
+static ST_THREAD_LOCAL PyObject *tls_sync_ctx; /* strong, or NULL */
+static ST_THREAD_LOCAL uint64_t tls_sync_tid;  /* 0: none */
 static ST_THREAD_LOCAL int tls_inline_depth;
+
+#define SYNC_GUARD_NAME "sharptask.sync_context_guard"
+
+/* Forgets the cache and the thread state it belonged to (GIL held);
+ * keeps a pending exception. */
+static void
+sync_cache_clear(void)
+{
+    PyObject *old = tls_sync_ctx;
+    tls_sync_ctx = NULL;
+    tls_sync_tid = 0; /* that thread state's guard is gone or going */
+    if (old != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        Py_DECREF(old); /* may run a __del__ */
+        PyErr_Restore(type, value, tb);
+    }
+}
+
+static void
+sync_guard_destructor(PyObject *capsule)
+{
+    void *tid = PyCapsule_GetPointer(capsule, SYNC_GUARD_NAME);
+    if (tid == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    /* on the thread whose state is being cleared: its cache goes too */
+    if ((uintptr_t)tls_sync_tid == (uintptr_t)tid) {
+        sync_cache_clear();
+    }
+}
 
 PyObject *
 sync_context_current(void)
@@ -60,25 +101,40 @@ sync_context_current(void)
 int
 sync_context_set(st_state *st, PyObject *ctx)
 {
-    PyObject *dict = PyThreadState_GetDict(); /* borrowed */
-    if (dict == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "no thread state dict");
-        return -1;
+    uint64_t tid = PyThreadState_GetID(PyThreadState_Get());
+    if (ctx == Py_None) {
+        ctx = NULL;
     }
-    if (ctx == NULL || ctx == Py_None) {
-        if (PyDict_DelItem(dict, st->str_tstate_key) < 0) {
-            if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
-                return -1;
-            }
-            PyErr_Clear();
+    if (tls_sync_tid != tid) {
+        PyObject *dict, *guard;
+        sync_cache_clear();
+        if (ctx == NULL) {
+            return 0; /* nothing to hold, nothing to guard */
         }
-        tls_sync_ctx = NULL;
-        return 0;
+        dict = PyThreadState_GetDict(); /* borrowed */
+        if (dict == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "no thread state dict");
+            return -1;
+        }
+        guard = PyCapsule_New((void *)(uintptr_t)tid, SYNC_GUARD_NAME,
+                              sync_guard_destructor);
+        if (guard == NULL) {
+            return -1;
+        }
+        /* (a guard this replaces, left from a former use of the same
+         * thread state, sees tls_sync_tid 0 and leaves the cache alone) */
+        if (PyDict_SetItem(dict, st->str_tstate_key, guard) < 0) {
+            Py_DECREF(guard);
+            return -1;
+        }
+        Py_DECREF(guard); /* the dict owns it */
+        tls_sync_tid = tid;
     }
-    if (PyDict_SetItem(dict, st->str_tstate_key, ctx) < 0) {
-        return -1;
+    {
+        PyObject *old = tls_sync_ctx;
+        tls_sync_ctx = Py_XNewRef(ctx);
+        Py_XDECREF(old); /* after the store: a __del__ sees the new one */
     }
-    tls_sync_ctx = ctx;
     return 0;
 }
 
@@ -86,13 +142,13 @@ sync_context_set(st_state *st, PyObject *ctx)
 static PyObject *
 sync_context_save(void)
 {
-    return Py_XNewRef(tls_sync_ctx);
+    return Py_XNewRef(sync_context_current());
 }
 
 static void
 sync_context_restore(st_state *st, PyObject *saved)
 {
-    if (tls_sync_ctx != saved) {
+    if (sync_context_current() != saved) {
         if (sync_context_set(st, saved) < 0) {
             PyErr_WriteUnraisable(NULL);
         }
@@ -103,7 +159,7 @@ sync_context_restore(st_state *st, PyObject *saved)
 PyObject *
 capture_target(st_state *st)
 {
-    PyObject *ctx = tls_sync_ctx;
+    PyObject *ctx = sync_context_current();
     if (ctx != NULL && Py_TYPE(ctx) != st->SyncContext_type) {
         return Py_NewRef(ctx); /* R7.2 step 1 */
     }
@@ -113,7 +169,7 @@ capture_target(st_state *st)
 int
 can_inline_here(st_state *st, PyObject *target)
 {
-    PyObject *cur = tls_sync_ctx;
+    PyObject *cur = sync_context_current();
     if (tls_inline_depth >= MAX_INLINE_DEPTH) {
         return 0;
     }
@@ -371,8 +427,7 @@ box_work_run(st_work_t *w)
     box_resume(box); /* consumes the queue's reference */
     if (pending_exc_restore() < 0) {
         PyErr_WriteUnraisable((PyObject *)box);
-    }
-}
+    }}
 
 void
 box_schedule(TaskObject *box)
@@ -1028,6 +1083,11 @@ sync_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 1 || nargs > 2) {
         PyErr_SetString(PyExc_TypeError, "send(callback, state=None)");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) { /* as post does (issue 9 item 21) */
+        PyErr_Format(PyExc_TypeError, "send(): callback must be callable, "
+                     "not %.100s", Py_TYPE(args[0])->tp_name);
         return NULL;
     }
     return PyObject_CallOneArg(args[0], nargs == 2 ? args[1] : Py_None);

@@ -51,7 +51,7 @@
 /* ------------------------------------------------------ thread records */
 
 #define MAX_OWNED 8
-#define MAX_RUNNING 16
+#define RUNNING_INLINE 16 /* running[] entries before it grows */
 #define WALK_DEPTH 64
 
 typedef struct thread_rec {
@@ -63,15 +63,46 @@ typedef struct thread_rec {
     int warned;                     /* "warn" mode: reported this wait */
     PyObject *owned[MAX_OWNED];     /* contexts it runs (borrowed) */
     int nowned;
-    TaskObject *running[MAX_RUNNING]; /* tasks whose code runs here */
+    /* Tasks whose code runs here, innermost last (borrowed: each is
+     * running on this thread's stack).  Nested inline resumptions can go
+     * deeper than the inline block: the array then grows, and if it
+     * cannot, the entries past capacity are counted but not stored (the
+     * walk then misses an edge: a missed report, never a false one).
+     * Reads stop at min(nrunning, caprunning). */
+    TaskObject **running;           /* running_inline or a PyMem block */
     int nrunning;
+    int caprunning;
+    TaskObject *running_inline[RUNNING_INLINE];
 } thread_rec;
 
 static thread_rec *g_threads;        /* all records (GIL) */
 static int g_owner_threads;          /* records with nowned > 0 */
 static int g_blocked_owners;         /* of those, blocked forever now */
 static int g_mode = 2;               /* 0 off, 1 warn, 2 raise */
+
+/* The calling thread's record, or NULL (issue 9 item 4).  A capsule in
+ * the thread state's dict owns the record.  When that dict is cleared on
+ * the record's own OS thread (the end of a thread, PyGILState_Release of
+ * a native thread that will maybe enter Python again with a new thread
+ * state), the capsule's destructor clears this cache and frees the
+ * record.  Cleared on another thread (finalization, or a dict kept alive
+ * elsewhere), the record is unlinked but not freed: the cache of its
+ * thread may still point to it, and a record is plain memory.  So the
+ * cache never points to freed memory, without a check per read. */
 static ST_THREAD_LOCAL thread_rec *tls_rec;
+
+/* GIL held. */
+static thread_rec *
+cur_rec(void)
+{
+    return tls_rec;
+}
+
+static int
+running_count(const thread_rec *r)
+{
+    return r->nrunning < r->caprunning ? r->nrunning : r->caprunning;
+}
 
 static void
 rec_capsule_destructor(PyObject *capsule)
@@ -93,8 +124,20 @@ rec_capsule_destructor(PyObject *capsule)
     if (r->nowned > 0) {
         g_owner_threads--;
     }
+    if (r->blocked_on != NULL && r->nowned > 0) {
+        g_blocked_owners--; /* cleared while blocked: the thread is gone */
+    }
+    r->prev = r->next = NULL;
+    r->nowned = 0;
+    r->blocked_on = NULL;
+    if (PyThread_get_thread_ident() != r->ident) {
+        return; /* another thread's cache may name it: leave the memory */
+    }
     if (tls_rec == r) {
         tls_rec = NULL;
+    }
+    if (r->running != r->running_inline) {
+        PyMem_Free(r->running);
     }
     PyMem_Free(r);
 }
@@ -106,8 +149,8 @@ get_rec(void)
     PyObject *dict, *cap;
     thread_rec *r;
 
-    if (tls_rec != NULL) {
-        return tls_rec;
+    if ((r = cur_rec()) != NULL) {
+        return r;
     }
     dict = PyThreadState_GetDict(); /* borrowed */
     if (dict == NULL) {
@@ -120,6 +163,8 @@ get_rec(void)
         return NULL;
     }
     r->ident = PyThread_get_thread_ident();
+    r->running = r->running_inline;
+    r->caprunning = RUNNING_INLINE;
     cap = PyCapsule_New(r, "sharptask.thread_rec", rec_capsule_destructor);
     if (cap == NULL) {
         PyMem_Free(r);
@@ -173,7 +218,7 @@ owner_push(st_state *st, PyObject *ctx)
 static void
 owner_pop(PyObject *ctx)
 {
-    thread_rec *r = tls_rec;
+    thread_rec *r = cur_rec();
     if (r == NULL) {
         return;
     }
@@ -205,7 +250,8 @@ static thread_rec *
 runner_of(TaskObject *t)
 {
     for (thread_rec *r = g_threads; r != NULL; r = r->next) {
-        for (int i = 0; i < r->nrunning; i++) {
+        int n = running_count(r); /* never past what was stored */
+        for (int i = 0; i < n; i++) {
             if (r->running[i] == t) {
                 return r;
             }
@@ -217,7 +263,7 @@ runner_of(TaskObject *t)
 void
 thread_running_push(TaskObject *t)
 {
-    thread_rec *r = tls_rec;
+    thread_rec *r = cur_rec();
     if (r == NULL) {
         if (g_owner_threads == 0) {
             return; /* nobody runs a context: nothing to detect */
@@ -228,7 +274,25 @@ thread_running_push(TaskObject *t)
             return;
         }
     }
-    if (r->nrunning < MAX_RUNNING) {
+    if (r->nrunning == r->caprunning && r->nrunning < INT_MAX / 2) {
+        /* deeper than ever on this thread: grow (issue 9 item 3) */
+        size_t cap = (size_t)r->caprunning * 2;
+        TaskObject **a;
+        if (r->running == r->running_inline) {
+            a = PyMem_Malloc(cap * sizeof(*a));
+            if (a != NULL) {
+                memcpy(a, r->running_inline, sizeof(r->running_inline));
+            }
+        }
+        else {
+            a = PyMem_Realloc(r->running, cap * sizeof(*a));
+        }
+        if (a != NULL) {
+            r->running = a;
+            r->caprunning = (int)cap;
+        }
+    }
+    if (r->nrunning < r->caprunning) {
         r->running[r->nrunning] = t;
     }
     r->nrunning++;
@@ -237,7 +301,7 @@ thread_running_push(TaskObject *t)
 void
 thread_running_pop(TaskObject *t)
 {
-    thread_rec *r = tls_rec;
+    thread_rec *r = cur_rec();
     if (r == NULL || r->nrunning == 0) {
         return;
     }
@@ -458,8 +522,8 @@ deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *waiter,
 {
     thread_rec *r;
     if (g_mode == 0 || !infinite || g_owner_threads == 0) {
-        if (tls_rec != NULL) {
-            tls_rec->blocked_on = NULL;
+        if ((r = cur_rec()) != NULL) {
+            r->blocked_on = NULL;
         }
         return 0;
     }
@@ -488,7 +552,7 @@ deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *waiter,
 void
 deadlock_after_wait(st_state *st)
 {
-    thread_rec *r = tls_rec;
+    thread_rec *r = cur_rec();
     (void)st;
     if (r == NULL || r->blocked_on == NULL) {
         return;
@@ -504,7 +568,7 @@ deadlock_after_wait(st_state *st)
 int
 deadlock_check_woken(st_state *st, TaskObject *t)
 {
-    thread_rec *r = tls_rec;
+    thread_rec *r = cur_rec();
     if (r == NULL || !r->deadlocked) {
         return 0;
     }
@@ -519,17 +583,249 @@ deadlock_check_woken(st_state *st, TaskObject *t)
 void
 deadlock_graph_changed(st_state *st)
 {
+    thread_rec *self;
     if (g_blocked_owners == 0 || g_mode == 0) {
         return;
     }
+    if (ST_IS_FINALIZING()) {
+        /* A blocked thread may be gone by now (CPython ends a daemon
+         * thread that takes the GIL during finalization): its waiter
+         * lived on its stack.  Nothing is left to detect anyway. */
+        return;
+    }
+    self = cur_rec();
     for (thread_rec *r = g_threads; r != NULL; r = r->next) {
         if (r->blocked_on != NULL && r->nowned > 0 && !r->deadlocked
-            && !r->warned && r != tls_rec
+            && !r->warned && r != self
             && find_cycle(st, r, r->blocked_on, NULL)) {
             r->deadlocked = 1;
             st_event_set(&r->waiter->ev); /* it raises when it wakes */
         }
     }
+}
+
+/* ------------------------------------------- reports and exit (H5) */
+
+/* sys.unraisablehook is CPython's own (or unset, which means the same). */
+static int
+default_unraisablehook(void)
+{
+    PyObject *hook = PySys_GetObject("unraisablehook");       /* borrowed */
+    PyObject *dflt = PySys_GetObject("__unraisablehook__");   /* borrowed */
+    return hook == NULL || hook == Py_None || hook == dflt;
+}
+
+/* Prints the report in the layout of CPython's default hook, with the
+ * exception formatted by traceback.print_exception.  0, or -1 with an
+ * error set (the caller falls back to PyErr_WriteUnraisable). */
+static int
+print_unraisable(PyObject *exc, PyObject *obj)
+{
+    PyObject *file = PySys_GetObject("stderr"); /* borrowed */
+    PyObject *tb_mod, *r;
+    if (file == NULL || file == Py_None) {
+        return 0; /* nowhere to print: the default hook is silent too */
+    }
+    Py_INCREF(file);
+    tb_mod = PyImport_ImportModule("traceback");
+    if (tb_mod == NULL) {
+        Py_DECREF(file);
+        return -1;
+    }
+    if (obj != NULL) {
+        PyObject *repr = PyObject_Repr(obj);
+        if (PyFile_WriteString("Exception ignored in: ", file) < 0) {
+            goto fail;
+        }
+        if (repr == NULL) {
+            PyErr_Clear();
+            if (PyFile_WriteString("<object repr() failed>", file) < 0) {
+                goto fail;
+            }
+        }
+        else {
+            int rc = PyFile_WriteObject(repr, file, Py_PRINT_RAW);
+            Py_DECREF(repr);
+            if (rc < 0) {
+                goto fail;
+            }
+        }
+        if (PyFile_WriteString("\n", file) < 0) {
+            goto fail;
+        }
+    }
+    {
+        PyObject *fn = PyObject_GetAttrString(tb_mod, "print_exception");
+        PyObject *args = NULL, *kw = NULL;
+        if (fn == NULL) {
+            goto fail;
+        }
+        args = PyTuple_Pack(1, exc);
+        kw = args ? Py_BuildValue("{s:O}", "file", file) : NULL;
+        r = kw ? PyObject_Call(fn, args, kw) : NULL;
+        Py_DECREF(fn);
+        Py_XDECREF(args);
+        Py_XDECREF(kw);
+        if (r == NULL) {
+            goto fail;
+        }
+        Py_DECREF(r);
+    }
+    r = PyObject_CallMethod(file, "flush", NULL);
+    if (r == NULL) {
+        PyErr_Clear(); /* as the default hook: a failed flush is no error */
+    }
+    Py_XDECREF(r);
+    Py_DECREF(tb_mod);
+    Py_DECREF(file);
+    return 0;
+fail:
+    Py_DECREF(tb_mod);
+    Py_DECREF(file);
+    return -1;
+}
+
+void
+report_unraisable(PyObject *exc, PyObject *obj)
+{
+    PyObject *type, *value, *tb;
+    if (exc == NULL || !PyExceptionInstance_Check(exc)) {
+        return;
+    }
+    PyErr_Fetch(&type, &value, &tb);
+    /* once finalization started, no Python code of ours: CPython's own
+     * path only */
+    if (ST_IS_FINALIZING() || !default_unraisablehook()
+        || print_unraisable(exc, obj) < 0) {
+        /* a replaced hook (or printing failed): CPython builds the
+         * UnraisableHookArgs and calls the hook */
+        PyErr_Clear();
+        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc),
+                      PyException_GetTraceback(exc)); /* new ref or NULL */
+        PyErr_WriteUnraisable(obj);
+    }
+    PyErr_Restore(type, value, tb);
+}
+
+#define EXITING_FLAG "_sharptask_exiting"
+
+int
+raise_exiting(st_state *st, const char *msg)
+{
+    PyObject *exc = PyObject_CallFunction(st->InvalidOperationError, "s",
+                                          msg);
+    if (exc == NULL) {
+        return -1;
+    }
+    if (PyObject_SetAttrString(exc, EXITING_FLAG, Py_True) < 0) {
+        PyErr_Clear(); /* still the right error, only not flagged */
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return -1;
+}
+
+static int
+is_exiting_error_depth(PyObject *exc, int depth)
+{
+    PyObject *dict, *flag;
+    int r = 0;
+    if (exc == NULL || !PyExceptionInstance_Check(exc) || depth > 16) {
+        return 0;
+    }
+    if (PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_BaseExceptionGroup)) {
+        /* an AggregateError of exiting errors only (a pool item that
+         * waited on a task abandoned at exit) */
+        PyObject *excs = PyObject_GetAttrString(exc, "exceptions");
+        if (excs == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (PyTuple_Check(excs) && PyTuple_GET_SIZE(excs) > 0) {
+            r = 1;
+            for (Py_ssize_t i = 0; r && i < PyTuple_GET_SIZE(excs); i++) {
+                r = is_exiting_error_depth(PyTuple_GET_ITEM(excs, i),
+                                           depth + 1);
+            }
+        }
+        Py_DECREF(excs);
+        return r;
+    }
+    dict = PyObject_GenericGetDict(exc, NULL);
+    if (dict == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    flag = PyDict_GetItemString(dict, EXITING_FLAG); /* borrowed */
+    r = flag == Py_True;
+    Py_DECREF(dict);
+    return r;
+}
+
+int
+is_exiting_error(PyObject *exc)
+{
+    PyObject *type, *value, *tb;
+    int r;
+    PyErr_Fetch(&type, &value, &tb);
+    r = is_exiting_error_depth(exc, 0);
+    PyErr_Restore(type, value, tb);
+    return r;
+}
+
+void
+write_unraisable(PyObject *obj)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && is_exiting_error(value)) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return; /* the program is ending, not failing (H5) */
+    }
+    PyErr_Restore(type, value, tb);
+    PyErr_WriteUnraisable(obj);
+}
+
+int
+exit_should_abandon(void)
+{
+    PyObject *type, *value, *tb, *threading, *cur = NULL, *daemon = NULL;
+    int r = 1;
+    if (st_pool_current() != NULL) {
+        return 1; /* its item must end for the pool to stop */
+    }
+    if (ST_IS_FINALIZING()) {
+        return 1; /* the finalizing thread: nothing may wait on now */
+    }
+    PyErr_Fetch(&type, &value, &tb);
+    {
+        PyObject *name = PyUnicode_FromString("threading");
+        threading = name != NULL ? PyImport_GetModule(name) : NULL;
+        Py_XDECREF(name);
+    }
+    if (threading != NULL) {
+        PyObject *dummy = PyObject_GetAttrString(threading, "_DummyThread");
+        cur = PyObject_CallMethod(threading, "current_thread", NULL);
+        daemon = cur != NULL ? PyObject_GetAttrString(cur, "daemon") : NULL;
+        /* a daemon threading.Thread waits on; a thread that the threading
+         * module did not start (a _DummyThread: a dedicated pool thread,
+         * a native thread) gives up, as every thread did before */
+        if (daemon != NULL && dummy != NULL && PyType_Check(dummy)
+            && PyObject_IsTrue(daemon) == 1
+            && PyObject_IsInstance(cur, dummy) == 0) {
+            r = 0;
+        }
+        Py_XDECREF(dummy);
+    }
+    Py_XDECREF(daemon);
+    Py_XDECREF(cur);
+    Py_XDECREF(threading);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return r;
 }
 
 /* ------------------------------------------------------ box registry */
@@ -676,7 +972,42 @@ mod_completed_by(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _report_unraisable(exc, obj): report_unraisable from Python (async
+ * void, UiThread, the exclusive context: issue 9 items 11, 18). */
+static PyObject *
+mod_report_unraisable(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_report_unraisable(exc, obj) takes 2 arguments");
+        return NULL;
+    }
+    if (!PyExceptionInstance_Check(args[0])) {
+        PyErr_Format(PyExc_TypeError, "_report_unraisable(): exc must be an "
+                     "exception instance, not %.100s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    report_unraisable(args[0], args[1] == Py_None ? NULL : args[1]);
+    Py_RETURN_NONE;
+}
+
+/* _is_exiting_error(exc) -> bool (H5). */
+static PyObject *
+mod_is_exiting_error(PyObject *mod, PyObject *exc)
+{
+    return PyBool_FromLong(is_exiting_error(exc));
+}
+
 PyMethodDef context_methods[] = {
+    {"_report_unraisable", (PyCFunction)(void (*)(void))mod_report_unraisable,
+     METH_FASTCALL,
+     PyDoc_STR("_report_unraisable(exc, obj, /)\n--\n\n"
+               "Internal: report exc about obj through sys.unraisablehook\n"
+               "(the default hook's layout, the whole exception).")},
+    {"_is_exiting_error", mod_is_exiting_error, METH_O,
+     PyDoc_STR("_is_exiting_error(exc, /)\n--\n\n"
+               "Internal: exc was raised because the interpreter exits.")},
     {"set_deadlock_detection", mod_set_deadlock_detection, METH_O,
      PyDoc_STR("set_deadlock_detection(mode, /)\n--\n\n"
                "'raise' (default): a blocking wait that can never complete\n"
@@ -796,7 +1127,12 @@ stcontext_send(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "send(callback, state=None)");
         return NULL;
     }
-    if (c->stc_owner != NULL && c->stc_owner == tls_rec) {
+    if (!PyCallable_Check(args[0])) { /* as post does (issue 9 item 21) */
+        PyErr_Format(PyExc_TypeError, "send(): callback must be callable, "
+                     "not %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (c->stc_owner != NULL && c->stc_owner == cur_rec()) {
         return PyObject_CallOneArg(args[0], nargs == 2 ? args[1] : Py_None);
     }
     PyObject *a[3] = {op, args[0], nargs == 2 ? args[1] : Py_None};
@@ -843,6 +1179,7 @@ stcontext_run(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     TaskObject *task = NULL;
     thread_rec *rec;
     st_work_t *w;
+    int abandon = -1; /* at shutdown: see exit_should_abandon */
 
     if (nargs < 1) {
         PyErr_SetString(PyExc_TypeError, "run() missing argument: fn");
@@ -907,9 +1244,15 @@ stcontext_run(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
         else if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-            PyErr_SetString(st->InvalidOperationError,
-                            "the interpreter is shutting down");
-            goto done;
+            /* H5: a pool item or the exiting thread stops pumping; a
+             * daemon thread pumps on until finalization stops it */
+            if (abandon < 0) {
+                abandon = exit_should_abandon();
+            }
+            if (abandon) {
+                raise_exiting(st, "the interpreter is shutting down");
+                goto done;
+            }
         }
     }
     result = task != NULL ? task_get_result(st, task) : Py_NewRef(r);

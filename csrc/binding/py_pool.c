@@ -323,8 +323,8 @@ get_pool(st_state *st)
         return pool; /* the common case */
     }
     if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-        PyErr_SetString(st->InvalidOperationError,
-                        "the thread pool is shut down (interpreter exit)");
+        raise_exiting(st, "the thread pool is shut down (interpreter "
+                          "exit)"); /* H5: not reported */
         return NULL;
     }
     /* Issue 9 item 8: making the pool starts threads and waits for them,
@@ -341,9 +341,8 @@ get_pool(st_state *st)
     Py_END_ALLOW_THREADS
     if (rc != 0) {
         if (rc == ST_ECLOSED) {
-            PyErr_SetString(st->InvalidOperationError,
-                            "the thread pool is shut down (interpreter "
-                            "exit)");
+            raise_exiting(st, "the thread pool is shut down (interpreter "
+                              "exit)"); /* H5: not reported */
         }
         else {
             st_raise_from_code(st, rc);
@@ -380,9 +379,9 @@ submit_to(st_state *st, st_work_t *w, int where)
     st_pool_t *pool;
     int rc;
     if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-        PyErr_SetString(st->InvalidOperationError,
-                        "the thread pool is shut down (interpreter exit)");
-        return -1;
+        /* H5: flagged, so that nothing reports it */
+        return raise_exiting(st, "the thread pool is shut down "
+                                 "(interpreter exit)");
     }
     pool = get_pool(st);
     if (pool == NULL) {
@@ -715,8 +714,8 @@ quwi_run(st_work_t *w)
     }
     if (r == NULL) {
         /* nowhere to raise it: the unraisable hook reports it (.NET would
-         * crash the process) */
-        PyErr_WriteUnraisable(fn);
+         * crash the process); not an error from the exit itself (H5) */
+        write_unraisable(fn);
     }
     Py_XDECREF(r);
     Py_DECREF(fn);

@@ -34,6 +34,7 @@
  */
 #include "binding.h"
 
+#include <pthread.h>      /* pthread_cleanup_push (item 25) */
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef, T_PYSSIZET (3.11) */
 
@@ -356,6 +357,16 @@ task_complete_from_error(TaskObject *t, int oce_cancels)
         task_try_complete(t, ST_STATUS_FAULTED, excs, NULL);
         Py_DECREF(excs);
     }
+    if (interrupted && value != Py_None && st_pool_current() != NULL) {
+        /* sys.exit() or a KeyboardInterrupt in code the pool runs (an
+         * async method resumed there): no caller here to give it to.  The
+         * task carries it to whoever waits (sharptask.run re-raises it as
+         * it is, issue 9 item 26); if nobody ever does, the unobserved
+         * report shows it when the task is collected (T11): reported
+         * once, never twice */
+        Py_DECREF(value);
+        return 0;
+    }
     if (interrupted && value != Py_None /* None: nothing was raised */) {
         /* the interrupt itself goes on to the caller: that observes it,
          * so the task is not reported again when collected */
@@ -528,13 +539,42 @@ waiter_remove(TaskObject *t, st_waiter_t *w)
     }
 }
 
+/* Retaking the GIL after a wait slice (issue 9 item 25).  During
+ * finalization CPython ends a daemon thread (or an abandoned pool worker)
+ * that takes the GIL: pthread_exit inside PyEval_RestoreThread (3.11 to
+ * 3.13).  The thread's stack goes with it, and with it the wait's node
+ * registered on the task, which the GC would then walk (Task_traverse)
+ * or a completion signal.  pthread_exit runs cleanup handlers: the node
+ * is taken off the task there (core calls only: no GIL, no Python). */
+typedef struct wait_abandon {
+    st_task_t *task;
+    st_waiter_t *waiter;
+} wait_abandon;
+
+static void
+wait_abandon_run(void *arg)
+{
+    wait_abandon *a = arg;
+    st_task_remove_waiter(a->task, a->waiter);
+}
+
+static void
+restore_thread_waiting(PyThreadState *save, st_task_t *task,
+                       st_waiter_t *waiter)
+{
+    wait_abandon a = {task, waiter};
+    pthread_cleanup_push(wait_abandon_run, &a);
+    PyEval_RestoreThread(save);
+    pthread_cleanup_pop(0);
+}
+
 int
 task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
 {
     st_waiter_t w;
     uint64_t deadline, now, slice;
     st_pool_t *pool = st_pool_current();
-    int rc = 0, done = 0, spin;
+    int rc = 0, done = 0, spin, abandon = -1;
 
     if (st_task_is_completed(&t->task_core)) {
         return 1;
@@ -570,7 +610,8 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
         if (slice > WAIT_SLICE_NS) {
             slice = WAIT_SLICE_NS;
         }
-        Py_BEGIN_ALLOW_THREADS
+        {
+        PyThreadState *save = PyEval_SaveThread();
         gil_note_released(); /* py_gil.c: the hand-off hint */
         if (spin) {
             /* A short busy-poll before sleeping: a completion that comes
@@ -587,8 +628,9 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
         rc = st_task_is_completed(&t->task_core) ? 0
                                                  : st_waiter_wait(&w, slice);
         pool_wait_gil_free(); /* issue 3: retake the GIL without a sleep */
-        Py_END_ALLOW_THREADS
+        restore_thread_waiting(save, &t->task_core, &w);
         gil_note_taken();
+        }
         if (rc == 0 && st_task_is_completed(&t->task_core)) {
             done = 1;
             break;
@@ -607,13 +649,19 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
             done = -1;
             break;
         }
-        /* relaxed: a flag polled once per slice */
+        /* relaxed: a flag polled once per slice.  H5: a pool item or
+         * the exiting thread gives up (quietly reported); a daemon
+         * thread waits on until finalization stops it. */
         if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-            PyErr_SetString(st->InvalidOperationError,
-                            "the wait was abandoned: the interpreter is "
-                            "shutting down");
-            done = -1;
-            break;
+            if (abandon < 0) {
+                abandon = exit_should_abandon();
+            }
+            if (abandon) {
+                raise_exiting(st, "the wait was abandoned: the "
+                              "interpreter is shutting down");
+                done = -1;
+                break;
+            }
         }
     }
     if (pool != NULL) {
@@ -2148,9 +2196,11 @@ Task_finalize(PyObject *op)
             Py_DECREF(res);
         }
     }
-    if (!observed) {
-        PyErr_SetObject((PyObject *)Py_TYPE(agg), agg);
-        PyErr_WriteUnraisable(op);
+    /* issue 9 item 12: the inner exceptions, with their types, messages
+     * and tracebacks, are in the report; item 24 (H5): a task that
+     * faulted only because the interpreter is exiting is not reported */
+    if (!observed && !is_exiting_error(agg)) {
+        report_unraisable(agg, op);
     }
     Py_DECREF(agg);
 done:
@@ -3016,6 +3066,41 @@ first_completed(PyObject *tasks)
     return -1;
 }
 
+/* As restore_thread_waiting, for _wait_any's nodes (issue 9 item 25):
+ * their event lives on the waiting thread's stack. */
+typedef struct multi_abandon {
+    PyObject *tasks; /* the tuple: kept alive by the ended thread's frame */
+    multi_node *nodes;
+} multi_abandon;
+
+static void
+multi_abandon_run(void *arg)
+{
+    multi_abandon *a = arg;
+    /* no GIL: only the tuple's items are read, and core calls made */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(a->tasks); i++) {
+        TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(a->tasks, i);
+        if (st_atomic_load(&a->nodes[i].done, ST_ACQUIRE)) {
+            continue;
+        }
+        if (st_task_remove_cont(&t->task_core, &a->nodes[i].cont) != 0) {
+            while (!st_atomic_load(&a->nodes[i].done, ST_ACQUIRE)) {
+                st_cpu_relax();
+            }
+        }
+    }
+}
+
+static void
+restore_thread_waiting_any(PyThreadState *save, PyObject *tasks,
+                           multi_node *nodes)
+{
+    multi_abandon a = {tasks, nodes};
+    pthread_cleanup_push(multi_abandon_run, &a);
+    PyEval_RestoreThread(save);
+    pthread_cleanup_pop(0);
+}
+
 /* _wait_any(tasks, timeout) -> index or -1 (T4, R5.11). */
 static PyObject *
 mod_wait_any(PyObject *mod, PyObject *args)
@@ -3074,9 +3159,11 @@ mod_wait_any(PyObject *mod, PyObject *args)
         if (slice > WAIT_SLICE_NS) {
             slice = WAIT_SLICE_NS;
         }
-        Py_BEGIN_ALLOW_THREADS
+        {
+        PyThreadState *save = PyEval_SaveThread();
         rc = st_event_wait(&ev, slice);
-        Py_END_ALLOW_THREADS
+        restore_thread_waiting_any(save, seq, nodes);
+        }
         if (rc == 0) {
             st_event_reset(&ev);
             continue;

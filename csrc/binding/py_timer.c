@@ -59,7 +59,8 @@ handle_work_run(st_work_t *w)
     if (fn != NULL) {
         r = PyObject_CallNoArgs(fn);
         if (r == NULL) {
-            PyErr_WriteUnraisable(fn); /* no caller to raise it to */
+            write_unraisable(fn); /* no caller to raise it to; an exit
+                                     error is not reported (H5) */
         }
         Py_XDECREF(r);
         Py_DECREF(fn);

@@ -108,7 +108,31 @@ def run(fn_or_coroutine: Any, *args: Any) -> Any:
         raise TypeError("run(): fn_or_coroutine must be a coroutine, a "
                         "callable or a Task, not "
                         f"{type(fn_or_coroutine).__name__}")
-    return task.get_awaiter().get_result()
+    try:
+        return task.get_awaiter().get_result()
+    except RuntimeError as e:
+        interrupt = _interrupt_of(e)
+        if interrupt is None:
+            raise
+    # sys.exit() / KeyboardInterrupt in the body after an await: as the
+    # console Main, run() raises it as it is (issue 9 item 26), outside
+    # the except block so that the wrapper is not chained to it
+    raise interrupt
+
+
+# The message of the RuntimeError a task faults with when its code is
+# ended by a BaseException that is not an Exception (py_task.c,
+# task_complete_from_error): the original is its __cause__.
+_INTERRUPTED = "the task was interrupted by a BaseException"
+
+
+def _interrupt_of(e: BaseException) -> BaseException | None:
+    cause = e.__cause__
+    if (type(e) is RuntimeError and e.args == (_INTERRUPTED,)
+            and isinstance(cause, BaseException)
+            and not isinstance(cause, Exception)):
+        return cause
+    return None
 
 
 def _awaiter_method(awaiter: Any, name: str, fname: str) -> Any:

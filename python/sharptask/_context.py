@@ -64,11 +64,14 @@ class UiThread:
             try:
                 self.context.run(lambda: self._closed.task)
             except BaseException as e:  # an exception raised on the UI
-                # thread by a posted callback (async void): report, go on
+                # thread by a posted callback (async void): report it and
+                # go on pumping (issue 9 item 18)
                 if isinstance(e, InvalidOperationError) and \
                         self._closed.task.is_completed:
                     break
-                _report_unhandled(e, "UiThread message loop")
+                if _native._is_exiting_error(e):
+                    break  # the interpreter is exiting: end quietly (H5)
+                _report_unhandled(e, "UiThread message loop", self)
 
     @property
     def ident(self) -> int | None:
@@ -102,6 +105,8 @@ class UiThread:
         """Run ``fn(*args)`` on the UI thread, wait, and return its value as
         it is (an async method's Task is returned, not awaited) or raise
         its exception itself (like ``Control.Invoke``)."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
         if threading.get_ident() == self._ident:
             return fn(*args)
         return self.begin_invoke(fn, *args).get_awaiter().get_result()
@@ -158,16 +163,40 @@ class ExclusiveSynchronizationContext(SynchronizationContext):
                 SynchronizationContext.set_synchronization_context(prev)
 
     def _drain(self, _state: Any = None) -> None:
-        while True:
+        try:
+            while True:
+                with self._guard:
+                    if not self._queue:
+                        self._draining = False
+                        return
+                    callback, state = self._queue.popleft()
+                try:
+                    self._run_one(callback, state)
+                except BaseException as e:  # reported; the next one runs
+                    _report_unhandled(e, "ExclusiveSynchronizationContext",
+                                      self)
+        except BaseException:
+            # Whatever ends this drain early (an interrupt), the context
+            # must not stay marked as draining with nobody draining: every
+            # later post would be lost (issue 9 item 18).
             with self._guard:
-                if not self._queue:
-                    self._draining = False
-                    return
-                callback, state = self._queue.popleft()
-            try:
-                self._run_one(callback, state)
-            except BaseException as e:
-                _report_unhandled(e, "ExclusiveSynchronizationContext")
+                self._draining = False
+                rest = bool(self._queue)
+            if rest:
+                self._start_drain()
+            raise
+
+    def _start_drain(self) -> None:
+        with self._guard:
+            if self._draining or not self._queue:
+                return
+            self._draining = True
+        try:
+            _native._pool_queue(self._drain)
+        except BaseException:
+            with self._guard:
+                self._draining = False
+            raise
 
     def post(self, callback: Callable, state: Any = None) -> None:
         """Queue callback(state); callbacks run one at a time on pool
@@ -177,10 +206,7 @@ class ExclusiveSynchronizationContext(SynchronizationContext):
                             f"{type(callback).__name__}")
         with self._guard:
             self._queue.append((callback, state))
-            if self._draining:
-                return
-            self._draining = True
-        _native._pool_queue(self._drain)
+        self._start_drain()
 
     def send(self, callback: Callable, state: Any = None) -> Any:
         """Run callback(state) on the calling thread once no other
@@ -229,17 +255,15 @@ def set_unhandled_exception_policy(policy: str) -> str:
     return prev
 
 
-class _UnraisableArgs:
-    def __init__(self, exc: BaseException, where: str) -> None:
-        self.exc_type: type[BaseException] = type(exc)
-        self.exc_value: BaseException | None = exc
-        self.exc_traceback: types.TracebackType | None = exc.__traceback__
-        self.err_msg: str | None = (
-            f"Exception ignored in async void method {where}")
-        self.object: object = None
-
-
-def _report_unhandled(exc: BaseException, where: str) -> None:
+def _report_unhandled(exc: BaseException, where: str,
+                      obj: Any = None) -> None:
+    """Report an exception nobody can catch (SPEC A8): the handler if one
+    is set, else ``sys.unraisablehook`` as CPython itself reports (a real
+    ``UnraisableHookArgs``; the default hook prints the exception with its
+    traceback), about ``obj`` (the async void function, the UiThread, the
+    context).  Never raises (issue 9 items 11, 18)."""
+    if _native._is_exiting_error(exc):
+        return  # raised because the interpreter exits: not a failure (H5)
     if _policy == "crash":
         sys.stderr.write(f"Unhandled exception in {where}:\n")
         traceback.print_exception(exc)
@@ -250,9 +274,9 @@ def _report_unhandled(exc: BaseException, where: str) -> None:
         try:
             handler(exc)
         except BaseException as e:  # the handler failed: say so
-            sys.unraisablehook(_UnraisableArgs(e, where))
+            _native._report_unraisable(e, handler)
         return
-    sys.unraisablehook(_UnraisableArgs(exc, where))
+    _native._report_unraisable(exc, obj)
 
 
 def _on_pool(fn: Callable, *args: Any) -> None:
@@ -261,12 +285,12 @@ def _on_pool(fn: Callable, *args: Any) -> None:
     _native._pool_queue(lambda: fn(*args))
 
 
-def _deliver(exc: BaseException, ctx: Any, name: str) -> None:
+def _deliver(exc: BaseException, ctx: Any, name: str, fn: Any) -> None:
     """Where an exception escaping an async void method goes (R8.3)."""
     if ctx is None or type(ctx) is SynchronizationContext:
         # no context, or the base one (whose post queues to the pool):
         # an unhandled exception on a pool thread
-        _on_pool(_report_unhandled, exc, name)
+        _on_pool(_report_unhandled, exc, name, fn)
         return
 
     def rethrow(_state: Any) -> None:
@@ -275,7 +299,8 @@ def _deliver(exc: BaseException, ctx: Any, name: str) -> None:
     try:
         ctx.post(rethrow, None)
     except BaseException as post_error:
-        _on_pool(_report_unhandled, AggregateError([exc, post_error]), name)
+        _on_pool(_report_unhandled, AggregateError([exc, post_error]), name,
+                 fn)
 
 
 _P = ParamSpec("_P")
@@ -321,12 +346,12 @@ def async_void(fn: Callable[_P, Coroutine[Any, Any, Any]]
                 except BaseException as e:
                     exc = e
             if exc is not None:
-                _deliver(exc, ctx, name)
+                _deliver(exc, ctx, name, fn)
             if ctx is not None:
                 try:
                     ctx.operation_completed()
                 except BaseException as e:  # R8.2: rethrown on the pool
-                    _on_pool(_report_unhandled, e, name)
+                    _on_pool(_report_unhandled, e, name, fn)
 
         if task.is_completed:
             done(task)
@@ -335,6 +360,32 @@ def async_void(fn: Callable[_P, Coroutine[Any, Any, Any]]
         return None
 
     return call
+
+
+# ----------------------------------------------------------------- exit
+
+def _shutdown() -> None:
+    """The atexit handler (H5): stop the pool and the timer
+    (``_native._shutdown``), after making ``threading.excepthook`` leave
+    out the errors that the exit itself raises in daemon threads (a wait
+    or a ``Task.delay`` given up because the interpreter is exiting): the
+    program is ending, not failing, and CPython would print such a
+    traceback cut short by its own finalization (issue 9 item 24)."""
+    previous = threading.excepthook
+
+    def excepthook(args: Any) -> None:
+        try:
+            quiet = args.exc_value is not None and \
+                _native._is_exiting_error(args.exc_value)
+        except BaseException:  # the interpreter is going away
+            quiet = False
+        if not quiet:
+            previous(args)
+
+    if not getattr(previous, "_sharptask_exit_filter", False):
+        excepthook._sharptask_exit_filter = True  # type: ignore[attr-defined]
+        threading.excepthook = excepthook
+    _native._shutdown()
 
 
 # ----------------------------------------------------------- dump_async

@@ -1386,8 +1386,11 @@ def demo_async_void() -> None:
     finally:
         sys.unraisablehook = old_hook
     if hooked:
+        u = hooked[0]  # a real UnraisableHookArgs, as CPython builds it
         _show("with no handler, sys.unraisablehook got:",
-              f"{hooked[0].err_msg}: {hooked[0].exc_value!r}")
+              f"{u.err_msg or 'Exception ignored in'}: "
+              f"{getattr(u.object, '__qualname__', u.object)}: "
+              f"{u.exc_value!r}")
 
     child = subprocess.run(
         [sys.executable, "-c",
