@@ -413,7 +413,8 @@ void thread_running_pop(TaskObject *t);
  * UnraisableHookArgs (PyErr_WriteUnraisable); with CPython's default hook
  * it prints the default hook's layout itself, but the whole exception as
  * the traceback module formats it (groups' inner exceptions, chains).
- * Borrows both; GIL held; keeps a pending exception; never fails. */
+ * Refs: borrows both.  GIL held; keeps a pending exception; never
+ * fails. */
 void report_unraisable(PyObject *exc, PyObject *obj);
 /* Exit (H5): an exception raised because the interpreter is exiting (a
  * wait abandoned, the pool or timer shut down) carries a flag, and
@@ -422,14 +423,15 @@ void report_unraisable(PyObject *exc, PyObject *obj);
  * returns -1.  is_exiting_error: 1 if exc (borrowed) has the flag, or is
  * a group of such exceptions; never sets an error.
  * write_unraisable: PyErr_WriteUnraisable(obj) for the pending error
- * (which it clears) unless it is an exiting one. */
+ * (which it clears) unless it is an exiting one.  Refs: none taken or
+ * given; all borrow their arguments. */
 int raise_exiting(st_state *st, const char *msg);
 int is_exiting_error(PyObject *exc);
 void write_unraisable(PyObject *obj);
 /* At shutdown: 1 if a wait or pump on this thread should give up with
  * raise_exiting (a pool worker, the exiting thread, any non-daemon
  * thread), 0 if it should go on quietly (a daemon thread: CPython stops
- * it at finalization).  GIL held; never sets an error. */
+ * it at finalization).  GIL held; never sets an error.  Refs: none. */
 int exit_should_abandon(void);
 
 /* py_pool.c */
@@ -520,24 +522,27 @@ PyObject *timers_wait_async(st_state *st, PyObject *task, PyObject *timeout,
 /* A time in seconds: int or float (not bool), a timedelta (anything with
  * total_seconds()), or None.  None, -1 and Timeout.InfiniteTimeSpan
  * (-1 ms) set *infinite; NaN, other negatives, and more than 4294967.294
- * s (.NET's limit; inf, huge ints) are ValueError.  *out_secs >= 0. */
+ * s (.NET's limit; inf, huge ints) are ValueError.  *out_secs >= 0.
+ * Refs: borrows obj (as every parser here). */
 int parse_seconds(PyObject *obj, const char *name, double *out_secs,
                   int *infinite);
-/* parse_seconds in nanoseconds. */
+/* parse_seconds in nanoseconds.  Refs: borrows obj. */
 int parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
                   int *infinite);
 /* A cancellation token: None (*out = NULL), a CancellationToken, or any
  * object with is_cancellation_requested, can_be_canceled and register()
- * (K3 accepts such token objects).  *out is borrowed from obj. */
+ * (K3 accepts such token objects).  Refs: borrows obj; *out is
+ * borrowed (obj itself, or NULL). */
 int parse_token(st_state *st, PyObject *obj, const char *name,
                 PyObject **out);
 /* An options value (TaskCreationOptions, TaskContinuationOptions ...):
  * an int (an enum member; not bool, not None) whose bits are all in
  * `valid`; `what` names the enum in messages.  Out of range (negative,
- * above 32 bits) or unknown bits: ValueError. */
+ * above 32 bits) or unknown bits: ValueError.  Refs: borrows obj. */
 int parse_options(PyObject *obj, const char *name, const char *what,
                   uint32_t valid, uint32_t *out);
-/* A count: an int (not bool) in [lo, hi]; else ValueError. */
+/* A count: an int (not bool) in [lo, hi]; else ValueError.  Refs:
+ * borrows obj. */
 int parse_count(PyObject *obj, const char *name, Py_ssize_t lo,
                 Py_ssize_t hi, Py_ssize_t *out);
 

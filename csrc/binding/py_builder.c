@@ -71,10 +71,9 @@ sync_cache_clear(void)
     tls_sync_ctx = NULL;
     tls_sync_tid = 0; /* that thread state's guard is gone or going */
     if (old != NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
+        PyObject *saved = PyErr_GetRaisedException();
         Py_DECREF(old); /* may run a __del__ */
-        PyErr_Restore(type, value, tb);
+        PyErr_SetRaisedException(saved);
     }
 }
 

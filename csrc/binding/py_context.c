@@ -587,7 +587,7 @@ deadlock_graph_changed(st_state *st)
     if (g_blocked_owners == 0 || g_mode == 0) {
         return;
     }
-    if (ST_IS_FINALIZING()) {
+    if (Py_IsFinalizing()) {
         /* A blocked thread may be gone by now (CPython ends a daemon
          * thread that takes the GIL during finalization): its waiter
          * lived on its stack.  Nothing is left to detect anyway. */
@@ -688,23 +688,22 @@ fail:
 void
 report_unraisable(PyObject *exc, PyObject *obj)
 {
-    PyObject *type, *value, *tb;
+    PyObject *saved;
     if (exc == NULL || !PyExceptionInstance_Check(exc)) {
         return;
     }
-    PyErr_Fetch(&type, &value, &tb);
+    saved = PyErr_GetRaisedException();
     /* once finalization started, no Python code of ours: CPython's own
      * path only */
-    if (ST_IS_FINALIZING() || !default_unraisablehook()
+    if (Py_IsFinalizing() || !default_unraisablehook()
         || print_unraisable(exc, obj) < 0) {
         /* a replaced hook (or printing failed): CPython builds the
          * UnraisableHookArgs and calls the hook */
         PyErr_Clear();
-        PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), Py_NewRef(exc),
-                      PyException_GetTraceback(exc)); /* new ref or NULL */
+        PyErr_SetRaisedException(Py_NewRef(exc)); /* its traceback too */
         PyErr_WriteUnraisable(obj);
     }
-    PyErr_Restore(type, value, tb);
+    PyErr_SetRaisedException(saved);
 }
 
 #define EXITING_FLAG "_sharptask_exiting"
@@ -765,42 +764,36 @@ is_exiting_error_depth(PyObject *exc, int depth)
 int
 is_exiting_error(PyObject *exc)
 {
-    PyObject *type, *value, *tb;
-    int r;
-    PyErr_Fetch(&type, &value, &tb);
-    r = is_exiting_error_depth(exc, 0);
-    PyErr_Restore(type, value, tb);
+    PyObject *saved = PyErr_GetRaisedException();
+    int r = is_exiting_error_depth(exc, 0);
+    PyErr_SetRaisedException(saved);
     return r;
 }
 
 void
 write_unraisable(PyObject *obj)
 {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *value = PyErr_GetRaisedException();
     if (value != NULL && is_exiting_error(value)) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
+        Py_DECREF(value);
         return; /* the program is ending, not failing (H5) */
     }
-    PyErr_Restore(type, value, tb);
+    PyErr_SetRaisedException(value);
     PyErr_WriteUnraisable(obj);
 }
 
 int
 exit_should_abandon(void)
 {
-    PyObject *type, *value, *tb, *threading, *cur = NULL, *daemon = NULL;
+    PyObject *saved, *threading, *cur = NULL, *daemon = NULL;
     int r = 1;
     if (st_pool_current() != NULL) {
         return 1; /* its item must end for the pool to stop */
     }
-    if (ST_IS_FINALIZING()) {
+    if (Py_IsFinalizing()) {
         return 1; /* the finalizing thread: nothing may wait on now */
     }
-    PyErr_Fetch(&type, &value, &tb);
+    saved = PyErr_GetRaisedException();
     {
         PyObject *name = PyUnicode_FromString("threading");
         threading = name != NULL ? PyImport_GetModule(name) : NULL;
@@ -824,7 +817,7 @@ exit_should_abandon(void)
     Py_XDECREF(cur);
     Py_XDECREF(threading);
     PyErr_Clear();
-    PyErr_Restore(type, value, tb);
+    PyErr_SetRaisedException(saved);
     return r;
 }
 

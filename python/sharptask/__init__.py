@@ -92,6 +92,7 @@ __all__ += ["FakeTimeProvider", "PeriodicTimer", "TimeProvider", "Timer"]
 # still works fully (before finalization), and start afresh after fork.
 # (_context._shutdown first keeps errors raised by the exit itself out of
 # threading.excepthook: H5, issue 9 item 24.)
-_atexit.register(_context._shutdown)  # noqa: F821 (bound by the import)
+from . import _context  # the module itself, for its atexit hook
+_atexit.register(_context._shutdown)
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_native._after_fork_child)
