@@ -103,6 +103,11 @@
     X(cancel_reuse_node_on_other_source)                                    \
     X(cancel_foreach)                                                       \
     X(cancel_race_register_unregister_cancel)                               \
-    X(cancel_race_concurrent_cancels)
+    X(cancel_race_concurrent_cancels)                                       \
+    /* test_waitq.c (issue 10) */                                           \
+    X(waitq_issue10_fifo_and_lifo_order)                                    \
+    X(waitq_issue10_remove_exactly_once)                                    \
+    X(waitq_issue10_ids_owner_and_requeue)                                  \
+    X(waitq_issue10_detach_all_chain)
 
 #endif /* ST_TEST_LIST_H */
