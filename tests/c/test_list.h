@@ -108,6 +108,20 @@
     X(waitq_issue10_fifo_and_lifo_order)                                    \
     X(waitq_issue10_remove_exactly_once)                                    \
     X(waitq_issue10_ids_owner_and_requeue)                                  \
-    X(waitq_issue10_detach_all_chain)
+    X(waitq_issue10_detach_all_chain)                                       \
+    /* test_semaphore.c (issue 10) */                                       \
+    X(sem_issue10_init_checks_9_1)                                          \
+    X(sem_issue10_release_checks_9_6)                                       \
+    X(sem_issue10_wait_and_timeout_9_2)                                     \
+    X(sem_issue10_async_fifo_and_count_to_waiter_9_4)                       \
+    X(sem_issue10_blocked_threads_first_then_fifo_9_4)                      \
+    X(sem_issue10_cancel_races_release_exactly_once_9_3)                    \
+    X(sem_issue10_cancel_wakes_blocked_thread)                              \
+    X(sem_issue10_block_in_slices_then_granted)                             \
+    X(sem_issue10_close_drops_async_waiters_9_8)                            \
+    X(sem_issue10_release_from_completion_9_5)                              \
+    X(sem_issue10_pingpong_no_lost_wakeup)                                  \
+    X(sem_issue10_stress_wait_release_timeout_cancel)                       \
+    X(sem_issue10_stress_releasers_fifo_exactly_once)
 
 #endif /* ST_TEST_LIST_H */
