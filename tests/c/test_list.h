@@ -122,6 +122,16 @@
     X(sem_issue10_release_from_completion_9_5)                              \
     X(sem_issue10_pingpong_no_lost_wakeup)                                  \
     X(sem_issue10_stress_wait_release_timeout_cancel)                       \
-    X(sem_issue10_stress_releasers_fifo_exactly_once)
+    X(sem_issue10_stress_releasers_fifo_exactly_once)                       \
+    /* test_waitgraph.c (issue 10) */                                       \
+    X(wg_issue10_context_owner_closes_cycle_c6)                             \
+    X(wg_issue10_two_threads_cycle_and_recheck_wakes_c6)                    \
+    X(wg_issue10_running_task_edge_c5)                                      \
+    X(wg_issue10_long_chain_no_depth_limit)                                 \
+    X(wg_issue10_visited_set_bounds_the_work)                               \
+    X(wg_issue10_wide_fan_out_grows)                                        \
+    X(wg_issue10_running_stack_grows_past_16)                               \
+    X(wg_issue10_edges_error_stops_search)                                  \
+    X(wg_issue10_stress_ring_rounds_c6)
 
 #endif /* ST_TEST_LIST_H */
