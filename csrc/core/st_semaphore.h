@@ -36,10 +36,10 @@
  * semaphore never touches an async node after calling its fn.
  *
  *     st_sem_init(&s, 0, 10);
- *     st_sem_waiter_init(&w, on_granted);          // async
+ *     st_sem_waiter_init(&w, on_granted);  // async
  *     if (st_sem_wait_async(&s, &w) == 0) { ...acquired at once... }
  *     ...
- *     st_sem_release(&s, 1, &prev);                // calls on_granted(&w.node)
+ *     st_sem_release(&s, 1, &prev);        // calls on_granted(&w.node)
  *
  *     if (st_sem_wait(&s, 50 * 1000000u) == 0) { ... st_sem_release(...) }
  *
@@ -82,7 +82,7 @@ typedef struct st_sem_waiter {
 #define st_sem_waiter_of(n) st_container_of((n), st_sem_waiter_t, node)
 
 struct st_sem {
-    /* count (low 32 bits) | ST__SEM_WAITERS | ST__SEM_CLOSED; see
+    /* the count (low 32 bits) and the WAITERS and CLOSED flags; see
      * st_semaphore.c.  The uncontended wait and release are one CAS. */
     ST_ATOMIC(uint64_t) word;
     int32_t max;       /* immutable after init */
