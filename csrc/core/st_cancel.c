@@ -14,8 +14,12 @@
  * st_cancel_request moves it to NOTIFYING; the canceller's st_cancel_take
  * (or abandon) that finds the list empty moves it to NOTIFIED.
  *
+ * The registrations are a shared waiter queue (st_waitq.h), guarded by mu
+ * and used as a LIFO: register pushes at the front, the canceller pops
+ * from the front.
+ *
  * Invariants (all under mu):
- *   - reg->linked && reg->owner == s  <=>  reg is in s's list.
+ *   - st_waitq_contains(&s->regs, reg)  <=>  reg is in s's list.
  *   - Once state != NOT_CANCELED, nothing is ever linked again:
  *     st_cancel_register checks the state under mu and refuses with
  *     ST_ECANCELED.  So the registrations a canceller must run are exactly
@@ -25,9 +29,10 @@
  *     run once, removed once, or refused once: exactly one of the three.
  *   - executing_id is the id of the node the canceller took last and whose
  *     fn has not been reported returned (the next take or abandon reports
- *     it), else 0.  Ids come from next_id and are never reused, so a node
+ *     it), else 0.  Ids come from the queue and are never reused, so a node
  *     that is registered again gets a new id and a waiter can never
- *     mistake its new registration for the old one.
+ *     mistake its new registration for the old one (the queue hands out
+ *     the ids and keeps a node's owner and id after it is unlinked).
  *
  * Ordering of a callback and its unregistration.  The canceller unlinks a
  * node and sets executing_id in one critical section.  An unregister that
@@ -82,42 +87,9 @@
 
 #include "st_error.h"  /* ST_E* codes, ST_ASSERT */
 #include "st_thread.h" /* mutex, condvar, clock, thread id */
+#include "st_waitq.h"  /* the registration list */
 
 /* ------------------------------------------------------------ helpers */
-
-/* Caller holds s->mu.  Unlinks reg (linked in s). */
-static void
-unlink_locked(st_cancel_t *s, st_cancel_reg_t *reg)
-{
-    if (reg->prev != NULL) {
-        reg->prev->next = reg->next;
-    }
-    else {
-        s->head = reg->next;
-    }
-    if (reg->next != NULL) {
-        reg->next->prev = reg->prev;
-    }
-    reg->prev = NULL;
-    reg->next = NULL;
-    reg->linked = 0;
-    s->count--;
-}
-
-/* Caller holds s->mu.  Unlinks every registration and returns them as a
- * chain linked by `next`, newest first. */
-static st_cancel_reg_t *
-detach_all_locked(st_cancel_t *s)
-{
-    st_cancel_reg_t *chain = s->head, *r;
-    for (r = chain; r != NULL; r = r->next) {
-        r->prev = NULL;
-        r->linked = 0;
-    }
-    s->head = NULL;
-    s->count = 0;
-    return chain;
-}
 
 /* Caller holds s->mu.  The callback taken last has returned. */
 static void
@@ -131,10 +103,13 @@ finish_executing_locked(st_cancel_t *s)
     }
 }
 
+/* Caller holds s->mu.  reg's last registration was on s and its
+ * callback is the one running now. */
 static int
-is_linked_here(st_cancel_t *s, st_cancel_reg_t *reg)
+is_executing_locked(st_cancel_t *s, st_cancel_reg_t *reg)
 {
-    return reg->linked && reg->owner == s;
+    return reg->owner == &s->regs && reg->id != 0
+           && s->executing_id == reg->id;
 }
 
 /* ---------------------------------------------------------- lifecycle */
@@ -142,12 +117,7 @@ is_linked_here(st_cancel_t *s, st_cancel_reg_t *reg)
 void
 st_cancel_reg_init(st_cancel_reg_t *reg, st_cancel_fn fn)
 {
-    reg->prev = NULL;
-    reg->next = NULL;
-    reg->fn = fn;
-    reg->owner = NULL;
-    reg->id = 0;
-    reg->linked = 0;
+    st_waitq_node_init(reg, fn);
 }
 
 void
@@ -156,9 +126,7 @@ st_cancel_init(st_cancel_t *s)
     st_atomic_init(&s->state, ST_CANCEL_NOT_CANCELED);
     st_mutex_init(&s->mu);
     st_cond_init(&s->cv);
-    s->head = NULL;
-    s->count = 0;
-    s->next_id = 1;
+    st_waitq_init(&s->regs);
     s->executing_id = 0;
     s->cancel_thread = 0;
     s->closed = 0;
@@ -168,7 +136,7 @@ st_cancel_init(st_cancel_t *s)
 void
 st_cancel_destroy(st_cancel_t *s)
 {
-    ST_ASSERT(s->head == NULL && s->waiters == 0);
+    ST_ASSERT(st_waitq_empty(&s->regs) && s->waiters == 0);
     st_cond_destroy(&s->cv);
     st_mutex_destroy(&s->mu);
 }
@@ -190,16 +158,7 @@ st_cancel_register(st_cancel_t *s, st_cancel_reg_t *reg)
         rc = ST_ECLOSED;
     }
     else {
-        reg->owner = s;
-        reg->id = s->next_id++;
-        reg->linked = 1;
-        reg->prev = NULL;
-        reg->next = s->head;
-        if (s->head != NULL) {
-            s->head->prev = reg;
-        }
-        s->head = reg;
-        s->count++;
+        st_waitq_push_front(&s->regs, reg); /* LIFO: newest first */
     }
     st_mutex_unlock(&s->mu);
     return rc;
@@ -211,12 +170,10 @@ st_cancel_unregister(st_cancel_t *s, st_cancel_reg_t *reg)
     int rc;
 
     st_mutex_lock(&s->mu);
-    if (is_linked_here(s, reg)) {
-        unlink_locked(s, reg);
+    if (st_waitq_remove(&s->regs, reg)) {
         rc = 0;
     }
-    else if (reg->owner == s && reg->id != 0
-             && s->executing_id == reg->id) {
+    else if (is_executing_locked(s, reg)) {
         rc = ST_EBUSY;
     }
     else {
@@ -233,13 +190,12 @@ st_cancel_dispose(st_cancel_t *s, st_cancel_reg_t *reg, uint64_t timeout_ns)
     int rc;
 
     st_mutex_lock(&s->mu);
-    if (is_linked_here(s, reg)) {
-        unlink_locked(s, reg);
+    if (st_waitq_remove(&s->regs, reg)) {
         st_mutex_unlock(&s->mu);
         return 0;
     }
     id = reg->id;
-    if (reg->owner != s || id == 0 || s->executing_id != id
+    if (!is_executing_locked(s, reg)
         || s->cancel_thread == st_thread_id()) {
         /* not running, or running on this very thread (a callback that
          * disposes itself or is below us on the stack): never wait */
@@ -298,13 +254,12 @@ st_cancel_take(st_cancel_t *s)
     st_mutex_lock(&s->mu);
     ST_ASSERT(st_atomic_load(&s->state, ST_RELAXED) == ST_CANCEL_NOTIFYING);
     finish_executing_locked(s);
-    reg = s->head;
+    reg = st_waitq_pop_front(&s->regs); /* the newest */
     if (reg == NULL) {
         /* release: the last state change; pairs with st_cancel_state */
         st_atomic_store(&s->state, ST_CANCEL_NOTIFIED, ST_RELEASE);
     }
     else {
-        unlink_locked(s, reg);
         s->executing_id = reg->id;
         s->cancel_thread = self;
     }
@@ -320,7 +275,7 @@ st_cancel_abandon(st_cancel_t *s)
     st_mutex_lock(&s->mu);
     ST_ASSERT(st_atomic_load(&s->state, ST_RELAXED) == ST_CANCEL_NOTIFYING);
     finish_executing_locked(s);
-    chain = detach_all_locked(s);
+    chain = st_waitq_detach_all(&s->regs);
     /* release: as in st_cancel_take */
     st_atomic_store(&s->state, ST_CANCEL_NOTIFIED, ST_RELEASE);
     st_mutex_unlock(&s->mu);
@@ -354,7 +309,7 @@ st_cancel_try_reset(st_cancel_t *s, st_cancel_reg_t **dropped)
         rc = ST_EBUSY;
     }
     else {
-        *dropped = detach_all_locked(s);
+        *dropped = st_waitq_detach_all(&s->regs);
     }
     st_mutex_unlock(&s->mu);
     return rc;
@@ -370,7 +325,7 @@ st_cancel_close(st_cancel_t *s, st_cancel_reg_t **dropped)
      * its registrations: they still run (.NET lets a Dispose that races
      * a Cancel leave the notification to finish). */
     if (st_atomic_load(&s->state, ST_RELAXED) == ST_CANCEL_NOT_CANCELED) {
-        *dropped = detach_all_locked(s);
+        *dropped = st_waitq_detach_all(&s->regs);
     }
     st_mutex_unlock(&s->mu);
     return 0;
@@ -383,7 +338,7 @@ st_cancel_count(st_cancel_t *s)
 {
     size_t n;
     st_mutex_lock(&s->mu);
-    n = s->count;
+    n = st_waitq_count(&s->regs);
     st_mutex_unlock(&s->mu);
     return n;
 }
@@ -396,7 +351,7 @@ st_cancel_foreach(st_cancel_t *s,
     int rc = 0;
 
     st_mutex_lock(&s->mu);
-    for (r = s->head; r != NULL && rc == 0; r = r->next) {
+    for (r = st_waitq_front(&s->regs); r != NULL && rc == 0; r = r->next) {
         rc = visit(r, arg);
     }
     st_mutex_unlock(&s->mu);

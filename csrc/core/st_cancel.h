@@ -43,6 +43,7 @@
 
 #include "st_atomic.h" /* the state word */
 #include "st_thread.h" /* the mutex and condvar */
+#include "st_waitq.h"  /* the registration list and its nodes */
 
 /* States of a source (.NET's CancellationTokenSource states). */
 enum {
@@ -52,27 +53,20 @@ enum {
 };
 
 typedef struct st_cancel st_cancel_t;
-typedef struct st_cancel_reg st_cancel_reg_t;
+
+/* A registration is a node of the shared waiter queue (st_waitq.h): its
+ * prev/next/fn/owner/id/linked fields are the queue's.  `owner` is the
+ * queue inside the source of the last registration (&src->regs). */
+typedef st_waitq_node_t st_cancel_reg_t;
 
 /* Called by the canceller (see above), with no core lock held. */
-typedef void (*st_cancel_fn)(st_cancel_reg_t *reg);
-
-struct st_cancel_reg {
-    st_cancel_reg_t *prev; /* guarded by the owner's mu while linked */
-    st_cancel_reg_t *next; /* idem; also links a detached chain */
-    st_cancel_fn fn;       /* set by st_cancel_reg_init */
-    st_cancel_t *owner;    /* the source of the last registration */
-    uint64_t id;           /* > 0 once registered; from the owner */
-    int linked;            /* guarded by the owner's mu */
-};
+typedef st_waitq_fn st_cancel_fn;
 
 struct st_cancel {
     ST_ATOMIC(int) state;   /* ST_CANCEL_*; see st_cancel.c */
     st_mutex_t mu;          /* guards everything below */
     st_cond_t cv;           /* executing_id changed (dispose waits) */
-    st_cancel_reg_t *head;  /* newest registration first */
-    size_t count;           /* registrations linked now */
-    uint64_t next_id;       /* ids of registrations, never reused */
+    st_waitq_t regs;        /* registrations, newest at the front */
     uint64_t executing_id;  /* id of the callback running now, or 0 */
     uint64_t cancel_thread; /* st_thread_id() of the canceller */
     int closed;             /* st_cancel_close was called */

@@ -22,6 +22,8 @@ st_strerror(int code)
         return "busy";
     case ST_ETIMEDOUT:
         return "timed out";
+    case ST_EFULL:
+        return "count would exceed its maximum";
     default:
         return "unknown error";
     }

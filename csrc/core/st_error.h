@@ -13,6 +13,7 @@
 #define ST_ECANCELED (-125) /* the operation was canceled */
 #define ST_EBUSY (-16)      /* in progress elsewhere (running, firing) */
 #define ST_ETIMEDOUT (-110) /* a timed wait ran out */
+#define ST_EFULL (-105)     /* a count would pass its maximum (semaphore) */
 
 /* Any thread.  Returns a static string; never NULL. */
 const char *st_strerror(int code);

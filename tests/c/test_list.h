@@ -103,6 +103,35 @@
     X(cancel_reuse_node_on_other_source)                                    \
     X(cancel_foreach)                                                       \
     X(cancel_race_register_unregister_cancel)                               \
-    X(cancel_race_concurrent_cancels)
+    X(cancel_race_concurrent_cancels)                                       \
+    /* test_waitq.c (issue 10) */                                           \
+    X(waitq_issue10_fifo_and_lifo_order)                                    \
+    X(waitq_issue10_remove_exactly_once)                                    \
+    X(waitq_issue10_ids_owner_and_requeue)                                  \
+    X(waitq_issue10_detach_all_chain)                                       \
+    /* test_semaphore.c (issue 10) */                                       \
+    X(sem_issue10_init_checks_9_1)                                          \
+    X(sem_issue10_release_checks_9_6)                                       \
+    X(sem_issue10_wait_and_timeout_9_2)                                     \
+    X(sem_issue10_async_fifo_and_count_to_waiter_9_4)                       \
+    X(sem_issue10_blocked_threads_first_then_fifo_9_4)                      \
+    X(sem_issue10_cancel_races_release_exactly_once_9_3)                    \
+    X(sem_issue10_cancel_wakes_blocked_thread)                              \
+    X(sem_issue10_block_in_slices_then_granted)                             \
+    X(sem_issue10_close_drops_async_waiters_9_8)                            \
+    X(sem_issue10_release_from_completion_9_5)                              \
+    X(sem_issue10_pingpong_no_lost_wakeup)                                  \
+    X(sem_issue10_stress_wait_release_timeout_cancel)                       \
+    X(sem_issue10_stress_releasers_fifo_exactly_once)                       \
+    /* test_waitgraph.c (issue 10) */                                       \
+    X(wg_issue10_context_owner_closes_cycle_c6)                             \
+    X(wg_issue10_two_threads_cycle_and_recheck_wakes_c6)                    \
+    X(wg_issue10_running_task_edge_c5)                                      \
+    X(wg_issue10_long_chain_no_depth_limit)                                 \
+    X(wg_issue10_visited_set_bounds_the_work)                               \
+    X(wg_issue10_wide_fan_out_grows)                                        \
+    X(wg_issue10_running_stack_grows_past_16)                               \
+    X(wg_issue10_edges_error_stops_search)                                  \
+    X(wg_issue10_stress_ring_rounds_c6)
 
 #endif /* ST_TEST_LIST_H */
