@@ -1,0 +1,99 @@
+"""Issue 9 (hardening) after the merge of its branches: what the item
+owners left and what only shows with all of them together (SPEC H2-H5).
+
+- the deadlock detector's wake-up racing a completion (the race hard-args
+  reported; the core half is the C test task_remove_waiter_woken_early);
+- items 2 / 19 (H4): deep chains through the types that had no trashcan;
+- hard-args' leftover: the pool's lifecycle hooks are not reachable from
+  user code;
+- hard-pool's leftover (item 10, H3): wait_async(time_provider=) leaves
+  nothing on the source when the timeout wins.
+
+Crash-prone scenarios run in a child process with a timeout, so that a
+crash or a hang fails the test instead of taking pytest down.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import textwrap
+import threading
+import weakref
+
+import pytest
+
+import sharptask as st
+from conftest import join_ok, run_script, start_thread
+
+
+def _run_ok(body: str, timeout: float = 120.0):
+    r = run_script(textwrap.dedent(body), timeout=timeout)
+    assert r.returncode == 0 and "ok" in r.stdout, (
+        f"exit {r.returncode}\nstdout: {r.stdout[-2000:]}\n"
+        f"stderr: {r.stderr[-4000:]}")
+    return r
+
+
+# ---------------------------------------------------------------------------
+# the detector's wake-up racing a completion
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_issue9_C6_detector_wakeup_racing_completion_stress():
+    """Issue 9 (hard-args' open race, C6): a thread pumping a
+    SingleThreadSynchronizationContext blocks on a task; one thread closes
+    a cycle through the context (so the detector sets the waiter's event)
+    while another completes the task, in many rounds at random offsets.
+    Each wait ends with the result or a DeadlockError, never a hang or a
+    crash.  (Every completion
+    publishes its status and signals its waiters within one GIL hold, so
+    from Python the waiter cannot free its node early; the core's wait for
+    the completer's own signal is checked by the C test
+    task_remove_waiter_woken_early, which failed before the fix.)"""
+    prev = st.set_deadlock_detection("raise")
+    rng = random.Random(9)
+    outcomes = {"ok": 0, "deadlock": 0}
+    try:
+        for i in range(150):
+            ctx = st.SingleThreadSynchronizationContext()
+            tcs = st.TaskCompletionSource()
+            blocked = threading.Event()
+            go = threading.Barrier(2)
+            out = []
+            d1 = rng.random() * 0.0005
+            d2 = rng.random() * 0.0005
+
+            def body(tcs=tcs, blocked=blocked, out=out):
+                blocked.set()
+                try:
+                    out.append(("ok", tcs.task.wait()))
+                except st.DeadlockError:
+                    out.append(("deadlock", None))
+
+            def closer(tcs=tcs, ctx=ctx, blocked=blocked, go=go, d=d1):
+                blocked.wait(10)
+                go.wait(10)
+                st.Task.delay(d).wait() if d > 0.0004 else None
+                st._native._completed_by(tcs.task, ctx)
+
+            def completer(tcs=tcs, blocked=blocked, go=go, d=d2, i=i):
+                blocked.wait(10)
+                go.wait(10)
+                st.Task.delay(d).wait() if d > 0.0004 else None
+                tcs.set_result(i)
+
+            a = start_thread(ctx.run, body)
+            b = start_thread(closer)
+            c = start_thread(completer)
+            for th in (a, b, c):
+                join_ok(th, 20)
+            assert len(out) == 1, out
+            outcomes[out[0][0]] += 1
+            assert tcs.task.result == i
+            if out[0][0] == "ok":
+                assert out[0][1] is True
+    finally:
+        st.set_deadlock_detection(prev)
+    assert sum(outcomes.values()) == 150
