@@ -24,7 +24,7 @@ import weakref
 import pytest
 
 import sharptask as st
-from conftest import join_ok, run_script, start_thread
+from conftest import join_ok, run_script, start_thread, wait_until
 
 
 def _run_ok(body: str, timeout: float = 120.0):
@@ -97,3 +97,50 @@ def test_issue9_C6_detector_wakeup_racing_completion_stress():
     finally:
         st.set_deadlock_detection(prev)
     assert sum(outcomes.values()) == 150
+
+
+# ---------------------------------------------------------------------------
+# item 10 (hard-pool's leftover): wait_async(time_provider=) on the source
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("winner", ["timeout", "token"])
+def test_issue9_item10_H3_wait_async_time_provider_leaves_nothing_on_source(
+        winner):
+    """Issue 9 item 10 (H3), the time_provider= form (_timers.wait_async):
+    when the timeout (on the provider's clock) or the token wins, the
+    continuation on the still-pending source goes with it, so a
+    long-pending source keeps none of 2,000 finished waits alive (before:
+    each wait's promise, timer and closure stayed on the source until it
+    completed)."""
+    source = st.TaskCompletionSource()
+    fake = st.FakeTimeProvider()
+    waits = []
+    for _ in range(2_000):
+        cts = st.CancellationTokenSource()
+        w = source.task.wait_async(5, cts.token, time_provider=fake)
+        waits.append(w)
+        if winner == "token":
+            cts.cancel()
+        del w, cts
+    if winner == "timeout":
+        fake.advance(10)
+    for w in waits:
+        assert wait_until(lambda: w.is_completed, 10)
+        if winner == "timeout":
+            assert isinstance(w.exception.inner_exceptions[0], TimeoutError)
+        else:
+            assert w.is_canceled
+    refs = [weakref.ref(w) for w in waits]
+    del waits, w
+
+    def alive():
+        gc.collect()
+        return sum(r() is not None for r in refs)
+    assert wait_until(lambda: alive() == 0, 10), \
+        f"{alive()} of {len(refs)} waits still alive"
+    # the source still works afterwards, and completes no stale wait
+    w = source.task.wait_async(5, time_provider=fake)
+    source.set_result(7)
+    assert w.result == 7
