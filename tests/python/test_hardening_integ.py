@@ -144,3 +144,60 @@ def test_issue9_item10_H3_wait_async_time_provider_leaves_nothing_on_source(
     w = source.task.wait_async(5, time_provider=fake)
     source.set_result(7)
     assert w.result == 7
+
+
+# ---------------------------------------------------------------------------
+# item 23 (hard-args' leftover): the pool's lifecycle hooks
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_issue9_item23_lifecycle_hooks_not_reachable_from_user_code():
+    """Issue 9 item 23 (H2, P6): the pool's atexit shutdown and fork-child
+    reset are no module attributes any more (before: _native._shutdown()
+    from user code stopped the pool and the timer for good, and every
+    later Task.run raised).  Taking them again is a RuntimeError that
+    changes nothing; the library keeps working, and the exit still stops
+    the pool quietly with work pending."""
+    r = _run_ok("""
+        import sharptask as st
+        from sharptask import _native, _context
+        for name in ("_shutdown", "_after_fork_child"):
+            assert not hasattr(_native, name), name
+        for again in (_native._take_lifecycle_hooks,
+                      _context._install_lifecycle_hooks):
+            try:
+                again()
+            except RuntimeError as e:
+                assert "taken" in str(e), e
+            else:
+                raise AssertionError("the hooks were handed out twice")
+        assert st.Task.run(lambda: 6 * 7).result == 42
+        assert st.Task.delay(0.001).wait(10)
+        pending = st.Task.delay(600)            # armed at exit
+        blocked = st.Task.run(lambda: st.TaskCompletionSource().task.wait(
+            30))                                # a pool item still waiting
+        print("ok", flush=True)
+    """, timeout=60)
+    assert r.stderr == "", r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_issue9_item23_lifecycle_hooks_after_fork():
+    """Issue 9 item 23 (P6): with the fork-child reset no longer a module
+    attribute, a forked child still gets a fresh pool and timer."""
+    import os
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    _run_ok("""
+        import os, sharptask as st
+        assert st.Task.run(lambda: 1).result == 1   # the parent's pool
+        pid = os.fork()
+        if pid == 0:
+            ok = st.Task.run(lambda: 2).result == 2 \\
+                and st.Task.delay(0.001).wait(10)
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        print("ok")
+    """, timeout=50)
