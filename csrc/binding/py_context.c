@@ -1295,6 +1295,9 @@ STContext_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     st_work_t *w;
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): its queue holds boxes and actions, which hold
+     * anything, another context included */
+    Py_TRASHCAN_BEGIN(op, STContext_dealloc)
     /* items still queued will never run: release what they hold */
     while ((w = st_workq_try_pop(&c->stc_queue)) != NULL) {
         if (w->run == stcontext_box_run) {
@@ -1307,6 +1310,7 @@ STContext_dealloc(PyObject *op)
     st_workq_destroy(&c->stc_queue);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyMethodDef STContext_methods[] = {

@@ -16,7 +16,9 @@ crash or a hang fails the test instead of taking pytest down.
 from __future__ import annotations
 
 import gc
+import pathlib
 import random
+import re
 import textwrap
 import threading
 import weakref
@@ -201,3 +203,78 @@ def test_issue9_item23_lifecycle_hooks_after_fork():
         assert os.waitstatus_to_exitcode(status) == 0, status
         print("ok")
     """, timeout=50)
+
+
+# ---------------------------------------------------------------------------
+# items 2 / 19 (H4): the types that had no trashcan
+# ---------------------------------------------------------------------------
+
+_BINDING = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "binding"
+# deallocs of types that hold no other object (nothing to chain through)
+_HOLD_NOTHING = {"SyncContext_dealloc", "Yield_dealloc"}
+
+
+@pytest.mark.skipif(not _BINDING.is_dir(), reason="no C sources here")
+def test_issue9_items2_19_H4_every_holding_dealloc_uses_the_trashcan():
+    """Issue 9 items 2 / 19 (H4): every tp_dealloc of a type that holds
+    another object uses CPython's trashcan, so that dropping a chain of
+    any length through it cannot overflow the C stack (before:
+    SingleThreadSynchronizationContext, CancellationTokenSource, its
+    token and registration, SemaphoreSlim and its waiter had none)."""
+    missing = []
+    for path in sorted(_BINDING.glob("*.c")):
+        src = path.read_text()
+        for m in re.finditer(r"^(\w+_dealloc)\(PyObject \*op\)\n\{\n(.*?)^\}",
+                             src, re.M | re.S):
+            name, body = m.group(1), m.group(2)
+            if name in _HOLD_NOTHING:
+                assert "DECREF(" not in body.replace("Py_DECREF(tp)", ""), \
+                    f"{name} releases something: give it a trashcan"
+                continue
+            if f"Py_TRASHCAN_BEGIN(op, {name})" not in body:
+                missing.append(f"{path.name}: {name}")
+    assert missing == []
+
+
+_CHAINS = {
+    # context -> queued action -> its state: the next context
+    "context": """
+        prev = None
+        for _ in range(N):
+            c = st.SingleThreadSynchronizationContext()
+            c.post(print, prev)
+            prev = c
+    """,
+    # source -> registration -> state: the next token; every other
+    # source linked to the previous token
+    "cancellation": """
+        CTS = st.CancellationTokenSource
+        prev = CTS().token
+        for i in range(N):
+            c = CTS.create_linked_token_source(prev) if i % 2 else CTS()
+            c.token.register(print, prev)
+            prev = c.token
+    """,
+    # semaphore -> its waiter -> token -> source -> registration ->
+    # state: the next semaphore
+    "semaphore": """
+        prev = None
+        for _ in range(N):
+            s = st.SemaphoreSlim(0)
+            c = st.CancellationTokenSource()
+            c.token.register(print, prev)
+            s.wait_async(None, c.token)
+            prev = s
+    """,
+}
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", sorted(_CHAINS))
+def test_issue9_items2_19_H4_deep_chains_dropped(kind):
+    """Issue 9 items 2 / 19 (H4): 300,000-deep chains through the
+    contexts, the cancellation types and the semaphore are dropped (and
+    collected) without overflowing the C stack, in a child process."""
+    _run_ok("import gc, sharptask as st\nN = 300_000\n"
+            + textwrap.dedent(_CHAINS[kind])
+            + "del prev\ngc.collect()\nprint('ok')\n", timeout=200)
