@@ -278,3 +278,48 @@ def test_issue9_items2_19_H4_deep_chains_dropped(kind):
     _run_ok("import gc, sharptask as st\nN = 300_000\n"
             + textwrap.dedent(_CHAINS[kind])
             + "del prev\ngc.collect()\nprint('ok')\n", timeout=200)
+
+
+# ---------------------------------------------------------------------------
+# the sweep (issue 9, "look for the same patterns everywhere")
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_issue9_sweep_C6_owned_context_held_no_false_deadlock():
+    """Issue 9 sweep (C6, like item 4): a thread's record of the contexts
+    it runs held borrowed pointers, so a context pushed by
+    _context_owner and dropped without the pop left its address "owned";
+    a new context at the same address then closed a cycle that is not
+    there and a plain wait raised DeadlockError.  The record now holds
+    its contexts: the wait completes.  20 rounds (before: DeadlockError
+    in every round where CPython reused the address, which it did)."""
+    STC = st.SingleThreadSynchronizationContext
+    prev = st.set_deadlock_detection("raise")
+    try:
+        for _ in range(20):
+            tcs = st.TaskCompletionSource()
+            ready = threading.Event()
+            out = []
+
+            def body(tcs=tcs, ready=ready, out=out):
+                c1 = STC()
+                st._native._context_owner(c1, True)  # never popped
+                del c1
+                ready.set()
+                try:
+                    out.append(tcs.task.wait())
+                except st.DeadlockError as e:
+                    out.append(e)
+
+            th = start_thread(body)
+            assert ready.wait(10)
+            st.Task.delay(0.02).wait()  # let it block
+            c2 = STC()
+            st._native._completed_by(tcs.task, c2)  # c2: nobody runs it
+            st.Task.delay(0.02).wait()  # a false report would come now
+            tcs.set_result(1)
+            join_ok(th, 10)
+            assert out == [True], out
+    finally:
+        st.set_deadlock_detection(prev)
