@@ -2207,8 +2207,13 @@ Task_finalize(PyObject *op)
             PyErr_WriteUnraisable(st->unobserved_hook);
         }
         else {
-            observed = PyObject_IsTrue(res) > 0;
+            int truth = PyObject_IsTrue(res);
             Py_DECREF(res);
+            if (truth < 0) {
+                /* not left set for the report below (issue 9 sweep) */
+                PyErr_WriteUnraisable(st->unobserved_hook);
+            }
+            observed = truth > 0;
         }
     }
     /* issue 9 item 12: the inner exceptions, with their types, messages
@@ -2227,10 +2232,21 @@ Task_dealloc(PyObject *op)
 {
     TaskObject *t = TaskObject_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
-        return; /* resurrected */
+    /* The finalizer (the unobserved-exception report) may resurrect the
+     * task: a handler may keep it.  A resurrected object must still be
+     * seen by the GC, so the finalizer runs on a tracked object and the
+     * untracking comes after it, as CPython's own types do (issue 9
+     * sweep: the debug interpreter aborted in
+     * PyObject_CallFinalizerFromDealloc; a release build left the
+     * resurrected task untracked for good).  A task untracked because
+     * its result is atomic is tracked again for that time. */
+    if (!PyObject_GC_IsTracked(op)) {
+        PyObject_GC_Track(op);
     }
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected, and tracked */
+    }
+    PyObject_GC_UnTrack(op);
     /* H4: a task can hold another (a continuation its antecedent, a
      * result a task, a box what it awaited): dropping a chain of any
      * length recurses through here, so CPython's trashcan defers the

@@ -323,3 +323,35 @@ def test_issue9_sweep_C6_owned_context_held_no_false_deadlock():
             assert out == [True], out
     finally:
         st.set_deadlock_detection(prev)
+
+
+def test_issue9_sweep_T11_task_resurrected_by_handler_stays_tracked():
+    """Issue 9 sweep (T11): an unobserved-exception handler that keeps the
+    task resurrects it from its finalizer; the task must still be tracked
+    by the GC (before: dealloc untracked it first, so a release build
+    left it invisible to the GC for good, and the debug interpreter
+    aborted in PyObject_CallFinalizerFromDealloc).  Dropped again, it is
+    freed without a second report."""
+    kept = []
+
+    def handler(args):
+        kept.append(args.task)
+        args.set_observed()
+
+    TS = st.TaskScheduler
+    TS.add_unobserved_task_exception_handler(handler)
+    try:
+        tcs = st.TaskCompletionSource()
+        tcs.set_exception(ValueError("never observed"))
+        ref = weakref.ref(tcs.task)
+        del tcs
+        gc.collect()
+        assert len(kept) == 1
+        assert kept[0] is ref()
+        assert gc.is_tracked(kept[0])
+        assert kept[0].is_faulted
+    finally:
+        TS.remove_unobserved_task_exception_handler(handler)
+    kept.clear()
+    gc.collect()
+    assert ref() is None
