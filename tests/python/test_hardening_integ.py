@@ -355,3 +355,40 @@ def test_issue9_sweep_T11_task_resurrected_by_handler_stays_tracked():
     kept.clear()
     gc.collect()
     assert ref() is None
+
+
+class _ForeignToken:
+    """A token object that is not a native CancellationToken (K3)."""
+
+    def __init__(self):
+        self.cts = st.CancellationTokenSource()
+
+    is_cancellation_requested = property(
+        lambda self: self.cts.is_cancellation_requested)
+    can_be_canceled = True
+
+    def register(self, cb):
+        return self.cts.token.register(cb)
+
+
+def test_issue9_sweep_item10_H3_delay_with_foreign_token_disarms_its_timer():
+    """Issue 9 sweep (item 10's pattern, H3, K3): Task.delay(600) with a
+    foreign token object that fires first is canceled, and its timer goes
+    with it (before: 200 canceled delays left 200 timers armed for 600 s,
+    each holding its wait); a delay that runs out still completes."""
+    before = st._native._timer_count()
+    delays = []
+    for _ in range(200):
+        tok = _ForeignToken()
+        t = st.Task.delay(600, cancellation_token=tok)
+        tok.cts.cancel()
+        delays.append(t)
+    for t in delays:
+        assert t.is_canceled
+        with pytest.raises(st.TaskCanceledError):
+            t.get_awaiter().get_result()
+    assert wait_until(lambda: st._native._timer_count() <= before, 5), \
+        st._native._timer_count()
+    tok = _ForeignToken()
+    assert st.Task.delay(0.01, cancellation_token=tok).wait(10)
+    assert tok.cts._registration_count == 0
