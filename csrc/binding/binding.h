@@ -159,6 +159,7 @@ typedef struct st_state {
     int pool_tuned;                /* pool_tuning set before creation */
     st_pool_tuning_t pool_tuning;  /* applied when the pool is made */
     uint64_t pool_shutdown_grace_ns; /* atexit waits this long for items */
+    int lifecycle_hooks_taken; /* _take_lifecycle_hooks ran (py_pool.c) */
     PyTypeObject *TimerHandle_type; /* _native._TimerHandle (py_timer.c) */
     PyObject *timers_module;        /* sharptask._timers, imported lazily */
     /* ---- end of thread pool and timers ---- */

@@ -1016,6 +1016,9 @@ CTS_dealloc(PyObject *op)
     CTSObject *self = CTSObject_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): registrations (callbacks, states), links, a
+     * time provider: anything, another source included */
+    Py_TRASHCAN_BEGIN(op, CTS_dealloc)
     if (self->cts_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
@@ -1030,6 +1033,7 @@ CTS_dealloc(PyObject *op)
     st_cancel_destroy(&self->cts_core);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *
@@ -1616,9 +1620,12 @@ Token_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): holds its source */
+    Py_TRASHCAN_BEGIN(op, Token_dealloc)
     (void)Token_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *
@@ -1796,9 +1803,12 @@ Reg_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): holds a source, a callback and its state */
+    Py_TRASHCAN_BEGIN(op, Reg_dealloc)
     (void)Reg_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *

@@ -61,7 +61,7 @@ typedef struct thread_rec {
     st_waiter_t *waiter;            /* while blocked_on is set */
     int deadlocked;                 /* set by a re-check: wake and raise */
     int warned;                     /* "warn" mode: reported this wait */
-    PyObject *owned[MAX_OWNED];     /* contexts it runs (borrowed) */
+    PyObject *owned[MAX_OWNED];     /* contexts it runs (strong) */
     int nowned;
     /* Tasks whose code runs here, innermost last (borrowed: each is
      * running on this thread's stack).  Nested inline resumptions can go
@@ -128,8 +128,16 @@ rec_capsule_destructor(PyObject *capsule)
         g_blocked_owners--; /* cleared while blocked: the thread is gone */
     }
     r->prev = r->next = NULL;
-    r->nowned = 0;
     r->blocked_on = NULL;
+    /* the contexts it still ran (a thread that ended inside run(), or a
+     * stray _context_owner push): ours to drop, but not once finalization
+     * started (no code of theirs may run then: the process ends) */
+    while (r->nowned > 0) {
+        PyObject *ctx = r->owned[--r->nowned];
+        if (!Py_IsFinalizing()) {
+            Py_DECREF(ctx);
+        }
+    }
     if (PyThread_get_thread_ident() != r->ident) {
         return; /* another thread's cache may name it: leave the memory */
     }
@@ -211,7 +219,10 @@ owner_push(st_state *st, PyObject *ctx)
     if (r->nowned++ == 0) {
         g_owner_threads++;
     }
-    r->owned[r->nowned - 1] = ctx;
+    /* strong: a borrowed pointer outliving its context would make a new
+     * object at the same address "owned" by this thread, and the walk
+     * would report a deadlock that is not there */
+    r->owned[r->nowned - 1] = Py_NewRef(ctx);
     return 0;
 }
 
@@ -224,12 +235,14 @@ owner_pop(PyObject *ctx)
     }
     for (int i = r->nowned - 1; i >= 0; i--) {
         if (r->owned[i] == ctx) {
+            PyObject *held = r->owned[i];
             for (int j = i; j + 1 < r->nowned; j++) {
                 r->owned[j] = r->owned[j + 1];
             }
             if (--r->nowned == 0) {
                 g_owner_threads--;
             }
+            Py_DECREF(held); /* after the record is consistent */
             return;
         }
     }
@@ -1295,6 +1308,9 @@ STContext_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     st_work_t *w;
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): its queue holds boxes and actions, which hold
+     * anything, another context included */
+    Py_TRASHCAN_BEGIN(op, STContext_dealloc)
     /* items still queued will never run: release what they hold */
     while ((w = st_workq_try_pop(&c->stc_queue)) != NULL) {
         if (w->run == stcontext_box_run) {
@@ -1307,6 +1323,7 @@ STContext_dealloc(PyObject *op)
     st_workq_destroy(&c->stc_queue);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyMethodDef STContext_methods[] = {

@@ -1110,18 +1110,65 @@ pool_get_tuning(PyObject *mod, PyObject *unused)
 #undef SECS
 }
 
+/* The pool's lifecycle hooks: the atexit shutdown and the fork child's
+ * reset.  They are not module attributes (hard-args' leftover of issue 9
+ * item 23): a user calling the shutdown mid-program would stop the pool
+ * and the timer for good, and from a pool thread it would wait for
+ * itself.  The package takes them once, at import, through
+ * _take_lifecycle_hooks, and hands them straight to atexit and
+ * os.register_at_fork; nothing else keeps them by name. */
 static PyObject *
-mod_shutdown(PyObject *mod, PyObject *unused)
+hook_shutdown(PyObject *mod, PyObject *unused)
 {
     pool_shutdown_all(get_st_state(mod));
     Py_RETURN_NONE;
 }
 
 static PyObject *
-mod_after_fork_child(PyObject *mod, PyObject *unused)
+hook_after_fork_child(PyObject *mod, PyObject *unused)
 {
     reset_after_fork_if_needed(get_st_state(mod));
     Py_RETURN_NONE;
+}
+
+static PyMethodDef hook_shutdown_def = {
+    "shutdown", hook_shutdown, METH_NOARGS,
+    PyDoc_STR("shutdown()\n--\n\n"
+              "Stop the timer and the pool (atexit).  Idempotent.")};
+
+static PyMethodDef hook_after_fork_child_def = {
+    "after_fork_child", hook_after_fork_child, METH_NOARGS,
+    PyDoc_STR("after_fork_child()\n--\n\n"
+              "Forget the parent's pool and timer in a forked child.")};
+
+/* _take_lifecycle_hooks() -> (shutdown, after_fork_child), once per
+ * module; later calls raise RuntimeError. */
+static PyObject *
+mod_take_lifecycle_hooks(PyObject *mod, PyObject *unused)
+{
+    st_state *st = get_st_state(mod);
+    PyObject *name, *down = NULL, *fork = NULL, *r = NULL;
+    if (st->lifecycle_hooks_taken) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "_take_lifecycle_hooks(): the hooks were taken at "
+                        "import (they are the package's, not a public API)");
+        return NULL;
+    }
+    name = PyModule_GetNameObject(mod);
+    if (name == NULL) {
+        return NULL;
+    }
+    down = PyCFunction_NewEx(&hook_shutdown_def, mod, name);
+    fork = down ? PyCFunction_NewEx(&hook_after_fork_child_def, mod, name)
+                : NULL;
+    r = fork ? PyTuple_Pack(2, down, fork) : NULL;
+    Py_XDECREF(down);
+    Py_XDECREF(fork);
+    Py_DECREF(name);
+    if (r != NULL) {
+        st->lifecycle_hooks_taken = 1;
+    }
+    return r;
 }
 
 PyMethodDef pool_methods[] = {
@@ -1167,11 +1214,10 @@ PyMethodDef pool_methods[] = {
                "(0: the default); at most 3600 s.  For tests.")},
     {"_pool_get_tuning", pool_get_tuning, METH_NOARGS,
      PyDoc_STR("_pool_get_tuning()\n--\n\nThe timing constants.")},
-    {"_shutdown", mod_shutdown, METH_NOARGS,
-     PyDoc_STR("_shutdown()\n--\n\n"
-               "Stop the timer and the pool (atexit).  Idempotent.")},
-    {"_after_fork_child", mod_after_fork_child, METH_NOARGS,
-     PyDoc_STR("_after_fork_child()\n--\n\n"
-               "Forget the parent's pool and timer in a forked child.")},
+    {"_take_lifecycle_hooks", mod_take_lifecycle_hooks, METH_NOARGS,
+     PyDoc_STR("_take_lifecycle_hooks()\n--\n\n"
+               "Internal, once (the package's import): the pool's atexit "
+               "shutdown and fork-child reset, as (shutdown, "
+               "after_fork_child).  Later calls raise RuntimeError.")},
     {NULL, NULL, 0, NULL},
 };

@@ -361,12 +361,15 @@ Sem_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): its queues hold waiters */
+    Py_TRASHCAN_BEGIN(op, Sem_dealloc)
     if (SemObject_CAST(op)->sem_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
     (void)Sem_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 /* ------------------------------------------------------------ methods */
@@ -960,9 +963,13 @@ Waiter_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): holds a task, a token, a source and a
+     * registration */
+    Py_TRASHCAN_BEGIN(op, Waiter_dealloc)
     (void)Waiter_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyObject *

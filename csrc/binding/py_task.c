@@ -528,13 +528,28 @@ raise_if_failed(st_state *st, TaskObject *t)
  * run its weakref callback there, which needs the GIL; SIGNAL nodes run
  * no Python code now, but no wait blocks with the GIL held either).  The
  * common case, a node still registered or already signalled, keeps the
- * GIL. */
+ * GIL.
+ *
+ * What is waited for is the completer's own signal (the core's
+ * `signalled`), not w's event: the deadlock detector sets the event too
+ * (deadlock_graph_changed), and a wake-up that came just before the
+ * completion must not let this return while the completer is still to
+ * touch w, which lives on the caller's stack (issue 9, the race
+ * hard-args reported; core test task_remove_waiter_woken_early).  With
+ * the GIL held here and every completion publishing its status and
+ * running its SIGNAL nodes within one GIL hold (task_try_complete), the
+ * window is closed on this path anyway; it is open where no GIL is held:
+ * wait_abandon_run, below, when finalization ends the thread.
+ *
+ * If finalization ends this thread when it retakes the GIL below, w is
+ * already off the task and signalled: nothing is left pointing at the
+ * stack (only st_waiter_destroy is skipped, which frees nothing). */
 static void
 waiter_remove(TaskObject *t, st_waiter_t *w)
 {
-    if (st_task_remove_cont(&t->task_core, &w->cont) == ST_EBUSY) {
+    if (st_task_remove_waiter_nowait(&t->task_core, w) == ST_EBUSY) {
         Py_BEGIN_ALLOW_THREADS
-        st_event_wait(&w->ev, UINT64_MAX);
+        st_waiter_wait_signalled(w);
         Py_END_ALLOW_THREADS
     }
 }
@@ -2192,8 +2207,13 @@ Task_finalize(PyObject *op)
             PyErr_WriteUnraisable(st->unobserved_hook);
         }
         else {
-            observed = PyObject_IsTrue(res) > 0;
+            int truth = PyObject_IsTrue(res);
             Py_DECREF(res);
+            if (truth < 0) {
+                /* not left set for the report below (issue 9 sweep) */
+                PyErr_WriteUnraisable(st->unobserved_hook);
+            }
+            observed = truth > 0;
         }
     }
     /* issue 9 item 12: the inner exceptions, with their types, messages
@@ -2212,10 +2232,21 @@ Task_dealloc(PyObject *op)
 {
     TaskObject *t = TaskObject_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
-        return; /* resurrected */
+    /* The finalizer (the unobserved-exception report) may resurrect the
+     * task: a handler may keep it.  A resurrected object must still be
+     * seen by the GC, so the finalizer runs on a tracked object and the
+     * untracking comes after it, as CPython's own types do (issue 9
+     * sweep: the debug interpreter aborted in
+     * PyObject_CallFinalizerFromDealloc; a release build left the
+     * resurrected task untracked for good).  A task untracked because
+     * its result is atomic is tracked again for that time. */
+    if (!PyObject_GC_IsTracked(op)) {
+        PyObject_GC_Track(op);
     }
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected, and tracked */
+    }
+    PyObject_GC_UnTrack(op);
     /* H4: a task can hold another (a continuation its antecedent, a
      * result a task, a box what it awaited): dropping a chain of any
      * length recurses through here, so CPython's trashcan defers the
@@ -3084,6 +3115,8 @@ multi_abandon_run(void *arg)
             continue;
         }
         if (st_task_remove_cont(&t->task_core, &a->nodes[i].cont) != 0) {
+            /* taken by a completer: wait until it fired (it sets done
+             * last, and then no longer touches the node or ev) */
             while (!st_atomic_load(&a->nodes[i].done, ST_ACQUIRE)) {
                 st_cpu_relax();
             }
@@ -3109,7 +3142,7 @@ mod_wait_any(PyObject *mod, PyObject *args)
     PyObject *seq, *timeout;
     Py_ssize_t i, n, idx;
     uint64_t ns, deadline, now, slice;
-    int infinite, rc = 0, err = 0;
+    int infinite, rc = 0, err = 0, busy = 0;
     multi_node *nodes;
     st_event_t ev;
 
@@ -3173,16 +3206,31 @@ mod_wait_any(PyObject *mod, PyObject *args)
             break;
         }
     }
+    /* Every node back.  First without blocking (GIL held): a node taken
+     * off its task is ours again.  A node a completer took but has not
+     * fired yet is waited for with the GIL released, as waiter_remove
+     * does (issue 9 item 6), all of them in one stretch: finalization may
+     * end this thread when it retakes the GIL (issue 9 item 25), and by
+     * then no node may be left on a task, or about to be fired, with `ev`
+     * on this stack (one Py_BEGIN/END_ALLOW_THREADS per node left the
+     * later ones registered if the thread ended at the first retake). */
     for (i = 0; i < n; i++) {
         TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(seq, i);
         if (st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
             continue;
         }
-        if (st_task_remove_cont(&t->task_core, &nodes[i].cont) != 0) {
-            /* The completer has it: wait until it is done with it, with
-             * the GIL released, as waiter_remove does (issue 9 item 6).
-             * The node sets ev before done: re-check in short slices. */
-            Py_BEGIN_ALLOW_THREADS
+        if (st_task_remove_cont(&t->task_core, &nodes[i].cont) == 0) {
+            /* relaxed: our own node, nobody else sees it now */
+            st_atomic_store(&nodes[i].done, 1, ST_RELAXED);
+        }
+        else {
+            busy = 1;
+        }
+    }
+    if (busy) {
+        PyThreadState *save = PyEval_SaveThread();
+        for (i = 0; i < n; i++) {
+            /* The node sets ev before done: re-check in short slices. */
             while (!st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
                 st_event_reset(&ev);
                 if (st_atomic_load(&nodes[i].done, ST_ACQUIRE)) {
@@ -3190,8 +3238,9 @@ mod_wait_any(PyObject *mod, PyObject *args)
                 }
                 (void)st_event_wait(&ev, 1000000u); /* 1 ms */
             }
-            Py_END_ALLOW_THREADS
         }
+        /* every node is done: an end of the thread here leaves nothing */
+        PyEval_RestoreThread(save);
     }
     st_event_destroy(&ev);
     PyMem_Free(nodes);

@@ -373,13 +373,20 @@ st_task_detach_conts(st_task_t *t)
 
 /* ------------------------------------------------------------ waiting */
 
+/* The completer's signal: the event and `signalled` in one critical
+ * section of the event's mutex, so that a waiter that sees `signalled`
+ * (under the mutex) knows the completer is past its last touch of w. */
 static void
 waiter_signal(st_cont_t *cont, st_task_t *task, int how)
 {
     st_waiter_t *w = (st_waiter_t *)cont; /* cont is the first member */
     (void)task;
     (void)how;
-    st_event_set(&w->ev);
+    st_mutex_lock(&w->ev.mu);
+    w->signalled = 1;
+    w->ev.set = 1;
+    st_cond_broadcast(&w->ev.cv);
+    st_mutex_unlock(&w->ev.mu);
 }
 
 void
@@ -389,6 +396,7 @@ st_waiter_init(st_waiter_t *w)
     w->cont.fn = waiter_signal;
     w->cont.kind = ST_CONT_SIGNAL;
     st_event_init(&w->ev);
+    w->signalled = 0;
 }
 
 void
@@ -409,13 +417,39 @@ st_waiter_wait(st_waiter_t *w, uint64_t timeout_ns)
     return st_event_wait(&w->ev, timeout_ns);
 }
 
+int
+st_task_remove_waiter_nowait(st_task_t *t, st_waiter_t *w)
+{
+    int signalled;
+    if (st_task_remove_cont(t, &w->cont) != ST_EBUSY) {
+        return 0; /* removed: the completer will never see it */
+    }
+    st_mutex_lock(&w->ev.mu);
+    signalled = w->signalled;
+    st_mutex_unlock(&w->ev.mu);
+    return signalled ? 0 : ST_EBUSY;
+}
+
+void
+st_waiter_wait_signalled(st_waiter_t *w)
+{
+    /* Not st_event_wait: the event may have been set by a wake-up before
+     * the completer got to this node (it runs the SIGNAL nodes ahead of
+     * it first); only `signalled` says the completer is done with w. */
+    st_mutex_lock(&w->ev.mu);
+    while (!w->signalled) {
+        st_cond_wait(&w->ev.cv, &w->ev.mu);
+    }
+    st_mutex_unlock(&w->ev.mu);
+}
+
 void
 st_task_remove_waiter(st_task_t *t, st_waiter_t *w)
 {
-    if (st_task_remove_cont(t, &w->cont) == ST_EBUSY) {
+    if (st_task_remove_waiter_nowait(t, w) == ST_EBUSY) {
         /* The completer took the node: wait until it has signalled, after
          * which it no longer touches w. */
-        st_event_wait(&w->ev, UINT64_MAX);
+        st_waiter_wait_signalled(w);
     }
 }
 

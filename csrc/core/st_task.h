@@ -101,10 +101,14 @@ struct st_task {
     st_cont_t *tail;           /* guarded by ST_TASK_LOCKED */
 };
 
-/* A sync waiter: a SIGNAL continuation that sets an event. */
+/* A sync waiter: a SIGNAL continuation that sets an event.  The event may
+ * also be set by someone else to wake the waiter early (the binding's
+ * deadlock detector does); `signalled` (guarded by ev.mu) records that the
+ * completer itself signalled, after which it no longer touches the waiter. */
 typedef struct st_waiter {
     st_cont_t cont;
     st_event_t ev;
+    int signalled; /* guarded by ev.mu */
 } st_waiter_t;
 
 /* Not thread safe (the task is not yet shared).  status is the initial
@@ -176,12 +180,23 @@ st_cont_t *st_task_detach_conts(st_task_t *t);
  *   }
  *   st_waiter_destroy(&w);
  * st_task_remove_waiter waits for a concurrent completion that already took
- * the node to finish signalling it, so w may then be freed. */
+ * the node to finish signalling it, so w may then be freed.  It waits for
+ * the completer's own signal, not for the event: an event set early by a
+ * third party (a wake-up) does not let it return while the completer may
+ * still be about to touch w.
+ *
+ * The same in two steps, for a caller that must not block in the first
+ * (the binding holds the GIL there): st_task_remove_waiter_nowait returns
+ * 0 when w is free now (removed, or already signalled), ST_EBUSY when the
+ * completer took the node and has not signalled it yet; then
+ * st_waiter_wait_signalled blocks until it has. */
 void st_waiter_init(st_waiter_t *w);
 void st_waiter_destroy(st_waiter_t *w);
 int st_task_add_waiter(st_task_t *t, st_waiter_t *w);
 int st_waiter_wait(st_waiter_t *w, uint64_t timeout_ns);
 void st_task_remove_waiter(st_task_t *t, st_waiter_t *w);
+int st_task_remove_waiter_nowait(st_task_t *t, st_waiter_t *w);
+void st_waiter_wait_signalled(st_waiter_t *w);
 
 /* Convenience: blocks until completion or timeout (UINT64_MAX: none).
  * Returns 0 if completed, ST_ETIMEDOUT otherwise. */

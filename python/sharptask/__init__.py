@@ -22,15 +22,12 @@ semantics reference, which explains every rule id the docstrings cite
 ("SPEC A1" is its entry A1).
 """
 
-import atexit as _atexit
-import os as _os
-
 from ._enums import (ConfigureAwaitOptions, TaskContinuationOptions,
                      TaskCreationOptions, TaskStatus)
 from ._errors import (AggregateError, DeadlockError, InvalidOperationError,
                       ObjectDisposedError, OperationCanceledError,
                       SemaphoreFullError, TaskCanceledError)
-from . import _native
+from . import _native  # noqa: F401 (sharptask._native, the extension)
 from ._native import (INFINITE, Action, AsyncMethod, ConfiguredTaskAwaitable,
                       SingleThreadSynchronizationContext,
                       SynchronizationContext, Task, TaskAwaiter,
@@ -89,10 +86,8 @@ __all__ += [
 __all__ += ["FakeTimeProvider", "PeriodicTimer", "TimeProvider", "Timer"]
 
 # The pool and the timer are C threads: stop them while the interpreter
-# still works fully (before finalization), and start afresh after fork.
-# (_context._shutdown first keeps errors raised by the exit itself out of
-# threading.excepthook: H5, issue 9 item 24.)
-from . import _context  # the module itself, for its atexit hook
-_atexit.register(_context._shutdown)
-if hasattr(_os, "register_at_fork"):
-    _os.register_at_fork(after_in_child=_native._after_fork_child)
+# still works fully (before finalization), and start afresh after fork
+# (_context._install_lifecycle_hooks: atexit and os.register_at_fork keep
+# the native hooks, no name does).
+from . import _context  # the module itself, for its hooks
+_context._install_lifecycle_hooks()

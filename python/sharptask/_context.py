@@ -2,6 +2,7 @@
 deadlock detector's switch (C6) and the async dump (D1)."""
 from __future__ import annotations
 
+import atexit
 import collections
 import functools
 import inspect
@@ -364,28 +365,45 @@ def async_void(fn: Callable[_P, Coroutine[Any, Any, Any]]
 
 # ----------------------------------------------------------------- exit
 
-def _shutdown() -> None:
-    """The atexit handler (H5): stop the pool and the timer
-    (``_native._shutdown``), after making ``threading.excepthook`` leave
-    out the errors that the exit itself raises in daemon threads (a wait
-    or a ``Task.delay`` given up because the interpreter is exiting): the
+def _exit_hook(stop: Callable[[], None]) -> Callable[[], None]:
+    """The atexit handler (H5): stop the pool and the timer (``stop``, the
+    native hook), after making ``threading.excepthook`` leave out the
+    errors that the exit itself raises in daemon threads (a wait or a
+    ``Task.delay`` given up because the interpreter is exiting): the
     program is ending, not failing, and CPython would print such a
     traceback cut short by its own finalization (issue 9 item 24)."""
-    previous = threading.excepthook
 
-    def excepthook(args: Any) -> None:
-        try:
-            quiet = args.exc_value is not None and \
-                _native._is_exiting_error(args.exc_value)
-        except BaseException:  # the interpreter is going away
-            quiet = False
-        if not quiet:
-            previous(args)
+    def shutdown() -> None:
+        previous = threading.excepthook
 
-    if not getattr(previous, "_sharptask_exit_filter", False):
-        excepthook._sharptask_exit_filter = True  # type: ignore[attr-defined]
-        threading.excepthook = excepthook
-    _native._shutdown()
+        def excepthook(args: Any) -> None:
+            try:
+                quiet = args.exc_value is not None and \
+                    _native._is_exiting_error(args.exc_value)
+            except BaseException:  # the interpreter is going away
+                quiet = False
+            if not quiet:
+                previous(args)
+
+        if not getattr(previous, "_sharptask_exit_filter", False):
+            setattr(excepthook, "_sharptask_exit_filter", True)
+            threading.excepthook = excepthook
+        stop()
+
+    return shutdown
+
+
+def _install_lifecycle_hooks() -> None:
+    """At the package's import, once: the native pool's shutdown goes to
+    atexit (behind :func:`_exit_hook`), its fork-child reset to
+    ``os.register_at_fork``.  They are taken from the extension once and
+    kept by those two only, so user code cannot reach them and stop the
+    pool mid-program (issue 9 item 23); a second call raises
+    RuntimeError."""
+    shutdown, after_fork_child = _native._take_lifecycle_hooks()
+    atexit.register(_exit_hook(shutdown))
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_fork_child)
 
 
 # ----------------------------------------------------------- dump_async

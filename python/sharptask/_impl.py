@@ -271,14 +271,24 @@ def task_wait_async(task, timeout=None, cancellation_token=None):
 
 def delay_token(seconds, token):
     """Task.delay with a token object that is not a native
-    CancellationToken (native ones are handled in C: py_pool.c)."""
+    CancellationToken (native ones are handled in C: py_pool.c).  When the
+    token fires first, an inner source cancels the delay too, which
+    disarms its timer at once (issue 9 item 10, H3: it stayed armed, with
+    this wait's closure, until the delay was over)."""
     if token.is_cancellation_requested:
         return Task.from_canceled(token)
-    d = Task.delay(seconds)
-    if d.is_completed or not token.can_be_canceled:
+    if not token.can_be_canceled:
+        return Task.delay(seconds)
+    inner = _native.CancellationTokenSource()
+    d = Task.delay(seconds, cancellation_token=inner.token)
+    if d.is_completed:
         return d
     tcs: TaskCompletionSource[None] = TaskCompletionSource()
-    reg = token.register(lambda: tcs.try_set_canceled(token))
+
+    def fired():
+        tcs.try_set_canceled(token)
+        inner.cancel()
+    reg = token.register(fired)
 
     def done(t):
         _dispose(reg)

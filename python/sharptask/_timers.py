@@ -724,9 +724,17 @@ def wait_async(task: Any, timeout: Any, token: Any, provider: Any) -> Any:
         else:
             tcs.try_set_result(t.result)
 
-    task.continue_with(done,
+    # When the timeout or the token wins, the continuation on the source
+    # goes too (as .NET's WaitAsync removes its own): canceling `inner`
+    # takes it off the still-pending source (R3.10), which would otherwise
+    # keep the promise, the timer and this closure alive (issue 9 item 10).
+    inner = _native.CancellationTokenSource()
+    task.continue_with(done, cancellation_token=inner.token,
                        options=TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY)
+
+    def finished(_t: Any) -> None:
+        inner.cancel()
+        _dispose_all(timer, reg)
     tcs.task.continue_with(
-        lambda _t: _dispose_all(timer, reg),
-        options=TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY)
+        finished, options=TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY)
     return tcs.task

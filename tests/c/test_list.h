@@ -28,6 +28,7 @@
     X(task_wait_timeout)                                                    \
     X(task_wait_woken)                                                      \
     X(task_remove_waiter_race)                                              \
+    X(task_remove_waiter_woken_early)                                       \
     /* test_vtsource.c */                                                   \
     X(vtsource_version_and_tokens)                                          \
     X(vtsource_version_wraps)                                               \

@@ -807,3 +807,75 @@ TEST(task_remove_waiter_race)
     st_test_barrier_destroy(&wr.barrier);
     (void)early; /* how often removal won is up to the scheduler */
 }
+
+/* issue 9 (hard-args' open race): a waiter woken early by a third party
+ * (the binding's deadlock detector sets its event) while the task
+ * completes.  The completer publishes the status, then runs the SIGNAL
+ * nodes ahead of the waiter's; st_task_remove_waiter must wait for the
+ * completer's own signal, not return on the early-set event, or the
+ * caller frees the waiter while the completer is still to touch it. */
+typedef struct slow_signal {
+    st_cont_t cont;
+    ST_ATOMIC(int) started;
+    ST_ATOMIC(int) finished;
+} slow_signal;
+
+static void
+slow_signal_fn(st_cont_t *c, st_task_t *t, int how)
+{
+    slow_signal *s = st_container_of(c, slow_signal, cont);
+    (void)t;
+    (void)how;
+    st_atomic_store(&s->started, 1, ST_RELEASE);
+    st_test_sleep_us(30000);
+    st_atomic_store(&s->finished, 1, ST_RELEASE);
+}
+
+static void
+complete_now(void *arg)
+{
+    complete(arg, ST_STATUS_RAN_TO_COMPLETION);
+}
+
+TEST(task_remove_waiter_woken_early)
+{
+    int round;
+    for (round = 0; round < 3; round++) {
+        slow_signal slow;
+        st_thread_t th;
+        st_task_t t;
+        st_waiter_t *w = st_malloc(sizeof(*w));
+        ASSERT_NOT_NULL(w);
+        memset(&slow, 0, sizeof(slow));
+        slow.cont.fn = slow_signal_fn;
+        slow.cont.kind = ST_CONT_SIGNAL;
+        st_atomic_init(&slow.started, 0);
+        st_atomic_init(&slow.finished, 0);
+        st_task_init(&t, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
+        ASSERT_OK(st_task_add_cont(&t, &slow.cont)); /* runs first */
+        st_waiter_init(w);
+        ASSERT_OK(st_task_add_waiter(&t, w));
+        st_event_set(&w->ev); /* the early wake-up */
+        ASSERT_OK(st_waiter_wait(w, 0));
+        st_test_thread_start(&th, complete_now, &t);
+        while (!st_atomic_load(&slow.started, ST_ACQUIRE)) {
+            st_test_sleep_us(100);
+        }
+        ASSERT(st_task_is_completed(&t));
+        if (round == 0) {
+            st_task_remove_waiter(&t, w);
+        }
+        else {
+            /* the two-step form the binding uses */
+            if (st_task_remove_waiter_nowait(&t, w) == ST_EBUSY) {
+                st_waiter_wait_signalled(w);
+            }
+        }
+        /* the completer is past the slow node: it signalled w */
+        ASSERT_EQ(st_atomic_load(&slow.finished, ST_ACQUIRE), 1);
+        st_waiter_destroy(w);
+        memset(w, 0xA5, sizeof(*w));
+        st_free(w);
+        st_thread_join(&th);
+    }
+}
