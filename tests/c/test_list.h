@@ -142,6 +142,12 @@
     X(trace_d2_sessions_start_stop)                                         \
     X(trace_d2_interned_strings)                                            \
     X(trace_d2_stress_record_toggle_collect)                                \
-    X(trace_d2_stress_every_event_collected_or_dropped)
+    X(trace_d2_stress_every_event_collected_or_dropped)                     \
+    X(trace_d2_pool_item_events)                                            \
+    X(trace_d2_pool_thread_injected_starvation_and_retired)                 \
+    X(trace_d2_pool_thread_injected_blocking)                               \
+    X(trace_d2_timer_fired)                                                 \
+    X(trace_d2_task_completed_and_waits)                                    \
+    X(trace_d2_semaphore_wait_block_and_wake)
 
 #endif /* ST_TEST_LIST_H */
