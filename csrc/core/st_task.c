@@ -328,15 +328,26 @@ st_task_add_cont(st_task_t *t, st_cont_t *cont)
     return 0;
 }
 
+static void waiter_signal(st_cont_t *cont, st_task_t *task, int how);
+
 int
 st_task_remove_cont(st_task_t *t, st_cont_t *cont)
 {
     st_cont_t *prev = NULL, *c;
     uint32_t s;
+    /* A sync waiter's node taken off (or by) its task ends the wait:
+     * wait.wake, on the waiting thread (the binding's waits come here).
+     * fn is read first: once the completer took a node, its fn may
+     * reuse it. */
+    int waiter = ST_UNLIKELY(st_trace_on()) && cont->fn == waiter_signal;
 
     s = lock_task(t);
     if (is_final(s)) {
         unlock_task(t);
+        if (waiter) {
+            ST_TRACE(ST_TRACE_WAIT_WAKE, st_task_trace_id(t), 1,
+                     ST_TRACE_ON_TASK);
+        }
         return ST_EBUSY;
     }
     for (c = t->head; c != NULL; prev = c, c = c->next) {
@@ -352,6 +363,10 @@ st_task_remove_cont(st_task_t *t, st_cont_t *cont)
             }
             c->next = NULL;
             unlock_task(t);
+            if (waiter) {
+                ST_TRACE(ST_TRACE_WAIT_WAKE, st_task_trace_id(t), 0,
+                         ST_TRACE_ON_TASK);
+            }
             return 0;
         }
     }
@@ -437,8 +452,6 @@ st_task_remove_waiter(st_task_t *t, st_waiter_t *w)
          * which it no longer touches w. */
         st_event_wait(&w->ev, UINT64_MAX);
     }
-    ST_TRACE(ST_TRACE_WAIT_WAKE, st_task_trace_id(t),
-             (uint64_t)st_task_is_completed(t), ST_TRACE_ON_TASK);
 }
 
 int

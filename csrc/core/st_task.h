@@ -192,8 +192,9 @@ void st_task_visit_conts(st_task_t *t, void (*visit)(st_cont_t *, void *),
 st_cont_t *st_task_detach_conts(st_task_t *t);
 
 /* Sync waiting.  Any thread.  Traced: st_task_add_waiter records
- * wait.block (then wait.wake at once if the task had completed),
- * st_task_remove_waiter records wait.wake (arg: 1 if the task completed). 
+ * wait.block (then wait.wake at once if the task had completed); taking
+ * the waiter off (st_task_remove_waiter, or st_task_remove_cont on its
+ * node) records wait.wake (arg: 1 if the task completed). 
  *   st_waiter_init(&w);
  *   if (st_task_add_waiter(t, &w) == 0) {     // ST_ECLOSED: already done
  *       while (st_waiter_wait(&w, slice) == ST_ETIMEDOUT) { ...checks... }
