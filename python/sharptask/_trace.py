@@ -174,7 +174,9 @@ class Trace:
                     label = name or f"thread {tid}"
                 else:
                     label = self._py_names[tid]
-                self._threads[tid] = label
+                # the first name sticks: every event of a thread, from any
+                # drain, carries the same one
+                self._threads.setdefault(tid, label)
             names = _NAMES
             fresh = [
                 TraceEvent(names[n] if 0 < n < len(names) else f"event.{n}",
@@ -560,8 +562,8 @@ def _png(events: Sequence[TraceEvent], threads: dict[int, str], dropped: int,
 # ----------------------------------------------------------- command line
 
 _USAGE = """\
-usage: python -m sharptask trace [-o FILE.json] [--png FILE.png] SCRIPT [ARGS...]
-       python -m sharptask trace SCRIPT [ARGS...] -o FILE.json [--png FILE.png]
+usage: python -m sharptask trace SCRIPT [ARGS...] -o FILE.json [--png FILE.png]
+       python -m sharptask trace [-o FILE.json] [--png FILE.png] SCRIPT ARGS...
 
 Run a Python script under sharptask.trace() and save what it did: Chrome
 trace JSON (-o; open it in https://ui.perfetto.dev or chrome://tracing)
