@@ -160,8 +160,9 @@ $(VENV_PY):
 
 # setuptools >= 77 reads pyproject's SPDX license (PEP 639): the sanitized
 # builds run setup.py with the venv's own setuptools.
+# matplotlib: the trace PNG tests (SPEC D2; pyproject's [plot] extra)
 $(VENV)/.test-deps: pyproject.toml | $(VENV_PY)
-	$(VENV_PIP) install pytest pytest-timeout flake8 "setuptools>=77"
+	$(VENV_PIP) install pytest pytest-timeout flake8 "setuptools>=77" matplotlib
 	@touch $@
 
 # mypy for tests/python/test_typing.py (mypy, stubtest: issue 14); pinned:

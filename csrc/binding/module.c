@@ -12,6 +12,7 @@
  * ImportError from exec in any other interpreter.
  */
 #include "binding.h"
+#include "py_trace.h" /* trace_methods (issue 12) */
 
 #include <math.h>   /* isnan, HUGE_VAL */
 #include <unistd.h> /* getpid */
@@ -515,7 +516,8 @@ module_exec(PyObject *mod)
     }
     if (add_functions(mod, pool_methods) < 0
         || add_functions(mod, context_methods) < 0
-        || add_functions(mod, task_module_methods) < 0) {
+        || add_functions(mod, task_module_methods) < 0
+        || add_functions(mod, trace_methods) < 0) {
         return -1;
     }
     st->AggregateError = import_attr("sharptask._errors", "AggregateError");

@@ -215,6 +215,7 @@
 #include "st_deque.h"  /* the per-worker work-stealing deques */
 #include "st_error.h"  /* ST_E* codes, ST_ASSERT */
 #include "st_thread.h" /* mutex, condvar, thread, clock */
+#include "st_trace.h"  /* pool.item.*, pool.thread.* events (D2) */
 
 /* ------------------------------------------------------------ structs */
 
@@ -796,7 +797,7 @@ static void
 add_worker_if_needed(st_pool_t *p)
 {
     uint64_t now, delay;
-    int goal, extra, steps, spawn = 0, injected = 0;
+    int goal, extra, steps, spawn = 0, injected = 0, count = 0;
 
     st_mutex_lock(&p->mu);
     goal = p->min_threads + p->blocked_count;
@@ -835,11 +836,16 @@ add_worker_if_needed(st_pool_t *p)
             /* threads up to the minimum are not "injected" */
             injected = p->thread_count >= p->min_threads;
             reserve_worker(p, injected);
+            count = p->thread_count;
             p->blocking_last_spawn_ns = st_now_ns();
         }
     }
     st_mutex_unlock(&p->mu);
     if (spawn) {
+        if (injected) {
+            ST_TRACE(ST_TRACE_POOL_THREAD_INJECTED, 0, (uint64_t)count,
+                     ST_TRACE_WHY_BLOCKING);
+        }
         /* On failure the slot is given back; queued work then waits for
          * a worker to come back, or for the gate. */
         (void)spawn_reserved(p, injected);
@@ -1174,6 +1180,7 @@ run_item(st_pool_t *p, worker_t *w, st_work_t *item, int src)
 {
     /* read before run: the item may be freed by its own run */
     int domain = is_domain(p, item);
+    uint64_t item_id = (uint64_t)(uintptr_t)item; /* a trace label */
 
     stop_spinning(p, w, !domain);
     if (!domain) {
@@ -1217,7 +1224,9 @@ run_item(st_pool_t *p, worker_t *w, st_work_t *item, int src)
     }
     /* relaxed: a progress hint for the gate */
     st_atomic_store(&w->in_item, 1, ST_RELAXED);
+    ST_TRACE(ST_TRACE_POOL_ITEM_START, 0, item_id, 0);
     item->run(item);
+    ST_TRACE(ST_TRACE_POOL_ITEM_END, 0, item_id, 0); /* item may be gone */
     if (domain && p->hooks.after_item != NULL) {
         p->hooks.after_item(p->hooks.arg, &w->slot);
     }
@@ -1290,6 +1299,7 @@ worker_main(void *arg)
         /* Never strand local items: they go to the global list, and
          * somebody is told (.NET 7.5). */
         int moved = 0, all_domain = 1;
+        ST_TRACE(ST_TRACE_POOL_THREAD_RETIRED, 0, 0, 0);
         while ((item = st_deque_pop(&w->deque)) != NULL) {
             /* read before the push: after it the item is not ours */
             all_domain &= is_domain(p, item);
@@ -1329,14 +1339,19 @@ dedicated_main(void *arg)
     dedicated_t *d = arg;
     st_pool_t *p = d->pool;
     st_work_t *item = d->item;
+    uint64_t item_id = (uint64_t)(uintptr_t)item; /* a trace label */
 
     (void)pthread_sigmask(SIG_SETMASK, &p->sigmask, NULL); /* as workers */
     st_thread_set_name("sharptask-long-running", -1);
     if (!is_domain(p, item)) {
+        ST_TRACE(ST_TRACE_POOL_ITEM_START, 0, item_id, 0);
         item->run(item);
+        ST_TRACE(ST_TRACE_POOL_ITEM_END, 0, item_id, 0);
     }
     else if (p->hooks.attach(p->hooks.arg, &d->slot) == 0) {
+        ST_TRACE(ST_TRACE_POOL_ITEM_START, 0, item_id, 0);
         item->run(item);
+        ST_TRACE(ST_TRACE_POOL_ITEM_END, 0, item_id, 0);
         if (p->hooks.detach != NULL) {
             p->hooks.detach(p->hooks.arg, &d->slot);
         }
@@ -1383,6 +1398,9 @@ st_pool_submit_dedicated(st_pool_t *p, st_work_t *w)
     p->dedicated_count++;
     p->live_threads++;
     st_mutex_unlock(&p->mu);
+    /* before the thread that runs it exists (D2) */
+    ST_TRACE(ST_TRACE_POOL_ITEM_QUEUED, 0, (uint64_t)(uintptr_t)w,
+             ST_TRACE_QUEUE_DEDICATED);
     rc = st_thread_create(&d->thread, dedicated_main, d);
     st_mutex_lock(&p->mu);
     d->spawn_pending = 0;
@@ -1472,7 +1490,7 @@ gate_main(void *arg)
     uint64_t now, next, last_sample, last_completed, c, pending;
     uint64_t watch_completed = 0, watch_since = 0;
     worker_t *watch_holder = NULL, *holder;
-    int quiet = 0, inject, retry, wake, mode;
+    int quiet = 0, inject, retry, wake, mode, inject_count = 0;
 
     st_thread_set_name("sharptask-gate", -1);
     st_mutex_lock(&p->mu);
@@ -1518,6 +1536,7 @@ gate_main(void *arg)
             if (pending > 0 && c == last_completed && p->idle_count == 0
                 && p->spawning == 0 && p->thread_count < p->max_threads) {
                 reserve_worker(p, 1);
+                inject_count = p->thread_count;
                 p->starvation_events++;
                 /* relaxed: a counter the binding drains */
                 st_atomic_fetch_add(&p->notices, 1, ST_RELAXED);
@@ -1555,6 +1574,8 @@ gate_main(void *arg)
                 (void)wake_one(p);
             }
             if (inject) {
+                ST_TRACE(ST_TRACE_POOL_THREAD_INJECTED, 0,
+                         (uint64_t)inject_count, ST_TRACE_WHY_STARVATION);
                 (void)spawn_reserved(p, 1);
             }
             if (retry) {
@@ -1932,8 +1953,10 @@ st_pool_destroy(st_pool_t *p)
 
 /* ------------------------------------------------------------ methods */
 
-int
-st_pool_submit(st_pool_t *p, st_work_t *w)
+/* Any thread.  st_pool_submit without its pool.item.queued event (the
+ * caller recorded it). */
+static int
+submit_global(st_pool_t *p, st_work_t *w)
 {
     /* Read before the push: from then on a worker may run and free w. */
     int domain = is_domain(p, w);
@@ -1943,6 +1966,16 @@ st_pool_submit(st_pool_t *p, st_work_t *w)
         notify(p, domain);
     }
     return rc;
+}
+
+int
+st_pool_submit(st_pool_t *p, st_work_t *w)
+{
+    /* Before the push, after which a worker may start it (D2).  A submit
+     * refused at shutdown leaves a queued event with no start. */
+    ST_TRACE(ST_TRACE_POOL_ITEM_QUEUED, 0, (uint64_t)(uintptr_t)w,
+             ST_TRACE_QUEUE_GLOBAL);
+    return submit_global(p, w);
 }
 
 int
@@ -1970,8 +2003,11 @@ st_pool_submit_local(st_pool_t *p, st_work_t *w)
 #endif
     /* Read before the push: a thief may run and free w at once. */
     domain = is_domain(p, w);
+    ST_TRACE(ST_TRACE_POOL_ITEM_QUEUED, 0, (uint64_t)(uintptr_t)w,
+             ST_TRACE_QUEUE_LOCAL); /* before the push (D2) */
     if (st_deque_push(&self->deque, w) != 0) {
-        return st_pool_submit(p, w); /* full: spill to the global list */
+        /* full: spill to the global list (recorded as local above) */
+        return submit_global(p, w);
     }
     notify(p, domain);
     return 0;

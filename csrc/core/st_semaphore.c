@@ -67,6 +67,7 @@
 
 #include "st_error.h"  /* ST_E* codes, ST_ASSERT */
 #include "st_thread.h" /* mutex, condvar, clock */
+#include "st_trace.h"  /* wait.block, wait.wake (D2) */
 #include "st_waitq.h"  /* the queues */
 
 #define SEM_COUNT_MASK 0xFFFFFFFFull
@@ -257,6 +258,7 @@ st_sem_wait_block(st_sem_t *s, st_sem_waiter_t *w, uint64_t timeout_ns)
     int rc;
 
     ST_ASSERT(w->node.fn == NULL);
+    ST_TRACE(ST_TRACE_WAIT_BLOCK, 0, 0, ST_TRACE_ON_SEMAPHORE);
     now = st_now_ns();
     /* saturate: a huge timeout must not wrap into the past */
     deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
@@ -288,6 +290,8 @@ st_sem_wait_block(st_sem_t *s, st_sem_waiter_t *w, uint64_t timeout_ns)
         break;
     }
     st_mutex_unlock(&s->mu);
+    ST_TRACE(ST_TRACE_WAIT_WAKE, 0, (uint64_t)(rc == 0),
+             ST_TRACE_ON_SEMAPHORE);
     return rc;
 }
 

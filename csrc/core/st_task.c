@@ -38,6 +38,12 @@
 #include <stddef.h> /* NULL */
 
 #include "st_error.h"
+#include "st_trace.h" /* task.completed, wait.block, wait.wake */
+
+/* The trace id took what was padding after the state word. */
+_Static_assert(sizeof(st_task_t) == 2 * sizeof(uint32_t)
+                                         + 2 * sizeof(st_cont_t *),
+               "st_task_t grew");
 
 /* ------------------------------------------------------------ helpers */
 
@@ -178,6 +184,7 @@ st_task_init(st_task_t *t, int status, uint32_t flags)
     ST_ASSERT((flags & (ST_TASK_STATUS_MASK | ST_TASK_RESERVED
                         | ST_TASK_LOCKED)) == 0);
     st_atomic_init(&t->state, (uint32_t)status | flags);
+    st_atomic_init(&t->trace_id, 0);
     t->head = NULL;
     t->tail = NULL;
 }
@@ -265,6 +272,10 @@ st_task_finish(st_task_t *t, int final_status)
 
     ST_ASSERT(final_status >= ST_STATUS_RAN_TO_COMPLETION
               && final_status <= ST_STATUS_FAULTED);
+    /* before the status is published: a waiter woken by it records its
+     * wake after this (D2: time order is cause order) */
+    ST_TRACE(ST_TRACE_TASK_COMPLETED, st_task_trace_id(t), 0,
+             (uint32_t)final_status);
     s = lock_task(t);
     ST_ASSERT(s & ST_TASK_RESERVED);
     list = t->head;
@@ -317,15 +328,26 @@ st_task_add_cont(st_task_t *t, st_cont_t *cont)
     return 0;
 }
 
+static void waiter_signal(st_cont_t *cont, st_task_t *task, int how);
+
 int
 st_task_remove_cont(st_task_t *t, st_cont_t *cont)
 {
     st_cont_t *prev = NULL, *c;
     uint32_t s;
+    /* A sync waiter's node taken off (or by) its task ends the wait:
+     * wait.wake, on the waiting thread (the binding's waits come here).
+     * fn is read first: once the completer took a node, its fn may
+     * reuse it. */
+    int waiter = ST_UNLIKELY(st_trace_on()) && cont->fn == waiter_signal;
 
     s = lock_task(t);
     if (is_final(s)) {
         unlock_task(t);
+        if (waiter) {
+            ST_TRACE(ST_TRACE_WAIT_WAKE, st_task_trace_id(t), 1,
+                     ST_TRACE_ON_TASK);
+        }
         return ST_EBUSY;
     }
     for (c = t->head; c != NULL; prev = c, c = c->next) {
@@ -341,6 +363,10 @@ st_task_remove_cont(st_task_t *t, st_cont_t *cont)
             }
             c->next = NULL;
             unlock_task(t);
+            if (waiter) {
+                ST_TRACE(ST_TRACE_WAIT_WAKE, st_task_trace_id(t), 0,
+                         ST_TRACE_ON_TASK);
+            }
             return 0;
         }
     }
@@ -408,7 +434,16 @@ st_waiter_destroy(st_waiter_t *w)
 int
 st_task_add_waiter(st_task_t *t, st_waiter_t *w)
 {
-    return st_task_add_cont(t, &w->cont);
+    int rc;
+
+    /* before the registration that lets a completer wake us (D2) */
+    ST_TRACE(ST_TRACE_WAIT_BLOCK, st_task_trace_id(t), 0, ST_TRACE_ON_TASK);
+    rc = st_task_add_cont(t, &w->cont);
+    if (rc != 0) {
+        ST_TRACE(ST_TRACE_WAIT_WAKE, st_task_trace_id(t), 1,
+                 ST_TRACE_ON_TASK);
+    }
+    return rc;
 }
 
 int

@@ -97,6 +97,9 @@ struct st_cont {
 
 struct st_task {
     ST_ATOMIC(uint32_t) state; /* status | flags; see above */
+    /* The id trace events carry (SPEC D2), 0 until the embedder sets one;
+     * it sits in what was padding, so a task is no bigger. */
+    ST_ATOMIC(uint32_t) trace_id;
     st_cont_t *head;           /* guarded by ST_TASK_LOCKED */
     st_cont_t *tail;           /* guarded by ST_TASK_LOCKED */
 };
@@ -131,6 +134,24 @@ st_task_is_completed(st_task_t *t)
     return st_task_status(t) >= ST_STATUS_RAN_TO_COMPLETION;
 }
 
+/* Any thread.  The id the task's trace events carry (st_trace.h:
+ * task.completed, wait.block, wait.wake), 0 for none.  st_task_init
+ * sets 0; the embedder sets its own task id (before or after the task is
+ * shared: relaxed, an event recorded meanwhile carries 0). */
+static inline uint32_t
+st_task_trace_id(st_task_t *t)
+{
+    /* relaxed: a label, ordered by nothing */
+    return st_atomic_load(&t->trace_id, ST_RELAXED);
+}
+
+static inline void
+st_task_set_trace_id(st_task_t *t, uint32_t id)
+{
+    /* relaxed: as above */
+    st_atomic_store(&t->trace_id, id, ST_RELAXED);
+}
+
 /* Any thread.  The flag bits (user bits included). */
 uint32_t st_task_flags(st_task_t *t);
 /* Any thread.  Sets or clears user bits (>= 1 << ST_TASK_USER_SHIFT). */
@@ -146,8 +167,10 @@ int st_task_transition(st_task_t *t, int from, int to);
  * 0 if another completer won (or it is complete). */
 int st_task_try_reserve(st_task_t *t);
 
-/* Any thread; only the winner of st_task_try_reserve.  Publishes the final
- * status and runs the continuations as described above.  Returns 0. */
+/* Any thread; only the winner of st_task_try_reserve.  Records
+ * task.completed (st_trace.h) with the final status, then publishes the
+ * final status and runs the continuations as described above.  Returns
+ * 0. */
 int st_task_finish(st_task_t *t, int final_status);
 
 /* Any thread.  Registers cont (caller keeps ownership of the memory, which
@@ -172,7 +195,10 @@ void st_task_visit_conts(st_task_t *t, void (*visit)(st_cont_t *, void *),
  * `next`; their fn will not be called.  The caller releases them. */
 st_cont_t *st_task_detach_conts(st_task_t *t);
 
-/* Sync waiting.  Any thread.
+/* Sync waiting.  Any thread.  Traced: st_task_add_waiter records
+ * wait.block (then wait.wake at once if the task had completed); taking
+ * the waiter off (st_task_remove_waiter, or st_task_remove_cont on its
+ * node) records wait.wake (arg: 1 if the task completed). 
  *   st_waiter_init(&w);
  *   if (st_task_add_waiter(t, &w) == 0) {     // ST_ECLOSED: already done
  *       while (st_waiter_wait(&w, slice) == ST_ETIMEDOUT) { ...checks... }

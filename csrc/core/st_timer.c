@@ -79,6 +79,7 @@
 #include "st_error.h"  /* ST_E* codes, ST_ASSERT */
 #include "st_heap.h"   /* the min-heap of entries */
 #include "st_thread.h" /* mutex, condvar, thread, clock */
+#include "st_trace.h"  /* timer.fired (D2) */
 
 /* ------------------------------------------------------------ structs */
 
@@ -143,6 +144,7 @@ timer_main(void *arg)
          * its cancel already answered ST_EBUSY. */
         for (i = 0; i < n; i++) {
             e = batch[i];
+            ST_TRACE(ST_TRACE_TIMER_FIRED, 0, e->deadline_ns, 0);
             e->fire(e); /* e may be freed or re-armed from here on */
         }
         st_mutex_lock(&t->mu);

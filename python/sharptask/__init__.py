@@ -53,6 +53,8 @@ from ._native import (AsyncValueMethod, ConfiguredValueTaskAwaitable,
 from ._valuetask import IValueTaskSource, async_value_method
 # Timers and virtual time (SPEC P5, P6a, issue 3)
 from ._timers import FakeTimeProvider, PeriodicTimer, TimeProvider, Timer
+# Tracing (SPEC D2, issue 12)
+from ._trace import Trace, TraceEvent, trace
 
 __version__ = "0.1.0"
 
@@ -84,6 +86,7 @@ __all__ += [
     "set_strict_value_task",
 ]
 __all__ += ["FakeTimeProvider", "PeriodicTimer", "TimeProvider", "Timer"]
+__all__ += ["Trace", "TraceEvent", "trace"]
 
 # The pool and the timer are C threads: stop them while the interpreter
 # still works fully (before finalization), and start afresh after fork

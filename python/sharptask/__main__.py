@@ -1,6 +1,7 @@
 """The command line: `python -m sharptask demo [NAME]`,
 `python -m sharptask bench [--quick]` (SPEC D4),
-`python -m sharptask lint PATH...` (SPEC D5) and
+`python -m sharptask lint PATH...` (SPEC D5),
+`python -m sharptask trace SCRIPT ... -o FILE.json` (SPEC D2) and
 `python -m sharptask --version`."""
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ commands:
   bench [--quick]   run the benchmarks against asyncio and concurrent.futures
   lint PATH...      check code for the article's async best practices
                     (python -m sharptask lint --help)
+  trace SCRIPT [ARGS...] -o FILE.json [--png FILE.png]
+                    run a script under sharptask.trace() and save the trace
+                    (python -m sharptask trace --help)
 
 options:
   --version         print sharptask's version and exit
@@ -40,6 +44,9 @@ def _dispatch(args: list[str]) -> int:
     if command == "lint":
         from ._lint import main as lint_main
         return lint_main(rest)
+    if command == "trace":
+        from ._trace import main as trace_main
+        return trace_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

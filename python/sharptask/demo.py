@@ -2058,7 +2058,20 @@ def main(argv=None, prog="python -m sharptask demo") -> int:
     parser.add_argument("name", nargs="?", choices=list(SCENARIOS),
                         metavar="NAME",
                         help="one scenario (default: every implemented one)")
+    parser.add_argument("--trace", metavar="FILE.json",
+                        help="record the run with sharptask.trace() and "
+                             "save it as Chrome trace JSON (SPEC D2)")
+    parser.add_argument("--png", metavar="FILE.png",
+                        help="draw the recorded run as a timeline PNG "
+                             "(needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.trace or args.png:
+        from . import _trace
+        with _trace.trace() as tr:
+            status = main([args.name] if args.name else [], prog)
+        title = f"demo {args.name or 'all'}"
+        return status or _trace.write_outputs(tr, args.trace, args.png,
+                                              title=title)
     real_stdout = sys.stdout
     wrapped = _WrappedOutput(real_stdout)
     sys.stdout = wrapped

@@ -133,6 +133,22 @@
     X(wg_issue10_wide_fan_out_grows)                                        \
     X(wg_issue10_running_stack_grows_past_16)                               \
     X(wg_issue10_edges_error_stops_search)                                  \
-    X(wg_issue10_stress_ring_rounds_c6)
+    X(wg_issue10_stress_ring_rounds_c6)                                     \
+    /* test_trace.c (issue 12) */                                           \
+    X(trace_d2_names_are_stable)                                            \
+    X(trace_d2_off_records_nothing)                                         \
+    X(trace_d2_one_thread_in_order_with_fields)                             \
+    X(trace_d2_full_ring_drops_oldest_and_counts)                           \
+    X(trace_d2_exited_threads_are_collected)                                \
+    X(trace_d2_sessions_start_stop)                                         \
+    X(trace_d2_interned_strings)                                            \
+    X(trace_d2_stress_record_toggle_collect)                                \
+    X(trace_d2_stress_every_event_collected_or_dropped)                     \
+    X(trace_d2_pool_item_events)                                            \
+    X(trace_d2_pool_thread_injected_starvation_and_retired)                 \
+    X(trace_d2_pool_thread_injected_blocking)                               \
+    X(trace_d2_timer_fired)                                                 \
+    X(trace_d2_task_completed_and_waits)                                    \
+    X(trace_d2_semaphore_wait_block_and_wake)
 
 #endif /* ST_TEST_LIST_H */

@@ -25,6 +25,7 @@ WORKLOADS = (
     ("W11", "w11_native_pool"),  # issue 3: pure-C pool, local vs global
     ("W12", "w12_python_items"),  # issue 3: tiny Python items, busy main
     ("WSEM", "w_semaphore"),  # issue 6: SemaphoreSlim vs asyncio.Lock
+    ("WT", "wt_trace_cost"),  # issue 12: W5 with tracing on vs off
 )
 
 

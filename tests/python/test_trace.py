@@ -1,0 +1,518 @@
+"""SPEC D2 (issue 12): sharptask.trace() records events from every thread;
+save() writes Chrome trace JSON, save_png() a per-thread timeline; the
+`python -m sharptask trace` and `demo --trace` command lines.
+
+The event sites of this slice are the core's (pool items, pool threads,
+timers, task completion, sync waits).  The binding's method.*,
+continuation.*, context.post, task.created and deadlock.detected sites
+come with the binding restructure: until then the suspend -> resume flows
+and method-step slices are checked on synthetic events (marked so below).
+The cost of recording is measured by the WT benchmark, never here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import sharptask as st
+from sharptask import _native
+from sharptask._trace import TraceEvent, _chrome, parse_command, _Usage
+
+PACKAGE_PARENT = str(Path(st.__file__).resolve().parent.parent)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _run(*args, cwd=None, timeout=60):
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd,
+                          env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _work(i):
+    time.sleep(0.0005)
+    return i
+
+
+def _pool_items(events):
+    """{item: {name: event}} of the pool.item.* events."""
+    items: dict = {}
+    for ev in events:
+        if ev.name.startswith("pool.item."):
+            items.setdefault(ev.args["item"], {})[ev.name] = ev
+    return items
+
+
+# ---------------------------------------------------------------- recording
+
+@pytest.mark.timeout(30)
+def test_D2_trace_records_pool_items_across_threads():
+    """D2: Task.run items are queued on the calling thread, then start and
+    end on a pool thread, each event with a monotonic timestamp, the OS
+    thread id and name; events come in time order; off again after."""
+    assert not _native._trace_active()
+    before = time.monotonic_ns()
+    with st.trace() as tr:
+        assert _native._trace_active()
+        tasks = [st.Task.run(_work, i) for i in range(20)]
+        assert st.Task.when_all(tasks).result == list(range(20))
+    after = time.monotonic_ns()
+    assert not _native._trace_active()
+    events = tr.events
+    assert events, "nothing recorded"
+    assert [e.ts_ns for e in events] == sorted(e.ts_ns for e in events)
+    assert all(before <= e.ts_ns <= after for e in events)  # same clock
+    me = threading.get_native_id()
+    assert tr.threads[me] == threading.current_thread().name
+    for ev in events:
+        assert isinstance(ev, TraceEvent)
+        assert tr.threads[ev.thread_id] == ev.thread_name
+    items = _pool_items(events)
+    ran = [v for v in items.values() if "pool.item.start" in v]
+    assert len(ran) >= 20
+    queued_here = 0
+    for v in ran:
+        start, end = v["pool.item.start"], v["pool.item.end"]
+        assert start.thread_id == end.thread_id != me
+        assert start.thread_name.startswith("sharptask-")
+        assert start.ts_ns <= end.ts_ns
+        if "pool.item.queued" in v:
+            q = v["pool.item.queued"]
+            assert q.ts_ns <= start.ts_ns  # queued before it could start
+            queued_here += q.thread_id == me
+    assert queued_here >= 20
+    completed = [e for e in events if e.name == "task.completed"]
+    assert len(completed) >= 20
+    assert {e.args["status"] for e in completed} == {"RAN_TO_COMPLETION"}
+    assert tr.dropped == 0
+
+
+@pytest.mark.timeout(30)
+def test_D2_timer_fired_and_wait_events():
+    """D2: timer.fired on the timer thread (with its lateness), and a
+    blocking wait records wait.block then wait.wake on the waiting
+    thread."""
+    with st.trace() as tr:
+        assert st.Task.delay(0.01).wait(10)
+    fired = [e for e in tr.events if e.name == "timer.fired"]
+    assert len(fired) == 1
+    assert fired[0].thread_name == "sharptask-timer"
+    assert fired[0].args["late_ns"] >= 0
+    me = threading.get_native_id()
+    waits = [e for e in tr.events if e.name.startswith("wait.")
+             and e.thread_id == me]
+    assert [e.name for e in waits][:2] == ["wait.block", "wait.wake"]
+    assert waits[0].args == {"on": "task"}
+    assert waits[1].args == {"on": "task", "completed": True}
+    assert waits[0].ts_ns <= fired[0].ts_ns <= waits[1].ts_ns
+
+
+@pytest.mark.timeout(30)
+def test_D2_dropped_counted_with_a_tiny_buffer():
+    """D2: a full buffer drops its thread's oldest events and counts them
+    in tr.dropped; recording never blocks."""
+    with st.trace(buffer_size=4) as tr:
+        tasks = [st.Task.run(_work, i) for i in range(50)]
+        st.Task.when_all(tasks).wait(20)
+    per_thread: dict = {}
+    for ev in tr.events:
+        per_thread[ev.thread_id] = per_thread.get(ev.thread_id, 0) + 1
+    assert per_thread and max(per_thread.values()) <= 4
+    assert tr.dropped > 0
+    # at least 50 queued + 50 started + 50 ended were recorded or dropped
+    assert len(tr.events) + tr.dropped >= 150
+    # the newest survive: the main thread's last events are its wait
+    mine = [e for e in tr.events if e.thread_id == threading.get_native_id()]
+    assert mine[-1].name == "wait.wake"
+
+
+@pytest.mark.timeout(30)
+def test_D2_events_readable_while_recording():
+    """D2: tr.events inside the block returns what was recorded so far;
+    at the end every event is there once."""
+    with st.trace() as tr:
+        st.Task.run(_work, 1).wait(10)
+        first = tr.events
+        assert any(e.name == "pool.item.end" for e in first)
+        st.Task.run(_work, 2).wait(10)
+    final = tr.events
+    assert set(map(id, first)) <= set(map(id, final))  # kept, not copied
+    assert len([e for e in final if e.name == "pool.item.end"]) >= 2
+    keys = [(e.name, e.ts_ns, e.thread_id) for e in final]
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.timeout(30)
+def test_D2_one_trace_at_a_time_and_bad_buffer_size():
+    """D2 / H2: one trace records at a time (InvalidOperationError), a
+    Trace records once, an exception in the block still stops recording,
+    and a bad buffer_size is a TypeError/ValueError naming it."""
+    with st.trace():
+        with pytest.raises(st.InvalidOperationError):
+            with st.trace():
+                pass
+        assert _native._trace_active()
+    assert not _native._trace_active()
+    tr = st.trace()
+    with tr:
+        pass
+    with pytest.raises(st.InvalidOperationError):
+        with tr:
+            pass
+    with pytest.raises(ZeroDivisionError):
+        with st.trace():
+            1 / 0
+    assert not _native._trace_active()
+    for bad in (True, "8", 1.5, None):
+        with pytest.raises(TypeError, match="buffer_size"):
+            st.trace(buffer_size=bad)
+    for bad in (0, -1, 1 << 40):
+        with pytest.raises(ValueError, match="buffer_size"):
+            st.trace(buffer_size=bad)
+    with pytest.raises(TypeError, match="buffer_size"):
+        _native._trace_start("8")
+    with pytest.raises(ValueError, match="buffer_size"):
+        _native._trace_start(0)
+
+
+def test_D2_event_names_are_D2s():
+    """D2: the stable dotted names, in D2's order."""
+    assert _native._trace_names() == (
+        None, "task.created", "task.completed", "method.start",
+        "method.suspend", "method.resume", "method.complete",
+        "continuation.queued", "continuation.inline", "context.post",
+        "pool.item.queued", "pool.item.start", "pool.item.end",
+        "pool.thread.injected", "pool.thread.retired", "timer.fired",
+        "wait.block", "wait.wake", "deadlock.detected")
+
+
+# --------------------------------------------------------------- Chrome JSON
+
+def _check_chrome(data, threads):
+    """The required fields of every event of a Chrome trace object; the
+    flows as {id: (s, f)}."""
+    assert isinstance(data["traceEvents"], list)
+    flows: dict = {}
+    named = set()
+    for ev in data["traceEvents"]:
+        assert {"name", "ph", "pid", "tid"} <= set(ev), ev
+        assert isinstance(ev["pid"], int) and isinstance(ev["tid"], int)
+        if ev["ph"] == "M":
+            if ev["name"] == "thread_name":
+                named.add(ev["tid"])
+                assert ev["args"]["name"] == threads[ev["tid"]]
+            continue
+        assert isinstance(ev["ts"], (int, float)) and ev["ts"] >= 0
+        if ev["ph"] == "X":
+            assert ev["dur"] >= 0
+        elif ev["ph"] == "i":
+            assert ev["s"] == "t"
+        elif ev["ph"] in ("s", "f"):
+            pair = flows.setdefault(ev["id"], [None, None])
+            slot = 0 if ev["ph"] == "s" else 1
+            assert pair[slot] is None, f"flow {ev['id']} twice"
+            pair[slot] = ev
+            if ev["ph"] == "f":
+                assert ev["bp"] == "e"
+        else:
+            pytest.fail(f"unexpected phase {ev['ph']!r}")
+    assert named == set(threads)
+    for fid, (s, f) in flows.items():
+        assert s is not None and f is not None, f"flow {fid} half"
+        assert s["ts"] <= f["ts"]
+    return flows
+
+
+@pytest.mark.timeout(30)
+def test_D2_save_writes_valid_chrome_json_with_flows(tmp_path):
+    """D2: save() writes {"traceEvents": [...]} with microsecond ts, pid,
+    tid, thread-name metadata, pool items as X slices, the rest as
+    instants, and flow arrows (s/f, same id) that cross threads: here from
+    pool.item.queued to pool.item.start (suspend -> resume flows need the
+    binding's method events; see the synthetic test below)."""
+    with st.trace() as tr:
+        tasks = [st.Task.run(_work, i) for i in range(10)]
+        st.Task.when_all(tasks).wait(20)
+    path = tmp_path / "trace.json"
+    tr.save(path)
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    flows = _check_chrome(data, tr.threads)
+    slices = [e for e in data["traceEvents"] if e["ph"] == "X"]
+    assert len(slices) >= 10
+    assert all(e["name"] == "pool item" for e in slices)
+    # microseconds from the first event
+    t0 = tr.events[0].ts_ns
+    starts = sorted(e.ts_ns for e in tr.events if e.name == "pool.item.start")
+    assert sorted(round(e["ts"] * 1000) for e in slices)[0] == \
+        pytest.approx(starts[0] - t0, abs=2)
+    names = {e["name"] for e in data["traceEvents"] if e["ph"] == "i"}
+    assert "pool.item.queued" in names and "task.completed" in names
+    me = threading.get_native_id()
+    crossing = [(s, f) for s, f in flows.values()
+                if s["tid"] == me and f["tid"] != me]
+    assert len(crossing) >= 10
+    assert data["otherData"]["dropped"] == 0
+
+
+def _synthetic_method_events():
+    """A method (task 7) that starts on the main thread, suspends awaiting
+    a Task, resumes on a pool thread and completes there, while another
+    method (task 8) runs inside its first step.  Synthetic: these names
+    are recorded by the binding's event sites (next slice)."""
+    main, pool = 101, 202
+
+    def ev(name, ts, tid, task, **args):
+        return TraceEvent(name, ts, tid, "MainThread" if tid == main
+                          else "sharptask-worker-1", task, args)
+    return [
+        ev("method.start", 1_000, main, 7),
+        ev("method.start", 2_000, main, 8),
+        ev("method.complete", 3_000, main, 8),
+        ev("method.suspend", 4_000, main, 7, awaits="Task"),
+        ev("task.completed", 9_000, pool, 3, status="RAN_TO_COMPLETION"),
+        ev("method.resume", 10_000, pool, 7),
+        ev("method.complete", 12_500, pool, 7),
+        ev("task.completed", 12_600, pool, 7, status="RAN_TO_COMPLETION"),
+    ], {main: "MainThread", pool: "sharptask-worker-1"}
+
+
+def test_D2_chrome_json_method_steps_and_resume_flow_synthetic():
+    """D2 (synthetic events, until the binding records method.*): method
+    steps are X slices (start/resume to suspend/complete, nested calls
+    included), and a flow arrow goes from each method.suspend to its
+    method.resume on another thread, binding inside both slices."""
+    events, threads = _synthetic_method_events()
+    data = json.loads(json.dumps(_chrome(events, threads, 0)))
+    flows = _check_chrome(data, threads)
+    steps = sorted((e for e in data["traceEvents"] if e["ph"] == "X"),
+                   key=lambda e: e["ts"])
+    assert [(e["tid"], e["args"]["task_id"], e["ts"], e["dur"])
+            for e in steps] == [(101, 7, 0.0, 3.0), (101, 8, 1.0, 1.0),
+                                (202, 7, 9.0, 2.5)]
+    assert steps[0]["args"]["awaits"] == "Task"
+    assert steps[0]["args"]["ended_by"] == "suspend"
+    assert steps[2]["args"]["ended_by"] == "complete"
+    assert len(flows) == 1
+    (s, f), = flows.values()
+    assert (s["tid"], f["tid"]) == (101, 202)
+    assert s["name"] == f["name"] == "resume"
+    assert steps[0]["ts"] <= s["ts"] <= steps[0]["ts"] + steps[0]["dur"]
+    assert f["ts"] == steps[2]["ts"]
+    instants = [e["name"] for e in data["traceEvents"] if e["ph"] == "i"]
+    assert instants == ["task.completed", "task.completed"]
+
+
+# ---------------------------------------------------------------------- PNG
+
+@pytest.mark.timeout(60)
+def test_D2_save_png_draws_a_timeline(tmp_path):
+    """D2: save_png() writes a non-empty PNG (lanes per thread, slices by
+    kind, arrows, a legend) with matplotlib."""
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed "
+                        "(make venv installs it; pip install "
+                        "sharptask[plot])")
+    with st.trace() as tr:
+        tasks = [st.Task.run(_work, i) for i in range(10)]
+        st.Task.when_all(tasks).wait(20)
+        st.Task.delay(0.005).wait(10)
+    path = tmp_path / "trace.png"
+    tr.save_png(path, title="test")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 5000
+
+
+@pytest.mark.timeout(60)
+def test_D2_save_png_resume_arrows_synthetic(tmp_path):
+    """D2 (synthetic events, until the binding records method.*): the
+    timeline draws method steps and the suspend -> resume arrow."""
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed")
+    from sharptask._trace import _png
+    events, threads = _synthetic_method_events()
+    path = tmp_path / "steps.png"
+    _png(events, threads, 0, path, "synthetic")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.timeout(60)
+def test_D2_save_png_without_matplotlib_names_the_extra(tmp_path):
+    """D2: without matplotlib, save_png raises ImportError naming
+    `pip install sharptask[plot]`."""
+    code = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = None\n"
+        "import sharptask as st\n"
+        "with st.trace() as tr:\n"
+        "    st.Task.run(abs, -1).wait(10)\n"
+        "try:\n"
+        f"    tr.save_png({str(tmp_path / 'x.png')!r})\n"
+        "except ImportError as exc:\n"
+        "    print('ImportError:', exc)\n")
+    proc = _run("-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert "ImportError:" in proc.stdout
+    assert "pip install sharptask[plot]" in proc.stdout
+    assert not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------- command line
+
+_SCRIPT = """\
+import sys
+import sharptask as st
+print("argv", sys.argv[1:])
+tasks = [st.Task.run(abs, -i) for i in range(5)]
+print("sum", sum(st.Task.when_all(tasks).result))
+sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_D2_cli_trace_script_writes_json_and_png(tmp_path):
+    """D2: `python -m sharptask trace SCRIPT [ARGS...] -o FILE.json --png
+    FILE.png` runs the script (its arguments, its exit status) under
+    trace() and writes both files."""
+    script = tmp_path / "work.py"
+    script.write_text(_SCRIPT)
+    out, png = tmp_path / "out.json", tmp_path / "out.png"
+    args = ["-m", "sharptask", "trace", script, "3", "-o", out]
+    have_mpl = True
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        have_mpl = False
+    if have_mpl:
+        args += ["--png", png]
+    proc = _run(*args, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr  # the script's status
+    assert "argv ['3']" in proc.stdout
+    assert "sum 10" in proc.stdout
+    assert "ui.perfetto.dev" in proc.stderr
+    data = json.loads(out.read_text("utf-8"))
+    names = {e["name"] for e in data["traceEvents"]}
+    assert {"pool item", "pool.item.queued", "thread_name"} <= names
+    if have_mpl:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.timeout(60)
+def test_D2_cli_trace_options_before_script_and_errors(tmp_path):
+    """D2: options before SCRIPT leave every later argument to the script;
+    usage errors exit 2 and say why."""
+    script = tmp_path / "work.py"
+    script.write_text(_SCRIPT)
+    out = tmp_path / "o.json"
+    proc = _run("-m", "sharptask", "trace", "-o", out, script, "0", "-o",
+                "x", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "argv ['0', '-o', 'x']" in proc.stdout
+    assert json.loads(out.read_text("utf-8"))["traceEvents"]
+    for bad, why in ((["-o", out], "no script"),
+                     ([script], "nothing to write"),
+                     (["--bogus", script], "unknown option"),
+                     ([tmp_path / "missing.py", "-o", out], "no such script"),
+                     (["--buffer-size", "x", "-o", out, script],
+                      "--buffer-size")):
+        proc = _run("-m", "sharptask", "trace", *bad, cwd=tmp_path)
+        assert proc.returncode == 2, (bad, proc.stderr)
+        assert why in proc.stderr, (bad, proc.stderr)
+    assert parse_command(["s.py", "a", "--png", "p.png", "-o", "j.json"]) \
+        == ({"png": "p.png", "output": "j.json"}, ["s.py", "a"])
+    with pytest.raises(_Usage):
+        parse_command(["-o"])
+
+
+@pytest.mark.timeout(120)
+def test_D2_cli_demo_trace(tmp_path):
+    """D2: `python -m sharptask demo NAME --trace FILE.json [--png ...]`
+    runs the demo under trace() and saves it."""
+    out, png = tmp_path / "demo.json", tmp_path / "demo.png"
+    args = ["-m", "sharptask", "demo", "state-machine", "--trace", out]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--png", png]
+    except ImportError:
+        png = None
+    proc = _run(*args, cwd=tmp_path, timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text("utf-8"))
+    assert any(e["ph"] == "M" and e["name"] == "thread_name"
+               for e in data["traceEvents"])
+    assert len(data["traceEvents"]) > 5
+    if png is not None:
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.timeout(120)
+def test_D2_bench_WT_reports_trace_on_off_ratio(tmp_path):
+    """D2 / BENCHMARKS.md WT: `python -m sharptask bench --only WT` runs
+    W5 with tracing on and off side by side and prints the ratio (the
+    ratio's value is a benchmark, not a test)."""
+    proc = _run("-m", "sharptask", "bench", "--quick", "--no-progress",
+                "--only", "WT", "--out", tmp_path, timeout=110)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines()
+             if line.startswith("WT") and "ratio sharptask/peer = " in line]
+    assert lines, proc.stdout
+    assert "tracing on" in lines[0] and "tracing off" in lines[0]
+
+
+@pytest.mark.timeout(60)
+def test_D2_stress_threads_record_while_traces_start_stop_and_drain():
+    """D2 stress: Python threads keep queueing pool work and blocking on
+    it while the main thread starts and stops short traces (small buffers,
+    read while recording): no crash, no hang, every trace's events in time
+    order with their threads named, and recording off at the end."""
+    stop = threading.Event()
+    errors: list = []
+
+    def producer():
+        try:
+            while not stop.is_set():
+                tasks = [st.Task.run(abs, -i) for i in range(8)]
+                st.Task.when_all(tasks).wait(10)
+                st.Task.delay(0.0005).wait(10)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=producer, name=f"producer-{i}")
+               for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 2.0
+        rounds = 0
+        while time.monotonic() < deadline:
+            with st.trace(buffer_size=64 if rounds % 2 else 4096) as tr:
+                time.sleep(0.01)
+                partial = len(tr.events)
+                time.sleep(0.01)
+            events = tr.events
+            assert len(events) >= partial
+            ts = [e.ts_ns for e in events]
+            assert ts == sorted(ts)
+            assert all(tr.threads[e.thread_id] == e.thread_name
+                       for e in events)
+            assert tr.dropped >= 0
+            rounds += 1
+        assert rounds >= 5
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors
+    assert not _native._trace_active()
