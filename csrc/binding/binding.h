@@ -300,6 +300,18 @@ int builder_start_value(st_state *st, PyObject *coro,
 /* Resumes a suspended box (GIL held).  Refs: steals one reference to box
  * (the registration's). */
 void box_resume(TaskObject *box);
+/* What an awaiter's am_send yields when its coroutine must wait for
+ * `waiting` (the awaiter's own object: a pending Task, a configured
+ * awaiter, a ValueTask's awaiter, Task.yield_()'s awaitable): `waiting`
+ * itself when the builder drives that coroutine on this thread, else what
+ * a foreign driver understands (I2): an asyncio future completed on its
+ * loop when an asyncio loop runs here (_impl.asyncio_wait), or `waiting`
+ * again when none does.  Refs: new (NULL with an error); steals waiting. */
+PyObject *await_yield(st_state *st, PyObject *waiting);
+/* x.__await__() called explicitly (a METH_COEXIST method beside the
+ * am_await slot, which `await` uses): a generator over x's steps, for
+ * `yield from` (_impl.await_iter).  Refs: new; borrows op. */
+PyObject *await_method_iter(PyObject *op, PyObject *unused);
 /* Schedules a box's resumption asynchronously (post to its captured
  * context, or queue on the pool).  Refs: steals one reference to box
  * (the queue or the post keeps it; on failure the box is faulted and

@@ -51,6 +51,113 @@ static ST_THREAD_LOCAL PyObject *tls_sync_ctx; /* borrowed from the tstate
                                                 dict, which owns it */
 static ST_THREAD_LOCAL int tls_inline_depth;
 
+/* The coroutine the builder is sending into on this thread, or NULL
+ * (I2): set around each PyIter_Send / throw of run_steps_inner, restored
+ * after it, so it is only ever read while that send runs and the builder
+ * holds its reference.  Refs: borrowed; never cached beyond the send. */
+static ST_THREAD_LOCAL PyObject *tls_driven_coro;
+
+/* 1 if the coroutine whose frame runs now is driven by the builder: the
+ * innermost frame belongs to the builder's coroutine, or to coroutines
+ * and generators that it awaits (each frame's caller is the coroutine
+ * that awaits it).  A plain function frame in between (an event loop
+ * run from inside an async method, asyncio's Task stepping a coroutine)
+ * means someone else drives it.  Never sets an error. */
+static int
+builder_drives_here(PyObject *coro)
+{
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed; no error set */
+    if (f == NULL) {
+        return 0;
+    }
+    Py_INCREF(f);
+    for (int depth = 0; depth < 256; depth++) {
+        PyObject *gen = PyFrame_GetGenerator(f); /* new, or NULL */
+        PyFrameObject *back;
+        if (gen == NULL) {
+            break; /* a plain function's frame */
+        }
+        Py_DECREF(gen);
+        if (gen == coro) {
+            Py_DECREF(f);
+            return 1;
+        }
+        back = PyFrame_GetBack(f); /* new, or NULL */
+        Py_DECREF(f);
+        if (back == NULL) {
+            return 0;
+        }
+        f = back;
+    }
+    Py_DECREF(f);
+    return 0;
+}
+
+/* asyncio.events._get_running_loop once asyncio is loaded, and the
+ * module's name.  Refs: owned, kept for the life of the process (the
+ * module is for the main interpreter only). */
+static PyObject *g_get_running_loop;
+static PyObject *g_str_asyncio_events;
+
+/* 1 if an asyncio event loop runs on this thread, 0 if none (asyncio not
+ * even loaded: none), -1 with an error. */
+static int
+asyncio_loop_runs_here(void)
+{
+    PyObject *fn = g_get_running_loop, *loop;
+    int r;
+    if (fn == NULL) {
+        PyObject *mod;
+        if (g_str_asyncio_events == NULL) {
+            g_str_asyncio_events = PyUnicode_InternFromString(
+                "asyncio.events");
+            if (g_str_asyncio_events == NULL) {
+                return -1;
+            }
+        }
+        mod = PyImport_GetModule(g_str_asyncio_events); /* new or NULL */
+        if (mod == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        fn = PyObject_GetAttrString(mod, "_get_running_loop");
+        Py_DECREF(mod);
+        if (fn == NULL) {
+            return -1;
+        }
+        g_get_running_loop = fn;
+    }
+    loop = PyObject_CallNoArgs(fn);
+    if (loop == NULL) {
+        return -1;
+    }
+    r = loop != Py_None;
+    Py_DECREF(loop);
+    return r;
+}
+
+PyObject *
+await_yield(st_state *st, PyObject *waiting)
+{
+    PyObject *coro = tls_driven_coro;
+    if (coro != NULL) {
+        /* Only an asyncio loop running here can have stepped this
+         * coroutine instead of the builder (asyncio.run() inside a
+         * method's step); the frame walk, which may make frame objects,
+         * is for that case only. */
+        int loop = asyncio_loop_runs_here();
+        if (loop == 0 || (loop > 0 && builder_drives_here(coro))) {
+            return waiting; /* the builder registers on it (box_await) */
+        }
+        if (loop < 0) {
+            Py_DECREF(waiting);
+            return NULL;
+        }
+    }
+    PyObject *r = call_impl(st, "asyncio_wait", &waiting, 1, NULL);
+    Py_DECREF(waiting);
+    return r;
+}
+
 PyObject *
 sync_context_current(void)
 {
@@ -415,6 +522,32 @@ box_schedule(TaskObject *box)
     Py_DECREF(box);
 }
 
+/* An asyncio future (or asyncio's bare `yield`) yielded to the builder
+ * (I2): _impl.builder_await_foreign registers an action resuming the box
+ * from the future's loop.  1 if registered, 0 if it is no such object, -1
+ * with an error. */
+static int
+builder_await_foreign(st_state *st, TaskObject *box, PyObject *yielded)
+{
+    PyObject *args[2], *r;
+    int handled;
+    args[0] = yielded;
+    args[1] = action_new_box(st, box);
+    if (args[1] == NULL) {
+        return -1;
+    }
+    Py_XSETREF(box->task_arg, Py_NewRef(yielded));
+    Py_CLEAR(box->task_target);
+    r = call_impl(st, "builder_await_foreign", args, 2, NULL);
+    Py_DECREF(args[1]);
+    if (r == NULL) {
+        return -1;
+    }
+    handled = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return handled;
+}
+
 /* Registers the box's resumption for what the coroutine yielded.
  * Returns 0 (suspended), or -1 with an error to throw into the coroutine
  * (it yielded something that cannot be awaited). */
@@ -449,6 +582,12 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
             return -1;
         }
         if (meth == NULL) {
+            /* an asyncio future, or asyncio's bare yield (I2): resumed
+             * from the future's loop by _impl.builder_await_foreign */
+            int handled = builder_await_foreign(st, box, yielded);
+            if (handled != 0) {
+                return handled > 0 ? 0 : -1;
+            }
             PyErr_Format(PyExc_TypeError,
                          "an async method cannot await this: its awaiter "
                          "yielded a %.100s object, which is neither a "
@@ -506,6 +645,47 @@ coro_throw(st_state *st, PyObject *coro, PyObject *exc, PyObject **out)
     return PYGEN_ERROR;
 }
 
+/* An asyncio.CancelledError leaving an async method (it awaited an
+ * asyncio future or task that was cancelled) cancels the method's Task,
+ * as an OperationCanceledError does (I2), instead of escaping as a
+ * BaseException: it is replaced by one, chained to it.  Only looked at
+ * for BaseExceptions that are not Exceptions (a rare path). */
+static void
+translate_asyncio_cancel(st_state *st)
+{
+    PyObject *exc = PyErr_GetRaisedException(), *mod, *cls = NULL, *oce;
+    if (exc == NULL
+        || PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetRaisedException(exc);
+        return;
+    }
+    PyObject *name = PyUnicode_FromString("asyncio.exceptions");
+    mod = name != NULL ? PyImport_GetModule(name) : NULL; /* new or NULL */
+    Py_XDECREF(name);
+    if (mod != NULL) {
+        cls = PyObject_GetAttrString(mod, "CancelledError");
+        Py_DECREF(mod);
+    }
+    PyErr_Clear(); /* not loaded, or no such name: not that error */
+    if (cls == NULL || !PyType_Check(cls)
+        || !PyObject_TypeCheck(exc, (PyTypeObject *)cls)) {
+        Py_XDECREF(cls);
+        PyErr_SetRaisedException(exc);
+        return;
+    }
+    Py_DECREF(cls);
+    oce = PyObject_CallFunction(st->OperationCanceledError, "s",
+                                "the asyncio future or task that the async "
+                                "method awaited was cancelled");
+    if (oce == NULL) {
+        Py_DECREF(exc);
+        return; /* that error instead */
+    }
+    PyException_SetCause(oce, Py_NewRef(exc)); /* steals */
+    PyException_SetContext(oce, exc);          /* steals */
+    PyErr_SetRaisedException(oce);
+}
+
 enum { STEP_SUSPENDED = 0, STEP_RETURNED = 1, STEP_RAISED = 2 };
 
 static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
@@ -557,6 +737,8 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
     PySendResult r;
 
     for (;;) {
+        PyObject *outer_coro = tls_driven_coro; /* a nested start's */
+        tls_driven_coro = coro;
         if (exc == NULL) {
             r = PyIter_Send(coro, Py_None, &val);
         }
@@ -564,11 +746,13 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             r = coro_throw(st, coro, exc, &val);
             Py_CLEAR(exc);
         }
+        tls_driven_coro = outer_coro;
         if (r == PYGEN_RETURN) {
             *out_value = val;
             return STEP_RETURNED;
         }
         if (r == PYGEN_ERROR) {
+            translate_asyncio_cancel(st);
             return STEP_RAISED;
         }
         if (*pbox == NULL) {
@@ -1156,8 +1340,8 @@ yield_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     YieldObject *y = (YieldObject *)op;
     if (!y->y_yielded) {
         y->y_yielded = 1;
-        *presult = Py_NewRef(op);
-        return PYGEN_NEXT;
+        *presult = await_yield(g_st, Py_NewRef(op));
+        return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
     }
     *presult = Py_NewRef(Py_None);
     return PYGEN_RETURN;
@@ -1166,13 +1350,17 @@ yield_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 static PyObject *
 yield_iternext(PyObject *op)
 {
-    YieldObject *y = (YieldObject *)op;
-    if (!y->y_yielded) {
-        y->y_yielded = 1;
-        return Py_NewRef(op);
+    PyObject *res;
+    switch (yield_am_send(op, Py_None, &res)) {
+    case PYGEN_NEXT:
+        return res;
+    case PYGEN_RETURN:
+        Py_DECREF(res); /* None */
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    default:
+        return NULL;
     }
-    PyErr_SetNone(PyExc_StopIteration);
-    return NULL;
 }
 
 static PyObject *

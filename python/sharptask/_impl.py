@@ -7,6 +7,7 @@ C methods call the functions of this module by name.
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import threading
 from typing import Any
 
@@ -264,8 +265,13 @@ def task_as_future(task):
 def task_from_future(fut):
     """Task.from_future (I1)."""
     if not isinstance(fut, concurrent.futures.Future):
+        aio = sys.modules.get("asyncio")  # no asyncio loaded: no its futures
+        if aio is not None and aio.isfuture(fut):
+            from ._asyncio import task_from_asyncio_future
+            return task_from_asyncio_future(fut)
         raise TypeError("from_future(): future must be a "
-                        f"concurrent.futures.Future, not {type(fut).__name__}")
+                        "concurrent.futures.Future or an asyncio future, "
+                        f"not {type(fut).__name__}")
     tcs = TaskCompletionSource()
 
     def done(f):
@@ -357,3 +363,37 @@ def deadlock_message(ident, task, steps):
         "Task.run(lambda: fn()).result.",
     ]
     return "\n".join(text)
+
+
+# ------------------------------------------------ asyncio interop (I1, I2)
+# The C awaiters and builder call these by name; the work is in _asyncio
+# (imported on first use: only code that runs an asyncio loop needs it).
+
+def asyncio_wait(waiting):
+    """What an awaiter yields to asyncio (C: await_yield)."""
+    from ._asyncio import asyncio_wait as wait
+    return wait(waiting)
+
+
+def builder_await_foreign(yielded, action):
+    """An async method awaits an asyncio future (C: box_await)."""
+    from ._asyncio import builder_await_foreign as register
+    return register(yielded, action)
+
+
+def task_as_asyncio_future(task, loop=None):
+    """Task.as_asyncio_future (I2)."""
+    from ._asyncio import as_asyncio_future
+    return as_asyncio_future(task, loop)
+
+
+def await_iter(awaitable):
+    """The iterator of an explicit ``x.__await__()`` (C:
+    await_method_iter): a generator over x's steps, for code that needs a
+    real iterator (asyncio 3.11's ``yield from x.__await__()``)."""
+    while True:
+        try:
+            waiting = next(awaitable)
+        except StopIteration as stop:
+            return stop.value
+        yield waiting
