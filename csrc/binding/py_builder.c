@@ -57,105 +57,53 @@ static ST_THREAD_LOCAL int tls_inline_depth;
  * holds its reference.  Refs: borrowed; never cached beyond the send. */
 static ST_THREAD_LOCAL PyObject *tls_driven_coro;
 
-/* 1 if the coroutine whose frame runs now is driven by the builder: the
- * innermost frame belongs to the builder's coroutine, or to coroutines
- * and generators that it awaits (each frame's caller is the coroutine
- * that awaits it).  A plain function frame in between (an event loop
- * run from inside an async method, asyncio's Task stepping a coroutine)
- * means someone else drives it.  Never sets an error. */
-static int
-builder_drives_here(PyObject *coro)
-{
-    PyFrameObject *f = PyEval_GetFrame(); /* borrowed; no error set */
-    if (f == NULL) {
-        return 0;
-    }
-    Py_INCREF(f);
-    for (int depth = 0; depth < 256; depth++) {
-        PyObject *gen = PyFrame_GetGenerator(f); /* new, or NULL */
-        PyFrameObject *back;
-        if (gen == NULL) {
-            break; /* a plain function's frame */
-        }
-        Py_DECREF(gen);
-        if (gen == coro) {
-            Py_DECREF(f);
-            return 1;
-        }
-        back = PyFrame_GetBack(f); /* new, or NULL */
-        Py_DECREF(f);
-        if (back == NULL) {
-            return 0;
-        }
-        f = back;
-    }
-    Py_DECREF(f);
-    return 0;
-}
-
-/* asyncio.events._get_running_loop once asyncio is loaded, and the
- * module's name.  Refs: owned, kept for the life of the process (the
- * module is for the main interpreter only). */
-static PyObject *g_get_running_loop;
-static PyObject *g_str_asyncio_events;
-
-/* 1 if an asyncio event loop runs on this thread, 0 if none (asyncio not
- * even loaded: none), -1 with an error. */
-static int
-asyncio_loop_runs_here(void)
-{
-    PyObject *fn = g_get_running_loop, *loop;
-    int r;
-    if (fn == NULL) {
-        PyObject *mod;
-        if (g_str_asyncio_events == NULL) {
-            g_str_asyncio_events = PyUnicode_InternFromString(
-                "asyncio.events");
-            if (g_str_asyncio_events == NULL) {
-                return -1;
-            }
-        }
-        mod = PyImport_GetModule(g_str_asyncio_events); /* new or NULL */
-        if (mod == NULL) {
-            return PyErr_Occurred() ? -1 : 0;
-        }
-        fn = PyObject_GetAttrString(mod, "_get_running_loop");
-        Py_DECREF(mod);
-        if (fn == NULL) {
-            return -1;
-        }
-        g_get_running_loop = fn;
-    }
-    loop = PyObject_CallNoArgs(fn);
-    if (loop == NULL) {
-        return -1;
-    }
-    r = loop != Py_None;
-    Py_DECREF(loop);
-    return r;
-}
-
 PyObject *
 await_yield(st_state *st, PyObject *waiting)
 {
-    PyObject *coro = tls_driven_coro;
-    if (coro != NULL) {
-        /* Only an asyncio loop running here can have stepped this
-         * coroutine instead of the builder (asyncio.run() inside a
-         * method's step); the frame walk, which may make frame objects,
-         * is for that case only. */
-        int loop = asyncio_loop_runs_here();
-        if (loop == 0 || (loop > 0 && builder_drives_here(coro))) {
-            return waiting; /* the builder registers on it (box_await) */
-        }
-        if (loop < 0) {
-            Py_DECREF(waiting);
-            return NULL;
-        }
+    if (tls_driven_coro != NULL) {
+        /* the builder registers on it (box_await).  An asyncio loop run
+         * inside the method's step (asyncio.run() in its body) may be
+         * the driver instead: it throws "Task got bad yield" into the
+         * coroutine, and await_throw_method answers with a future. */
+        return waiting;
     }
     PyObject *r = call_impl(st, "asyncio_wait", &waiting, 1, NULL);
     Py_DECREF(waiting);
     return r;
+}
+
+PyObject *
+await_throw_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *a[4], *r, *yielded;
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "throw(value) or throw(type[, value[, traceback]])");
+        return NULL;
+    }
+    a[0] = op;
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        a[i + 1] = i < nargs ? args[i] : Py_None;
+    }
+    /* (True, what to yield) or (False, the exception to raise here) */
+    r = call_impl(g_st, "await_throw", a, 4, NULL);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_RuntimeError, "_impl.await_throw: bad result");
+        return NULL;
+    }
+    yielded = PyTuple_GET_ITEM(r, 1);
+    if (PyTuple_GET_ITEM(r, 0) == Py_True) {
+        Py_INCREF(yielded);
+        Py_DECREF(r);
+        return yielded;
+    }
+    PyErr_SetRaisedException(Py_NewRef(yielded)); /* its own traceback */
+    Py_DECREF(r);
+    return NULL;
 }
 
 PyObject *
@@ -1426,6 +1374,10 @@ Yield_dealloc(PyObject *op)
 }
 
 static PyMethodDef Yield_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
     {"get_awaiter", yield_self_meth, METH_NOARGS,
      PyDoc_STR("get_awaiter($self, /)\n--\n\nReturn self.")},
     {"get_result", yield_get_result, METH_NOARGS,

@@ -2158,6 +2158,10 @@ Task_dealloc(PyObject *op)
 }
 
 static PyMethodDef Task_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
     {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "An iterator over the await's steps (for `yield from`).")},
@@ -2556,6 +2560,10 @@ awaiter_task_get(PyObject *op, void *closure)
 }
 
 static PyMethodDef Awaiter_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
     {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "An iterator over the await's steps (for `yield from`).")},

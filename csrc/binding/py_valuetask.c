@@ -1398,6 +1398,10 @@ ValueTask_repr(PyObject *op)
 }
 
 static PyMethodDef ValueTask_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
     {"__await__", vt_await_method, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "Consumes the ValueTask; an iterator over the await's "
@@ -1661,6 +1665,9 @@ VTAwaiter_dealloc(PyObject *op)
      PyDoc_STR("unsafe_on_completed($self, action, /)\n--\n\n"              \
                "Like on_completed, without flowing the contextvars "        \
                "context.")},                                                \
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method,             \
+     METH_FASTCALL, PyDoc_STR("throw(value, /)\n--\n\n"                     \
+                              "Raise value at the await (I2).")},            \
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,             \
      PyDoc_STR("See PEP 585")}
 

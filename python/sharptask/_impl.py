@@ -396,4 +396,53 @@ def await_iter(awaitable):
             waiting = next(awaitable)
         except StopIteration as stop:
             return stop.value
-        yield waiting
+        try:
+            yield waiting
+        except RuntimeError as exc:
+            if not _bad_yield(exc):
+                raise
+            yield _rewait(awaitable)
+
+
+def _bad_yield(exc):
+    """asyncio's error for a yielded object that is not its future."""
+    return (type(exc) is RuntimeError and exc.args
+            and isinstance(exc.args[0], str)
+            and exc.args[0].startswith("Task got bad yield"))
+
+
+def _rewait(awaitable):
+    """For asyncio, what to yield instead of what it refused: a future
+    done when awaitable is (None, a bare yield, if it is done already)."""
+    try:
+        waiting = next(awaitable)
+    except StopIteration:
+        return None  # done meanwhile: the next step returns its result
+    from ._asyncio import asyncio_wait as wait
+    return wait(waiting)
+
+
+def await_throw(awaitable, typ, value, tb):
+    """The ``throw`` of the awaitable types (C: await_throw_method):
+    (False, exception) to raise at the await, or, for asyncio's "bad
+    yield" of an awaiter that an asyncio loop run inside an async method's
+    step drives, (True, the asyncio future to yield instead)."""
+    if isinstance(typ, BaseException):
+        exc = typ
+    elif isinstance(typ, type) and issubclass(typ, BaseException):
+        exc = value if isinstance(value, typ) else \
+            typ() if value is None else typ(value)
+    else:
+        raise TypeError("throw(): exceptions must be classes or instances "
+                        f"deriving from BaseException, not "
+                        f"{type(typ).__name__}")
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    if _bad_yield(exc) and _get_running_loop() is not None:
+        return True, _rewait(awaitable)
+    return False, exc
+
+
+def _get_running_loop():
+    aio = sys.modules.get("asyncio.events")
+    return None if aio is None else aio._get_running_loop()
