@@ -21,6 +21,7 @@ See SPEC.md for the contract, rule by rule.
 
 import atexit as _atexit
 import os as _os
+import typing as _typing
 
 from ._enums import (ConfigureAwaitOptions, TaskContinuationOptions,
                      TaskCreationOptions, TaskStatus)
@@ -53,6 +54,20 @@ from ._native import (AsyncValueMethod, ConfiguredValueTaskAwaitable,
 from ._valuetask import IValueTaskSource, async_value_method
 # Timers and virtual time (SPEC P5, P6a, issue 3)
 from ._timers import FakeTimeProvider, PeriodicTimer, TimeProvider, Timer
+# asyncio and concurrent.futures interop, scale-out (SPEC I1-I3, issue 11)
+from ._executor import Executor, ExecutorTaskScheduler
+
+if _typing.TYPE_CHECKING:
+    from ._asyncio import AsyncioSynchronizationContext
+
+
+def __getattr__(name: str):
+    # asyncio is imported only by code that asks for its context
+    if name == "AsyncioSynchronizationContext":
+        from ._asyncio import AsyncioSynchronizationContext
+        return AsyncioSynchronizationContext
+    raise AttributeError(f"module 'sharptask' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -84,6 +99,8 @@ __all__ += [
     "set_strict_value_task",
 ]
 __all__ += ["FakeTimeProvider", "PeriodicTimer", "TimeProvider", "Timer"]
+__all__ += ["AsyncioSynchronizationContext", "Executor",
+            "ExecutorTaskScheduler"]
 
 # The pool and the timer are C threads: stop them while the interpreter
 # still works fully (before finalization), and start afresh after fork.
