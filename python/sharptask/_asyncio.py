@@ -100,12 +100,26 @@ def builder_await_foreign(yielded: Any, action: Callable) -> bool:
         return False
     yielded._asyncio_future_blocking = False
     loop = yielded.get_loop()
+    resume = _resumer(action, loop)
     if _get_running_loop() is loop:
-        yielded.add_done_callback(action)
+        yielded.add_done_callback(resume)
     else:
         # futures are not thread-safe: register from the loop's thread
-        loop.call_soon_threadsafe(yielded.add_done_callback, action)
+        loop.call_soon_threadsafe(yielded.add_done_callback, resume)
     return True
+
+
+def _resumer(action: Callable, loop: Any) -> Callable:
+    """What resumes the method once the future is done: the action itself
+    on the loop's thread, or, when the await captured a
+    SynchronizationContext (C3), the action posted to it (run at once when
+    it is this loop's AsyncioSynchronizationContext)."""
+    ctx = SynchronizationContext.current()
+    if ctx is None or type(ctx) is SynchronizationContext:
+        return action
+    if isinstance(ctx, AsyncioSynchronizationContext) and ctx.loop is loop:
+        return lambda _fut: ctx._run(action, None)
+    return lambda _fut: ctx.post(action, None)
 
 
 # ------------------------------------------------------- Task <-> future
