@@ -765,10 +765,14 @@ def _run_module(*args, timeout=150):
 def test_I2_demo_asyncio_runs_and_explains_itself():
     out = _run_module("-m", "sharptask", "demo", "asyncio")
     assert max(len(line) for line in out.splitlines()) <= 100
-    for needle in ("await sharptask Task in asyncio",
-                   "resumed on the loop thread: True",
-                   "TaskCanceledError", "run_in_executor"):
-        assert needle in out, out
+    for needle in (r"await sharptask Task in asyncio",
+                   r"resumed on the loop thread:\s+True",
+                   r"the very object set on the Task:\s+True",
+                   r"canceled Task raised:\s+TaskCanceledError",
+                   r"after Task.run ran on:\s+the loop thread",
+                   r"asyncio.to_thread ran on:\s+pool thread",
+                   r"run_in_executor items, sharptask:\s+[\d.]+ us"):
+        assert re.search(needle, out), (needle, out)
 
 
 @pytest.mark.timeout(180)
@@ -776,7 +780,9 @@ def test_I3_demo_scale_out_runs_and_explains_itself():
     out = _run_module("-m", "sharptask", "demo", "scale-out")
     assert max(len(line) for line in out.splitlines()) <= 100
     assert "local pool" in out and "process pool" in out
-    assert re.search(r"worker pids: \d+", out), out
+    assert re.search(r"local pool: worker pids:\s+\d+ \(this process\)",
+                     out), out
+    assert re.search(r"process pool: worker pids:\s+\d+, \d+", out), out
     if distributed is not None:
         assert "Dask LocalCluster" in out
     else:
@@ -785,12 +791,18 @@ def test_I3_demo_scale_out_runs_and_explains_itself():
 
 # ----------------------------------------------------------------- docs
 
+DOC = REPO / "docs" / "interop.md"
+
+
 def _doc_blocks():
-    text = (REPO / "docs" / "interop.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    if not DOC.exists():  # a copy of the tests without docs/
+        return []
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.DOTALL)
 
 
 def test_docs_interop_has_examples_I1_I2_I3():
+    if not DOC.exists():
+        pytest.skip("docs/interop.md is not in this copy of the tree")
     assert len(_doc_blocks()) >= 4
 
 
