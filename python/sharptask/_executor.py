@@ -522,6 +522,13 @@ class ExecutorTaskScheduler(TaskScheduler):
                             "concurrent.futures.Executor, not "
                             f"{type(executor).__name__}")
         self.executor = executor
+        # A Dask cluster's executor: batched submission and gathering
+        # through its client (one graph update and one gather per batch
+        # instead of one each per task)
+        self._dask = None
+        if type(executor).__module__ == "distributed.cfexecutor" and \
+                getattr(executor, "_client", None) is not None:
+            self._dask = _DaskBatcher(self, executor)
 
     @property
     def maximum_concurrency_level(self) -> int:
@@ -547,6 +554,9 @@ class ExecutorTaskScheduler(TaskScheduler):
         if delegate is None:
             return  # ran or was canceled already
         fn, args = delegate
+        if self._dask is not None:
+            self._dask.add(task, fn, args)
+            return
         try:
             fut = self.executor.submit(fn, *args)
         except Exception as exc:  # e.g. pickling at submit (Dask)
@@ -577,5 +587,115 @@ class ExecutorTaskScheduler(TaskScheduler):
         """Not available: the executor holds them."""
         return None
 
+    def _outcome(self, task: Any, ok: bool, value: Any) -> None:
+        """Complete a task with its remote outcome."""
+        if not ok and not isinstance(value, Exception):
+            wrapped = RuntimeError("the remote call was interrupted by a "
+                                   "BaseException")
+            wrapped.__cause__ = value
+            value = wrapped
+        _native._complete_delegate(task, self, ok, value)
+
     def __repr__(self) -> str:
         return f"<ExecutorTaskScheduler over {self.executor!r}>"
+
+
+class _DaskBatcher:
+    """ExecutorTaskScheduler's path for a Dask ``ClientExecutor``: tasks
+    queued close together go to the cluster as one ``client.map`` per
+    function (pure=False: every call runs), and their results come back
+    with one ``client.gather`` per group that ``as_completed`` reports
+    done, on a collector thread per batch."""
+
+    def __init__(self, sched: ExecutorTaskScheduler, executor: Any) -> None:
+        self.sched = sched
+        self.executor = executor
+        self.client = executor._client
+        self.lock = threading.Lock()
+        self.pending: list = []
+        self.scheduled = False
+
+    def add(self, task: Any, fn: Callable, args: tuple) -> None:
+        if getattr(self.executor, "_shutdown", False):
+            self.sched._outcome(task, False, RuntimeError(
+                "cannot schedule new futures after shutdown"))
+            return
+        with self.lock:
+            self.pending.append((task, fn, args))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        _native._pool_queue(self.flush)
+
+    def flush(self) -> None:
+        with self.lock:
+            batch, self.pending = self.pending, []
+            self.scheduled = False
+        groups: dict = {}
+        for item in batch:
+            key = (id(item[1]), len(item[2]))
+            groups.setdefault(key, []).append(item)
+        futures, owners = [], {}
+        for items in groups.values():
+            fn, nargs = items[0][1], len(items[0][2])
+            try:
+                if nargs:
+                    fs = self.client.map(
+                        fn, *zip(*(args for _, _, args in items)),
+                        pure=False)
+                else:
+                    fs = [self.client.submit(fn, pure=False)
+                          for _ in items]
+            except Exception as exc:  # e.g. a pickling error at submit
+                for task, _, _ in items:
+                    self.sched._outcome(task, False, exc)
+                continue
+            for (task, _, _), f in zip(items, fs):
+                futures.append(f)
+                owners[f.key] = task
+                self._watch_cancel(task, f)
+        if futures:
+            threading.Thread(target=self.collect, args=(futures, owners),
+                             name="sharptask dask collector",
+                             daemon=True).start()
+
+    def _watch_cancel(self, task: Any, fut: Any) -> None:
+        def canceled() -> None:
+            if task.is_canceled:
+                fut.cancel()
+        task.configure_await(False).unsafe_on_completed(canceled)
+
+    def collect(self, futures: list, owners: dict) -> None:
+        import distributed
+        outcome = self.sched._outcome
+        try:
+            for group in distributed.as_completed(futures).batches():
+                ok = [f for f in group if f.status == "finished"]
+                if ok:
+                    try:
+                        values = self.client.gather(ok)
+                    except Exception:  # lost meanwhile: one at a time
+                        values = None
+                    for i, f in enumerate(ok):
+                        if values is not None:
+                            outcome(owners[f.key], True, values[i])
+                        else:
+                            self._one(f, owners[f.key])
+                for f in group:
+                    if f.status != "finished":
+                        self._one(f, owners[f.key])
+        except BaseException as exc:  # the client went away: fault the rest
+            for f in futures:
+                task = owners[f.key]
+                if not task.is_completed:
+                    outcome(task, False, RuntimeError(
+                        f"the Dask client failed: {exc!r}"))
+
+    def _one(self, fut: Any, task: Any) -> None:
+        outcome = self.sched._outcome
+        if fut.status == "cancelled":
+            return  # the task was canceled first
+        try:
+            outcome(task, True, fut.result())
+        except BaseException as exc:
+            outcome(task, False, exc)
