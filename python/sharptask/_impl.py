@@ -370,13 +370,19 @@ def deadlock_message(ident, task, steps):
 # (imported on first use: only code that runs an asyncio loop needs it).
 
 def asyncio_wait(waiting):
-    """What an awaiter yields to asyncio (C: await_yield)."""
+    """What an awaiter yields to a driver that is not the builder (C:
+    await_yield): for asyncio, a future; with no asyncio loaded (a
+    coroutine driven by hand), the awaiter's own object, as before."""
+    if "asyncio.events" not in sys.modules:
+        return waiting
     from ._asyncio import asyncio_wait as wait
     return wait(waiting)
 
 
 def builder_await_foreign(yielded, action):
     """An async method awaits an asyncio future (C: box_await)."""
+    if "asyncio.events" not in sys.modules:
+        return False  # no asyncio: nothing of it can have been yielded
     from ._asyncio import builder_await_foreign as register
     return register(yielded, action)
 

@@ -814,3 +814,40 @@ def test_docs_interop_examples_run_I1_I2_I3(index, tmp_path):
     script = tmp_path / f"example_{index}.py"
     script.write_text(block)
     _run_module(str(script))
+
+
+# ---------------------------------------------- benchmarks (smoke only)
+
+BENCH_RATIO = re.compile(r"ratio sharptask/peer = \d+\.\d+")
+
+
+def _bench_quick(wid, script):
+    """The workload's script runs in --quick mode and prints its ratio
+    line (benchmarks are not tests: no timing is asserted)."""
+    out = _run_module(REPO / "benchmarks" / "python" / script, "--quick",
+                      "--no-progress", timeout=150)
+    assert "interpreter: " in out
+    lines = [line for line in out.splitlines()
+             if line.startswith(wid) and BENCH_RATIO.search(line)]
+    assert lines, f"no ratio line for {wid}:\n{out}"
+
+
+@pytest.mark.timeout(180)
+def test_W13_executor_roundtrip_benchmark_runs_quick_I2():
+    _bench_quick("W13", "w13_executor_roundtrip.py")
+
+
+@pytest.mark.timeout(180)
+def test_W14_run_in_executor_benchmark_runs_quick_I2():
+    _bench_quick("W14", "w14_run_in_executor.py")
+
+
+@pytest.mark.timeout(180)
+def test_W15_await_from_asyncio_benchmark_runs_quick_I2():
+    _bench_quick("W15", "w15_await_from_asyncio.py")
+
+
+@requires_dask
+@pytest.mark.timeout(180)
+def test_W16_dask_fanout_benchmark_runs_quick_I3():
+    _bench_quick("W16", "w16_dask_fanout.py")
