@@ -55,14 +55,28 @@ class _Future(_cf.Future):
     condition variable's sleep/wake, 19-25 us here).  asyncio's
     ``wrap_future`` callback is delivered in batches (_LoopDelivery)."""
 
+    # Slots for every field, the base class's included: no per-future
+    # __dict__ (less to allocate and for the GC to walk per item, W14).
+    __slots__ = ("_condition", "_state", "_result", "_exception", "_w",
+                 "_done_callbacks", "_st_done")
+
     def __init__(self) -> None:
         self._condition = _allocate_lock()
         self._state = _PENDING
         self._result = None
         self._exception = None
-        self._waiters: list = []
+        self._w = None  # wait() / as_completed() waiters, made on demand
         self._done_callbacks: list = []
         self._st_done = None  # a TaskCompletionSource once someone waits
+
+    @property
+    def _waiters(self) -> list:
+        """concurrent.futures.wait and as_completed append here (under
+        ``_condition``)."""
+        w = self._w
+        if w is None:
+            w = self._w = []
+        return w
 
     def _finish(self) -> None:
         """After a change to a done state (lock released): wake the
@@ -151,7 +165,7 @@ class _Future(_cf.Future):
                 return True
             if self._state is _CANCELLED:
                 self._state = _CANCELLED_AND_NOTIFIED
-                for waiter in self._waiters:
+                for waiter in self._w or ():
                     waiter.add_cancelled(self)
                 return False
         raise RuntimeError("Future in unexpected state")
@@ -163,7 +177,7 @@ class _Future(_cf.Future):
                     f"{self._state}: <Future at {id(self):#x}>")
             self._result = result
             self._state = _FINISHED
-            for waiter in self._waiters:
+            for waiter in self._w or ():
                 waiter.add_result(self)
         self._finish()
 
@@ -174,7 +188,7 @@ class _Future(_cf.Future):
                     f"{self._state}: <Future at {id(self):#x}>")
             self._exception = exception
             self._state = _FINISHED
-            for waiter in self._waiters:
+            for waiter in self._w or ():
                 waiter.add_exception(self)
         self._finish()
 
