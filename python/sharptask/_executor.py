@@ -578,18 +578,11 @@ class ExecutorTaskScheduler(TaskScheduler):
             return
 
         def finish(f: _cf.Future) -> None:
-            if f.cancelled():
-                return  # the task was canceled first (see below)
-            exc = f.exception()
-            if exc is None:
-                _native._complete_delegate(task, self, True, f.result())
-                return
-            if not isinstance(exc, Exception):
-                wrapped = RuntimeError("the remote call was interrupted "
-                                       "by a BaseException")
-                wrapped.__cause__ = exc
-                exc = wrapped
-            _native._complete_delegate(task, self, False, exc)
+            # on the executor's own thread (a process pool's manager, a
+            # client's loop): the task's continuations, which run where it
+            # completes, go to the sharptask pool instead
+            if not f.cancelled():  # cancelled: the task was canceled first
+                _queue_item(self._finish, (task, f))
         fut.add_done_callback(finish)
 
         def canceled() -> None:
@@ -600,6 +593,15 @@ class ExecutorTaskScheduler(TaskScheduler):
     def get_scheduled_tasks(self) -> None:
         """Not available: the executor holds them."""
         return None
+
+    def _finish(self, item: tuple) -> None:
+        """A pool work item: complete a task with its future's outcome."""
+        task, f = item
+        exc = f.exception()
+        if exc is None:
+            self._outcome(task, True, f.result())
+        else:
+            self._outcome(task, False, exc)
 
     def _outcome(self, task: Any, ok: bool, value: Any) -> None:
         """Complete a task with its remote outcome."""

@@ -628,6 +628,21 @@ def test_I3_process_pool_results_exceptions_and_concurrency(process_pool):
 
 
 @pytest.mark.timeout(90)
+def test_I3_continuations_run_off_the_executors_own_thread(process_pool):
+    """A task completed from the executor's callback thread (the process
+    pool's manager) runs its continuations on the sharptask pool, so user
+    code never blocks the thread that delivers the executor's results."""
+    sched = st.ExecutorTaskScheduler(process_pool)
+    sync = st.TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY
+    where = st.Task.factory.start_new(abs, -1, scheduler=sched) \
+        .continue_with(lambda t: threading.current_thread(), options=sync) \
+        .result
+    manager = getattr(process_pool, "_executor_manager_thread", None)
+    assert manager is not None and where is not manager
+    assert where is not threading.main_thread()
+
+
+@pytest.mark.timeout(90)
 def test_I3_pickling_error_faults_the_task(process_pool):
     sched = st.ExecutorTaskScheduler(process_pool)
     fn = lambda: 1  # noqa: E731 (a local lambda: not picklable)
