@@ -840,6 +840,12 @@ def test_docs_interop_examples_run_I1_I2_I3(index, tmp_path):
 
 BENCH_RATIO = re.compile(r"ratio sharptask/peer = \d+\.\d+")
 
+# As tools/check-py-asan.sh leaves test_benchmarks_smoke.py out: timing
+# under ASan says nothing and these are among the slowest.
+not_under_asan = pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="benchmark smoke runs are left out of the ASan run")
+
 
 def _bench_quick(wid, script):
     """The workload's script runs in --quick mode and prints its ratio
@@ -852,22 +858,26 @@ def _bench_quick(wid, script):
     assert lines, f"no ratio line for {wid}:\n{out}"
 
 
+@not_under_asan
 @pytest.mark.timeout(180)
 def test_W13_executor_roundtrip_benchmark_runs_quick_I2():
     _bench_quick("W13", "w13_executor_roundtrip.py")
 
 
+@not_under_asan
 @pytest.mark.timeout(180)
 def test_W14_run_in_executor_benchmark_runs_quick_I2():
     _bench_quick("W14", "w14_run_in_executor.py")
 
 
+@not_under_asan
 @pytest.mark.timeout(180)
 def test_W15_await_from_asyncio_benchmark_runs_quick_I2():
     _bench_quick("W15", "w15_await_from_asyncio.py")
 
 
 @requires_dask
+@not_under_asan
 @pytest.mark.timeout(180)
 def test_W16_dask_fanout_benchmark_runs_quick_I3():
     _bench_quick("W16", "w16_dask_fanout.py")
