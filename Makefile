@@ -6,7 +6,9 @@
 #   make check-c     lint, header check, C tests: plain, asan, tsan
 #                    (make check is the same)
 #                    (T=filter runs only the tests whose name contains it)
-#   make venv        .venv with pytest, pytest-timeout, flake8, mypy and the package
+#   make venv        .venv with pytest, pytest-timeout, flake8, mypy,
+#                    distributed (the dask extra, for the I3 tests) and the
+#                    package
 #                    (built with ST_WERROR=1: no compiler warning, H1)
 #   make check-py-versions  the same build and the whole pytest suite on
 #                    every CPython 3.12 / 3.13 the machine has (pyenv or
@@ -172,8 +174,14 @@ $(VENV)/.typing-deps: | $(VENV_PY)
 	$(VENV_PIP) install mypy==2.4.1
 	@touch $@
 
+# The optional Dask extra (sharptask[dask]), so that the I3 tests and W16
+# run here and in CI rather than skip (issue 11).
+$(VENV)/.test-deps-dask: | $(VENV_PY)
+	$(VENV_PIP) install distributed
+	@touch $@
+
 # ST_WERROR=1: the extension builds without a single warning (H1)
-venv: $(VENV)/.test-deps $(VENV)/.typing-deps
+venv: $(VENV)/.test-deps $(VENV)/.typing-deps $(VENV)/.test-deps-dask
 	ST_WERROR=1 $(VENV_PIP) install .
 
 # Sequential on purpose, even under make -j.

@@ -321,6 +321,27 @@ int builder_start_value(st_state *st, PyObject *coro,
 /* Resumes a suspended box (GIL held).  Refs: steals one reference to box
  * (the registration's). */
 void box_resume(TaskObject *box);
+/* What an awaiter's am_send yields when its coroutine must wait for
+ * `waiting` (the awaiter's own object: a pending Task, a configured
+ * awaiter, a ValueTask's awaiter, Task.yield_()'s awaitable): `waiting`
+ * itself while the builder sends into a coroutine on this thread, else
+ * what a foreign driver understands (I2): an asyncio future completed on
+ * its loop when an asyncio loop runs here (_impl.asyncio_wait), or
+ * `waiting` again when none does.  Refs: new (NULL with an error); steals
+ * waiting. */
+PyObject *await_yield(st_state *st, PyObject *waiting);
+/* The `throw` method of the awaitable types (the generator protocol a
+ * coroutine uses on what it awaits): raises the exception at the await,
+ * except asyncio's "Task got bad yield" for an awaiter that an asyncio
+ * loop run inside a builder step drives (await_yield could not tell):
+ * then it returns the asyncio future to yield instead (_impl.await_throw).
+ * Refs: new (what to yield; NULL with the exception set); borrows all. */
+PyObject *await_throw_method(PyObject *op, PyObject *const *args,
+                             Py_ssize_t nargs);
+/* x.__await__() called explicitly (a METH_COEXIST method beside the
+ * am_await slot, which `await` uses): a generator over x's steps, for
+ * `yield from` (_impl.await_iter).  Refs: new; borrows op. */
+PyObject *await_method_iter(PyObject *op, PyObject *unused);
 /* Schedules a box's resumption asynchronously (post to its captured
  * context, or queue on the pool).  Refs: steals one reference to box
  * (the queue or the post keeps it; on failure the box is faulted and

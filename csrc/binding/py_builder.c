@@ -91,6 +91,61 @@ sync_guard_destructor(PyObject *capsule)
     }
 }
 
+/* The coroutine the builder is sending into on this thread, or NULL
+ * (I2): set around each PyIter_Send / throw of run_steps_inner, restored
+ * after it, so it is only ever read while that send runs and the builder
+ * holds its reference.  Refs: borrowed; never cached beyond the send. */
+static ST_THREAD_LOCAL PyObject *tls_driven_coro;
+
+PyObject *
+await_yield(st_state *st, PyObject *waiting)
+{
+    if (tls_driven_coro != NULL) {
+        /* the builder registers on it (box_await).  An asyncio loop run
+         * inside the method's step (asyncio.run() in its body) may be
+         * the driver instead: it throws "Task got bad yield" into the
+         * coroutine, and await_throw_method answers with a future. */
+        return waiting;
+    }
+    PyObject *r = call_impl(st, "asyncio_wait", &waiting, 1, NULL);
+    Py_DECREF(waiting);
+    return r;
+}
+
+PyObject *
+await_throw_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *a[4], *r, *yielded;
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "throw(value) or throw(type[, value[, traceback]])");
+        return NULL;
+    }
+    a[0] = op;
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        a[i + 1] = i < nargs ? args[i] : Py_None;
+    }
+    /* (True, what to yield) or (False, the exception to raise here) */
+    r = call_impl(g_st, "await_throw", a, 4, NULL);
+    if (r == NULL) {
+        return NULL;
+    }
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_RuntimeError, "_impl.await_throw: bad result");
+        return NULL;
+    }
+    yielded = PyTuple_GET_ITEM(r, 1);
+    if (PyTuple_GET_ITEM(r, 0) == Py_True) {
+        Py_INCREF(yielded);
+        Py_DECREF(r);
+        return yielded;
+    }
+    PyErr_SetRaisedException(Py_NewRef(yielded)); /* its own traceback */
+    Py_DECREF(r);
+    return NULL;
+}
+
 PyObject *
 sync_context_current(void)
 {
@@ -469,6 +524,32 @@ box_schedule(TaskObject *box)
     Py_DECREF(box);
 }
 
+/* An asyncio future (or asyncio's bare `yield`) yielded to the builder
+ * (I2): _impl.builder_await_foreign registers an action resuming the box
+ * from the future's loop.  1 if registered, 0 if it is no such object, -1
+ * with an error. */
+static int
+builder_await_foreign(st_state *st, TaskObject *box, PyObject *yielded)
+{
+    PyObject *args[2], *r;
+    int handled;
+    args[0] = yielded;
+    args[1] = action_new_box(st, box);
+    if (args[1] == NULL) {
+        return -1;
+    }
+    Py_XSETREF(box->task_arg, Py_NewRef(yielded));
+    Py_CLEAR(box->task_target);
+    r = call_impl(st, "builder_await_foreign", args, 2, NULL);
+    Py_DECREF(args[1]);
+    if (r == NULL) {
+        return -1;
+    }
+    handled = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return handled;
+}
+
 /* Registers the box's resumption for what the coroutine yielded.
  * Returns 0 (suspended), or -1 with an error to throw into the coroutine
  * (it yielded something that cannot be awaited). */
@@ -503,6 +584,12 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
             return -1;
         }
         if (meth == NULL) {
+            /* an asyncio future, or asyncio's bare yield (I2): resumed
+             * from the future's loop by _impl.builder_await_foreign */
+            int handled = builder_await_foreign(st, box, yielded);
+            if (handled != 0) {
+                return handled > 0 ? 0 : -1;
+            }
             PyErr_Format(PyExc_TypeError,
                          "an async method cannot await this: its awaiter "
                          "yielded a %.100s object, which is neither a "
@@ -560,6 +647,47 @@ coro_throw(st_state *st, PyObject *coro, PyObject *exc, PyObject **out)
     return PYGEN_ERROR;
 }
 
+/* An asyncio.CancelledError leaving an async method (it awaited an
+ * asyncio future or task that was cancelled) cancels the method's Task,
+ * as an OperationCanceledError does (I2), instead of escaping as a
+ * BaseException: it is replaced by one, chained to it.  Only looked at
+ * for BaseExceptions that are not Exceptions (a rare path). */
+static void
+translate_asyncio_cancel(st_state *st)
+{
+    PyObject *exc = PyErr_GetRaisedException(), *mod, *cls = NULL, *oce;
+    if (exc == NULL
+        || PyObject_TypeCheck(exc, (PyTypeObject *)PyExc_Exception)) {
+        PyErr_SetRaisedException(exc);
+        return;
+    }
+    PyObject *name = PyUnicode_FromString("asyncio.exceptions");
+    mod = name != NULL ? PyImport_GetModule(name) : NULL; /* new or NULL */
+    Py_XDECREF(name);
+    if (mod != NULL) {
+        cls = PyObject_GetAttrString(mod, "CancelledError");
+        Py_DECREF(mod);
+    }
+    PyErr_Clear(); /* not loaded, or no such name: not that error */
+    if (cls == NULL || !PyType_Check(cls)
+        || !PyObject_TypeCheck(exc, (PyTypeObject *)cls)) {
+        Py_XDECREF(cls);
+        PyErr_SetRaisedException(exc);
+        return;
+    }
+    Py_DECREF(cls);
+    oce = PyObject_CallFunction(st->OperationCanceledError, "s",
+                                "the asyncio future or task that the async "
+                                "method awaited was cancelled");
+    if (oce == NULL) {
+        Py_DECREF(exc);
+        return; /* that error instead */
+    }
+    PyException_SetCause(oce, Py_NewRef(exc)); /* steals */
+    PyException_SetContext(oce, exc);          /* steals */
+    PyErr_SetRaisedException(oce);
+}
+
 enum { STEP_SUSPENDED = 0, STEP_RETURNED = 1, STEP_RAISED = 2 };
 
 static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
@@ -611,6 +739,8 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
     PySendResult r;
 
     for (;;) {
+        PyObject *outer_coro = tls_driven_coro; /* a nested start's */
+        tls_driven_coro = coro;
         if (exc == NULL) {
             r = PyIter_Send(coro, Py_None, &val);
         }
@@ -618,11 +748,13 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             r = coro_throw(st, coro, exc, &val);
             Py_CLEAR(exc);
         }
+        tls_driven_coro = outer_coro;
         if (r == PYGEN_RETURN) {
             *out_value = val;
             return STEP_RETURNED;
         }
         if (r == PYGEN_ERROR) {
+            translate_asyncio_cancel(st);
             return STEP_RAISED;
         }
         if (*pbox == NULL) {
@@ -1215,8 +1347,8 @@ yield_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     YieldObject *y = (YieldObject *)op;
     if (!y->y_yielded) {
         y->y_yielded = 1;
-        *presult = Py_NewRef(op);
-        return PYGEN_NEXT;
+        *presult = await_yield(g_st, Py_NewRef(op));
+        return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
     }
     *presult = Py_NewRef(Py_None);
     return PYGEN_RETURN;
@@ -1225,13 +1357,17 @@ yield_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 static PyObject *
 yield_iternext(PyObject *op)
 {
-    YieldObject *y = (YieldObject *)op;
-    if (!y->y_yielded) {
-        y->y_yielded = 1;
-        return Py_NewRef(op);
+    PyObject *res;
+    switch (yield_am_send(op, Py_None, &res)) {
+    case PYGEN_NEXT:
+        return res;
+    case PYGEN_RETURN:
+        Py_DECREF(res); /* None */
+        PyErr_SetNone(PyExc_StopIteration);
+        return NULL;
+    default:
+        return NULL;
     }
-    PyErr_SetNone(PyExc_StopIteration);
-    return NULL;
 }
 
 static PyObject *
@@ -1297,6 +1433,10 @@ Yield_dealloc(PyObject *op)
 }
 
 static PyMethodDef Yield_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
     {"get_awaiter", yield_self_meth, METH_NOARGS,
      PyDoc_STR("get_awaiter($self, /)\n--\n\nReturn self.")},
     {"get_result", yield_get_result, METH_NOARGS,

@@ -1690,6 +1690,19 @@ task_as_future(PyObject *op, PyObject *unused)
     return call_impl(g_st, "task_as_future", a, 1, NULL);
 }
 
+static PyObject *
+task_as_asyncio_future(PyObject *op, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"loop", NULL};
+    PyObject *loop = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:as_asyncio_future",
+                                     kwlist, &loop)) {
+        return NULL;
+    }
+    PyObject *a[2] = {op, loop};
+    return call_impl(g_st, "task_as_asyncio_future", a, 2, NULL);
+}
+
 /* ---------------------------------------------- Task static methods */
 
 static PyObject *
@@ -1984,8 +1997,9 @@ task_am_send(PyObject *op, PyObject *arg, PyObject **presult)
         return PYGEN_RETURN;
     }
     if (status < ST_STATUS_RAN_TO_COMPLETION) {
-        *presult = Py_NewRef(op); /* to the builder: "wait for me" */
-        return PYGEN_NEXT;
+        /* to the builder: "wait for me" (to asyncio: a future, I2) */
+        *presult = await_yield(g_st, Py_NewRef(op));
+        return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
     }
     *presult = task_get_result(g_st, t);
     return *presult == NULL ? PYGEN_ERROR : PYGEN_RETURN;
@@ -2026,6 +2040,16 @@ static PyObject *
 task_await(PyObject *op)
 {
     return Py_NewRef(op);
+}
+
+/* x.__await__() called explicitly, where Python code wants an iterator
+ * (asyncio 3.11 wraps awaitables in `yield from x.__await__()`): a
+ * generator over x's own steps (_impl.await_iter; I2).  `await x` never
+ * comes here: the am_await slot answers it with x itself (A4). */
+PyObject *
+await_method_iter(PyObject *op, PyObject *unused)
+{
+    return call_impl(g_st, "await_iter", &op, 1, NULL);
 }
 
 static PyObject *
@@ -2264,6 +2288,13 @@ Task_dealloc(PyObject *op)
 }
 
 static PyMethodDef Task_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
+    {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
+     PyDoc_STR("__await__($self, /)\n--\n\n"
+               "An iterator over the await's steps (for `yield from`).")},
     {"wait", (PyCFunction)(void (*)(void))task_wait,
      METH_VARARGS | METH_KEYWORDS,
      PyDoc_STR("wait($self, /, timeout=None, cancellation_token=None)\n--\n\n"
@@ -2296,6 +2327,13 @@ static PyMethodDef Task_methods[] = {
     {"as_future", task_as_future, METH_NOARGS,
      PyDoc_STR("as_future($self, /)\n--\n\n"
                "A concurrent.futures.Future completed like this task.")},
+    {"as_asyncio_future", (PyCFunction)(void (*)(void))task_as_asyncio_future,
+     METH_VARARGS | METH_KEYWORDS,
+     PyDoc_STR("as_asyncio_future($self, /, loop=None)\n--\n\n"
+               "An asyncio future of loop (the running loop by default)\n"
+               "completed like this task: its value, its exception object,\n"
+               "or TaskCanceledError.  Cancelling the future does not\n"
+               "cancel the task (I2).")},
     {"run", (PyCFunction)(void (*)(void))task_run,
      METH_FASTCALL | METH_KEYWORDS | METH_STATIC,
      PyDoc_STR("run(fn, /, *args, cancellation_token=None)\n--\n\n"
@@ -2582,8 +2620,8 @@ awaiter_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     if (((aw->aw_options & CAO_FORCE) && !aw->aw_yielded)
         || task_status(aw->aw_task) < ST_STATUS_RAN_TO_COMPLETION) {
         aw->aw_yielded = 1;
-        *presult = Py_NewRef(op); /* to the builder */
-        return PYGEN_NEXT;
+        *presult = await_yield(g_st, Py_NewRef(op)); /* to the builder */
+        return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
     }
     *presult = awaiter_result(g_st, aw);
     return *presult == NULL ? PYGEN_ERROR : PYGEN_RETURN;
@@ -2653,6 +2691,13 @@ awaiter_task_get(PyObject *op, void *closure)
 }
 
 static PyMethodDef Awaiter_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
+    {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
+     PyDoc_STR("__await__($self, /)\n--\n\n"
+               "An iterator over the await's steps (for `yield from`).")},
     {"get_result", awaiter_get_result, METH_NOARGS,
      PyDoc_STR("get_result($self, /)\n--\n\n"
                "The task's result; blocks until it completes and raises\n"
@@ -3480,6 +3525,133 @@ mod_try_execute_task(PyObject *mod, PyObject *args)
                            != ST_STATUS_WAITING_TO_RUN);
 }
 
+/* The status a queued delegate or continuation waits in, or -1 if t is
+ * not one that scheduler may still run (checks as try_execute_task). */
+static int
+delegate_start_status(st_state *st, TaskObject *t, PyObject *sched)
+{
+    if (t->task_scheduler != sched) {
+        PyErr_SetString(st->InvalidOperationError,
+                        "the task belongs to another scheduler");
+        return -2;
+    }
+    int from = t->task_kind == TASK_DELEGATE
+                   ? ST_STATUS_WAITING_TO_RUN
+                   : ST_STATUS_WAITING_FOR_ACTIVATION;
+    if ((t->task_kind != TASK_DELEGATE && t->task_kind != TASK_CONTINUATION)
+        || t->task_fn == NULL || st_task_status(&t->task_core) != from) {
+        return -1;
+    }
+    return from;
+}
+
+/* _task_delegate(task, scheduler) -> (fn, args) | None (I3): what a
+ * queued task would call, for a scheduler that runs it elsewhere (an
+ * executor); None if it ran or was canceled already. */
+static PyObject *
+mod_task_delegate(PyObject *mod, PyObject *args)
+{
+    st_state *st = g_st;
+    PyObject *task, *sched, *fargs;
+    TaskObject *t;
+    if (!PyArg_ParseTuple(args, "O!O:_task_delegate", st->Task_type, &task,
+                          &sched)) {
+        return NULL;
+    }
+    t = (TaskObject *)task;
+    int from = delegate_start_status(st, t, sched);
+    if (from < -1) {
+        return NULL;
+    }
+    if (from < 0) {
+        Py_RETURN_NONE;
+    }
+    if (t->task_kind == TASK_DELEGATE) {
+        fargs = Py_NewRef(t->task_arg);
+    }
+    else if (t->task_flags & TF_CONT_STATE) {
+        fargs = PyTuple_Pack(2, t->task_arg, t->task_state);
+    }
+    else {
+        fargs = PyTuple_Pack(1, t->task_arg);
+    }
+    if (fargs == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyTuple_Pack(2, t->task_fn, fargs);
+    Py_DECREF(fargs);
+    return r;
+}
+
+/* _complete_delegate(task, scheduler, ok, value) -> bool (I3): the
+ * outcome of a task's delegate that ran elsewhere: its value (ok), or the
+ * exception it raised (an OperationCanceledError with the task's own
+ * token cancels, R1.6).  False if the task ran or was canceled already
+ * (a token that fired while it was queued, R1.7). */
+static PyObject *
+mod_complete_delegate(PyObject *mod, PyObject *args)
+{
+    st_state *st = g_st;
+    PyObject *task, *sched, *value;
+    int ok;
+    TaskObject *t;
+    if (!PyArg_ParseTuple(args, "O!OpO:_complete_delegate", st->Task_type,
+                          &task, &sched, &ok, &value)) {
+        return NULL;
+    }
+    if (!ok && !PyExceptionInstance_Check(value)) {
+        PyErr_Format(PyExc_TypeError,
+                     "_complete_delegate(): value must be an exception "
+                     "when ok is false, not %.100s", Py_TYPE(value)->tp_name);
+        return NULL;
+    }
+    t = (TaskObject *)task;
+    int from = delegate_start_status(st, t, sched);
+    if (from < -1) {
+        return NULL;
+    }
+    if (from < 0) {
+        Py_RETURN_FALSE;
+    }
+    Py_INCREF(t);
+    if (t->task_token != NULL && cancel_token_requested(st, t->task_token)) {
+        task_try_complete(t, ST_STATUS_CANCELED, NULL, t->task_token);
+        ok = -1;
+    }
+    else if (st_task_transition(&t->task_core, from, ST_STATUS_RUNNING)
+             != 0) {
+        ok = -1; /* canceled meanwhile */
+    }
+    else if (!ok) {
+        PyErr_SetRaisedException(Py_NewRef(value));
+        if (task_complete_from_error(t, cancel_error_is_own_token(st, t))
+            < 0) {
+            pending_exc_save();
+        }
+    }
+    else if (is_coroutine_like(value)) {
+        /* an async delegate: a Task of a Task, as start_new gives */
+        PyObject *inner = builder_start(st, Py_NewRef(value), NULL);
+        if (inner == NULL) {
+            if (task_complete_from_error(t, 0) < 0) {
+                pending_exc_save();
+            }
+        }
+        else {
+            task_try_complete(t, ST_STATUS_RAN_TO_COMPLETION, inner, NULL);
+            Py_DECREF(inner);
+        }
+    }
+    else {
+        task_try_complete(t, ST_STATUS_RAN_TO_COMPLETION, value, NULL);
+    }
+    Py_DECREF(t);
+    if (pending_exc_restore() < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(ok >= 0);
+}
+
 static PyObject *
 mod_current_scheduler(PyObject *mod, PyObject *unused)
 {
@@ -3511,6 +3683,14 @@ PyMethodDef task_module_methods[] = {
     {"_try_execute_task", mod_try_execute_task, METH_VARARGS,
      PyDoc_STR("_try_execute_task(task, scheduler, /)\n--\n\n"
                "Internal: TaskScheduler.try_execute_task.")},
+    {"_task_delegate", mod_task_delegate, METH_VARARGS,
+     PyDoc_STR("_task_delegate(task, scheduler, /)\n--\n\n"
+               "Internal: (fn, args) of a queued task, or None (I3).")},
+    {"_complete_delegate", mod_complete_delegate, METH_VARARGS,
+     PyDoc_STR("_complete_delegate(task, scheduler, ok, value, /)\n--\n\n"
+               "Internal: complete a queued task with the outcome of its\n"
+               "delegate run elsewhere; False if it ran or was canceled "
+               "(I3).")},
     {"_current_scheduler", mod_current_scheduler, METH_NOARGS,
      PyDoc_STR("_current_scheduler()\n--\n\n"
                "Internal: the custom scheduler running now, or None.")},

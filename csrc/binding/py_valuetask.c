@@ -1260,10 +1260,29 @@ vt_am_await(PyObject *op)
     return Py_NewRef(op); /* its own iterator: nothing allocated */
 }
 
+/* vt.__await__() called explicitly: consumes vt, then an iterator over
+ * its steps (py_task.c await_method_iter; I2). */
+static PyObject *
+vt_await_method(PyObject *op, PyObject *unused)
+{
+    PyObject *self = vt_am_await(op);
+    if (self == NULL) {
+        return NULL;
+    }
+    PyObject *r = await_method_iter(self, NULL);
+    Py_DECREF(self);
+    return r;
+}
+
 static PySendResult
 vt_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 {
-    return vt_send(g_st, ValueTaskObject_CAST(op), 1, presult);
+    PySendResult r = vt_send(g_st, ValueTaskObject_CAST(op), 1, presult);
+    if (r == PYGEN_NEXT) { /* to the builder, or to asyncio (I2) */
+        *presult = await_yield(g_st, *presult);
+        return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
+    }
+    return r;
 }
 
 static PyObject *
@@ -1382,6 +1401,14 @@ ValueTask_repr(PyObject *op)
 }
 
 static PyMethodDef ValueTask_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw(value, /)\n--\n\n"
+               "Raise value at the await (the generator protocol); answers\n"
+               "asyncio's \"bad yield\" with an asyncio future (I2).")},
+    {"__await__", vt_await_method, METH_NOARGS | METH_COEXIST,
+     PyDoc_STR("__await__($self, /)\n--\n\n"
+               "Consumes the ValueTask; an iterator over the await's "
+               "steps.")},
     {"as_task", vt_as_task_meth, METH_NOARGS,
      PyDoc_STR("as_task($self, /)\n--\n\n"
                "A Task for this ValueTask (like ValueTask.AsTask): the Task\n"
@@ -1568,7 +1595,12 @@ static PySendResult
 vta_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 {
     VTAwaiterObject *aw = VTAwaiterObject_CAST(op);
-    return vt_send(g_st, aw->vta_vt, aw->vta_continue, presult);
+    PySendResult r = vt_send(g_st, aw->vta_vt, aw->vta_continue, presult);
+    if (r == PYGEN_NEXT) { /* to the builder, or to asyncio (I2) */
+        *presult = await_yield(g_st, *presult);
+        return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
+    }
+    return r;
 }
 
 static PyObject *
@@ -1638,6 +1670,9 @@ VTAwaiter_dealloc(PyObject *op)
      PyDoc_STR("unsafe_on_completed($self, action, /)\n--\n\n"              \
                "Like on_completed, without flowing the contextvars "        \
                "context.")},                                                \
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method,             \
+     METH_FASTCALL, PyDoc_STR("throw(value, /)\n--\n\n"                     \
+                              "Raise value at the await (I2).")},            \
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,             \
      PyDoc_STR("See PEP 585")}
 

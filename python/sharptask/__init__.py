@@ -55,6 +55,20 @@ from ._valuetask import IValueTaskSource, async_value_method
 from ._timers import FakeTimeProvider, PeriodicTimer, TimeProvider, Timer
 # Tracing (SPEC D2, issue 12)
 from ._trace import Trace, TraceEvent, trace
+# asyncio and concurrent.futures interop, scale-out (SPEC I1-I3, issue 11)
+from ._executor import Executor, ExecutorTaskScheduler
+
+if _typing.TYPE_CHECKING:
+    from ._asyncio import AsyncioSynchronizationContext
+
+
+def __getattr__(name: str):
+    # asyncio is imported only by code that asks for its context
+    if name == "AsyncioSynchronizationContext":
+        from ._asyncio import AsyncioSynchronizationContext
+        return AsyncioSynchronizationContext
+    raise AttributeError(f"module 'sharptask' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -87,6 +101,8 @@ __all__ += [
 ]
 __all__ += ["FakeTimeProvider", "PeriodicTimer", "TimeProvider", "Timer"]
 __all__ += ["Trace", "TraceEvent", "trace"]
+__all__ += ["AsyncioSynchronizationContext", "Executor",
+            "ExecutorTaskScheduler"]
 
 # The pool and the timer are C threads: stop them while the interpreter
 # still works fully (before finalization), and start afresh after fork

@@ -322,8 +322,13 @@ def task_as_future(task):
 def task_from_future(fut):
     """Task.from_future (I1)."""
     if not isinstance(fut, concurrent.futures.Future):
+        aio = sys.modules.get("asyncio")  # no asyncio loaded: no its futures
+        if aio is not None and aio.isfuture(fut):
+            from ._asyncio import task_from_asyncio_future
+            return task_from_asyncio_future(fut)
         raise TypeError("from_future(): future must be a "
-                        f"concurrent.futures.Future, not {type(fut).__name__}")
+                        "concurrent.futures.Future or an asyncio future, "
+                        f"not {type(fut).__name__}")
     tcs: TaskCompletionSource[Any] = TaskCompletionSource()
 
     def done(f):
@@ -415,3 +420,92 @@ def deadlock_message(ident, task, steps):
         "Task.run(lambda: fn()).result.",
     ]
     return "\n".join(text)
+
+
+# ------------------------------------------------ asyncio interop (I1, I2)
+# The C awaiters and builder call these by name; the work is in _asyncio
+# (imported on first use: only code that runs an asyncio loop needs it).
+
+def asyncio_wait(waiting):
+    """What an awaiter yields to a driver that is not the builder (C:
+    await_yield): for asyncio, a future; with no asyncio loaded (a
+    coroutine driven by hand), the awaiter's own object, as before."""
+    if "asyncio.events" not in sys.modules:
+        return waiting
+    from ._asyncio import asyncio_wait as wait
+    return wait(waiting)
+
+
+def builder_await_foreign(yielded, action):
+    """An async method awaits an asyncio future (C: box_await)."""
+    if "asyncio.events" not in sys.modules:
+        return False  # no asyncio: nothing of it can have been yielded
+    from ._asyncio import builder_await_foreign as register
+    return register(yielded, action)
+
+
+def task_as_asyncio_future(task, loop=None):
+    """Task.as_asyncio_future (I2)."""
+    from ._asyncio import as_asyncio_future
+    return as_asyncio_future(task, loop)
+
+
+def await_iter(awaitable):
+    """The iterator of an explicit ``x.__await__()`` (C:
+    await_method_iter): a generator over x's steps, for code that needs a
+    real iterator (asyncio 3.11's ``yield from x.__await__()``)."""
+    while True:
+        try:
+            waiting = next(awaitable)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            yield waiting
+        except RuntimeError as exc:
+            if not _bad_yield(exc):
+                raise
+            yield _rewait(awaitable)
+
+
+def _bad_yield(exc):
+    """asyncio's error for a yielded object that is not its future."""
+    return (type(exc) is RuntimeError and exc.args
+            and isinstance(exc.args[0], str)
+            and exc.args[0].startswith("Task got bad yield"))
+
+
+def _rewait(awaitable):
+    """For asyncio, what to yield instead of what it refused: a future
+    done when awaitable is (None, a bare yield, if it is done already)."""
+    try:
+        waiting = next(awaitable)
+    except StopIteration:
+        return None  # done meanwhile: the next step returns its result
+    from ._asyncio import asyncio_wait as wait
+    return wait(waiting)
+
+
+def await_throw(awaitable, typ, value, tb):
+    """The ``throw`` of the awaitable types (C: await_throw_method):
+    (False, exception) to raise at the await, or, for asyncio's "bad
+    yield" of an awaiter that an asyncio loop run inside an async method's
+    step drives, (True, the asyncio future to yield instead)."""
+    if isinstance(typ, BaseException):
+        exc = typ
+    elif isinstance(typ, type) and issubclass(typ, BaseException):
+        exc = value if isinstance(value, typ) else \
+            typ() if value is None else typ(value)
+    else:
+        raise TypeError("throw(): exceptions must be classes or instances "
+                        f"deriving from BaseException, not "
+                        f"{type(typ).__name__}")
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    if _bad_yield(exc) and _get_running_loop() is not None:
+        return True, _rewait(awaitable)
+    return False, exc
+
+
+def _get_running_loop():
+    aio = sys.modules.get("asyncio.events")
+    return None if aio is None else aio._get_running_loop()

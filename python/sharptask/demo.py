@@ -2018,6 +2018,8 @@ def demo_starvation() -> None:
 
 # -------------------------------------------------------------- registry
 
+from . import _demo_interop as _interop  # noqa: E402 (issue 11)
+
 #: name -> (function, None) when implemented, or (None, issue number).
 SCENARIOS: dict[str, tuple[Callable[[], None] | None, int | None]] = {
     "state-machine": (demo_state_machine, None),
@@ -2028,6 +2030,8 @@ SCENARIOS: dict[str, tuple[Callable[[], None] | None, int | None]] = {
     "task-vs-thread": (demo_task_vs_thread, None),
     "fire-and-forget": (demo_fire_and_forget, None),
     "starvation": (demo_starvation, None),
+    "asyncio": (_interop.demo_asyncio, None),  # issue 11 (I2)
+    "scale-out": (_interop.demo_scale_out, None),  # issue 11 (I3)
 }
 
 

@@ -25,6 +25,10 @@ WORKLOADS = (
     ("W11", "w11_native_pool"),  # issue 3: pure-C pool, local vs global
     ("W12", "w12_python_items"),  # issue 3: tiny Python items, busy main
     ("WSEM", "w_semaphore"),  # issue 6: SemaphoreSlim vs asyncio.Lock
+    ("W13", "w13_executor_roundtrip"),  # issue 11: Executor vs TPE
+    ("W14", "w14_run_in_executor"),  # issue 11: asyncio default executor
+    ("W15", "w15_await_from_asyncio"),  # issue 11: await Task in asyncio
+    ("W16", "w16_dask_fanout"),  # issue 11: ExecutorTaskScheduler on Dask
     ("WT", "wt_trace_cost"),  # issue 12: W5 with tracing on vs off
 )
 
