@@ -22,6 +22,8 @@ semantics reference, which explains every rule id the docstrings cite
 ("SPEC A1" is its entry A1).
 """
 
+import typing as _typing
+
 from ._enums import (ConfigureAwaitOptions, TaskContinuationOptions,
                      TaskCreationOptions, TaskStatus)
 from ._errors import (AggregateError, DeadlockError, InvalidOperationError,
