@@ -645,7 +645,8 @@ PyObject *make_aggregate(st_state *st, PyObject *excs);
 /* TaskCanceledError(task=t, cancellation_token=...) (py_task.c).  Refs:
  * new; borrows t. */
 PyObject *make_task_canceled(st_state *st, TaskObject *t);
-/* Raises the Python error for a core ST_E* code; returns -1.  Refs: none. */
+/* Raises the Python error for a core ST_E* code (ST_EFULL:
+ * SemaphoreFullError); returns -1.  Refs: none. */
 int st_raise_from_code(st_state *st, int rc);
 
 /* type specs and per-file initialisation (static data; Refs: none) */

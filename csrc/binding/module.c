@@ -38,6 +38,11 @@ st_raise_from_code(st_state *st, int rc)
     case ST_ETIMEDOUT:
         PyErr_SetString(PyExc_TimeoutError, st_strerror(rc));
         break;
+    case ST_EFULL: /* st_sem_release past the maximum (K4, 9.6) */
+        PyErr_Format(st->SemaphoreFullError != NULL
+                         ? st->SemaphoreFullError : PyExc_ValueError,
+                     "sharptask: %s", st_strerror(rc));
+        break;
     default:
         if (rc == ST_ECLOSED
             && st_atomic_load(&st->shutting_down, ST_RELAXED)) {

@@ -10,75 +10,92 @@
  *         def release(self, release_count=1) -> int   # the count before
  *         def dispose(self)
  *
- * The state (count, maximum, two queues of waiters) lives here and is only
- * touched by these C functions, each of which runs from start to end with
- * the GIL held and without calling Python code in between; the GIL is
- * therefore the semaphore's lock, and no other lock exists (a Python
- * version needed a threading.Lock on every call and was 2x slower than
- * asyncio.Lock on the uncontended path).  Code that can run Python (the
- * completion of a waiter's task, which may post to a context; the
- * disposal of a timer or registration) runs only after the state is
- * consistent again, so a re-entrant call sees a coherent semaphore.
+ * The count, the maximum, the two waiter queues, their order (reference
+ * section 9.4: blocked threads first, then the FIFO), "acquisition wins"
+ * against a timeout or a token (9.2, 9.3), release beyond the maximum
+ * (ST_EFULL, 9.6) and dispose (9.8) are the core's st_sem_t
+ * (csrc/core/st_semaphore.h), embedded in the object.  This file keeps
+ * what needs Python: argument parsing (module.c's shared parsers), the
+ * task of an async waiter, tokens and timeouts of async waits, and the
+ * GIL release around a blocking wait.
  *
- * Waiters (reference §9):
- *   - an async waiter (wait_async) is a node of the FIFO queue `a`, with a
- *     promise task made with RUN_CONTINUATIONS_ASYNCHRONOUSLY (9.5:
- *     release never runs a waiter's continuation inline);
- *   - a thread blocked in wait() is a node of the queue `s`, with a plain
- *     promise it blocks on (GIL released, Ctrl-C answered: T6); a wait()
- *     that arrives while async waiters are queued joins queue `a` instead
- *     (9.4);
- *   - release(n) hands the count over directly: first to blocked threads
- *     (9.4: they have priority), then to queue `a` in FIFO order; a waiter
- *     that is handed the count is unlinked at once, so a timeout or a
- *     cancellation that comes at the same moment finds it gone and
- *     acquisition wins (9.2, 9.3).
- *   - timeouts and tokens of async waits are armed by sharptask._semaphore
- *     (a CancellationTokenSource with cancel_after, linked to the token),
- *     whose callback calls _expire(); a granted waiter's source and
+ * Waiters:
+ *   - an async waiter (wait_async) queues a st_sem_waiter_t node with a
+ *     fn and a task made with RUN_CONTINUATIONS_ASYNCHRONOUSLY (9.5:
+ *     release never runs a waiter's continuation inline).  Without a
+ *     timeout or a token (the async lock) the node is a bare sem_plain
+ *     (node + task, PyMem memory, fn plain_granted); with one it is a
+ *     _SemaphoreWaiter object (fn waiter_granted) that _arm and _expire
+ *     can name.  While queued, the semaphore owns the node: the sem_plain
+ *     and its task's creation reference, or one reference to the waiter
+ *     object (taken before st_sem_wait_async); whoever takes the node out
+ *     drops it (the fn, _expire, dispose, clear).  release() is always
+ *     called with the GIL held, so the core calls the fn with the GIL,
+ *     after its own lock is released;
+ *   - a thread blocked in wait() queues a blocking node (fn NULL): on its
+ *     stack, or in a waiter object when a token must be able to cancel it.
+ *     It sleeps in st_sem_wait_block with the GIL released, in slices
+ *     that answer Ctrl-C (T6) and the interpreter's exit (H5); every way
+ *     out that is not a grant takes the node out with st_sem_cancel, and
+ *     a cancel that loses to a grant means the thread holds a count;
+ *   - timeouts and tokens of async waits (and the token of a blocking
+ *     wait) are armed by sharptask._semaphore (a CancellationTokenSource
+ *     with cancel_after, linked to the token), whose callback calls
+ *     _expire(), that is st_sem_cancel; a granted waiter's source and
  *     registration are disposed at once (K3).
+ *
+ * Every call into the core but st_sem_wait_block runs with the GIL held;
+ * the core's own lock is a leaf that is never held while the GIL is taken
+ * or Python code runs.
  */
 #include "binding.h"
 
+#include <pthread.h>      /* pthread_cleanup_push (issue 9 item 25) */
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef */
 
-#include "st_error.h"
+#include "st_error.h"     /* ST_E* codes */
+#include "st_list.h"      /* st_container_of */
+#include "st_semaphore.h" /* the count and the waiter queues */
+#include "st_thread.h"    /* st_now_ns, the semaphore's mutex (traverse) */
 
-#define TCO_RCA 0x40u         /* RUN_CONTINUATIONS_ASYNCHRONOUSLY */
-#define SEM_INT_MAX 2147483647 /* int.MaxValue: the default maximum */
+#define TCO_RCA 0x40u               /* RUN_CONTINUATIONS_ASYNCHRONOUSLY */
+#define SEM_WAIT_SLICE_NS 50000000u /* 50 ms: Ctrl-C latency bound (T6) */
 
 /* ------------------------------------------------------------ structs */
 
 typedef struct SemWaiterObject {
     PyObject_HEAD
-    struct SemWaiterObject *w_prev; /* links while queued */
-    struct SemWaiterObject *w_next;
-    PyObject *w_task;  /* the promise the waiter completes */
+    st_sem_waiter_t w_core; /* the node in the core's queues */
+    PyObject *w_task;  /* async: the promise it completes; blocking: NULL */
     PyObject *w_token; /* the caller's cancellation token, or NULL */
     PyObject *w_cts;   /* the timeout's source (set by _arm), or NULL */
     PyObject *w_reg;   /* a registration on the token (_arm), or NULL */
-    uint8_t w_queue;   /* 0: not queued; 'a' or 's': in that queue */
-    void *w_sem;       /* while queued: the semaphore whose queue it is
-                          in; only compared, never followed (_expire) */
+    void *w_sem;       /* the semaphore it waits on: only compared, never
+                          followed (_expire) */
 } SemWaiterObject;
+
+/* An async waiter with no timeout and no token (the lock of async
+ * methods): no object of its own, only the node and the task.  The queue
+ * owns it (and the task's creation reference) until it is taken out. */
+typedef struct sem_plain {
+    st_sem_waiter_t p_core; /* fn: plain_granted */
+    PyObject *p_task;       /* the promise it completes (strong) */
+} sem_plain;
 
 typedef struct SemObject {
     PyObject_HEAD
-    Py_ssize_t sem_count;
-    Py_ssize_t sem_max;
-    SemWaiterObject *sem_ahead; /* async FIFO (and converted waits) */
-    SemWaiterObject *sem_atail;
-    SemWaiterObject *sem_shead; /* threads blocked in wait() */
-    SemWaiterObject *sem_stail;
-    Py_ssize_t sem_na;          /* lengths of the queues */
-    Py_ssize_t sem_ns;
-    uint8_t sem_disposed;
+    st_sem_t sem_core;  /* count word, waiter queues, leaf mutex */
+    uint8_t sem_ready;  /* sem_core was initialised (destroy it) */
     PyObject *sem_weakreflist;
 } SemObject;
 
 #define SemObject_CAST(op) ((SemObject *)(op))
 #define SemWaiterObject_CAST(op) ((SemWaiterObject *)(op))
+#define SemWaiter_of_node(n)                                              \
+    st_container_of(st_sem_waiter_of(n), SemWaiterObject, w_core)
+#define SemPlain_of_node(n)                                               \
+    st_container_of(st_sem_waiter_of(n), sem_plain, p_core)
 
 /* ------------------------------------------------------------ helpers */
 
@@ -90,82 +107,27 @@ raise_sem_disposed(st_state *st, const char *what)
     return NULL;
 }
 
-/* Appends w to queue q ('a' or 's'); the queue holds one reference. */
-static void
-enqueue(SemObject *self, SemWaiterObject *w, uint8_t q)
-{
-    SemWaiterObject **head = q == 'a' ? &self->sem_ahead : &self->sem_shead;
-    SemWaiterObject **tail = q == 'a' ? &self->sem_atail : &self->sem_stail;
-    Py_INCREF(w);
-    w->w_queue = q;
-    w->w_sem = self;
-    w->w_next = NULL;
-    w->w_prev = *tail;
-    if (*tail != NULL) {
-        (*tail)->w_next = w;
-    }
-    else {
-        *head = w;
-    }
-    *tail = w;
-    if (q == 'a') {
-        self->sem_na++;
-    }
-    else {
-        self->sem_ns++;
-    }
-}
+static void waiter_granted(st_waitq_node_t *node);
+static void plain_granted(st_waitq_node_t *node);
 
-/* Unlinks a queued w; the caller takes over the queue's reference. */
-static void
-unlink_waiter(SemObject *self, SemWaiterObject *w)
-{
-    uint8_t q = w->w_queue;
-    SemWaiterObject **head = q == 'a' ? &self->sem_ahead : &self->sem_shead;
-    SemWaiterObject **tail = q == 'a' ? &self->sem_atail : &self->sem_stail;
-    ST_ASSERT(q == 'a' || q == 's');
-    if (w->w_prev != NULL) {
-        w->w_prev->w_next = w->w_next;
-    }
-    else {
-        *head = w->w_next;
-    }
-    if (w->w_next != NULL) {
-        w->w_next->w_prev = w->w_prev;
-    }
-    else {
-        *tail = w->w_prev;
-    }
-    w->w_prev = NULL;
-    w->w_next = NULL;
-    w->w_queue = 0;
-    w->w_sem = NULL;
-    if (q == 'a') {
-        self->sem_na--;
-    }
-    else {
-        self->sem_ns--;
-    }
-}
-
+/* A waiter object of self: async (with a task, granted through
+ * waiter_granted) or, with `blocking`, a blocking node with no task. */
 static SemWaiterObject *
-waiter_new(st_state *st, PyObject *token, uint32_t options)
+waiter_new(st_state *st, SemObject *self, PyObject *token, int blocking)
 {
     SemWaiterObject *w = PyObject_GC_New(SemWaiterObject,
                                          st->SemWaiter_type);
     if (w == NULL) {
         return NULL;
     }
-    w->w_prev = NULL;
-    w->w_next = NULL;
+    st_sem_waiter_init(&w->w_core, blocking ? NULL : waiter_granted);
     w->w_token = Py_XNewRef(token);
     w->w_cts = NULL;
     w->w_reg = NULL;
-    w->w_queue = 0;
-    w->w_sem = NULL;
-    w->w_task = task_new_promise(st, NULL, options);
+    w->w_sem = self;
+    w->w_task = blocking ? NULL : task_new_promise(st, NULL, TCO_RCA);
     PyObject_GC_Track(w);
-    if (w->w_task == NULL) {
+    if (!blocking && w->w_task == NULL) {
         Py_DECREF(w);
         return NULL;
     }
@@ -173,7 +135,7 @@ waiter_new(st_state *st, PyObject *token, uint32_t options)
 }
 
 /* Disposes w's timeout source and drops its token registration (K3).
- * Runs Python code: call it with the state consistent.  Errors are
+ * Runs Python code: call it with the semaphore consistent.  Errors are
  * reported as unraisable (nobody could handle them).  An exception set
  * by the caller (a Ctrl-C that ended the wait) is kept aside meanwhile
  * and set again at the end (issue 9 item 20). */
@@ -215,6 +177,73 @@ waiter_cleanup(SemWaiterObject *w)
     st_exc_restore(saved);
 }
 
+/* The node's fn of an async waiter: a release granted it one count.  The
+ * core calls it on the releasing thread, which holds the GIL (release()
+ * and give_back() are the only callers of st_sem_release), with no core
+ * lock held and the semaphore consistent: the Python code that runs here
+ * may call back into the semaphore.  Drops the queue's reference. */
+static void
+waiter_granted(st_waitq_node_t *node)
+{
+    SemWaiterObject *w = SemWaiter_of_node(node);
+    if (w->w_task != NULL) { /* NULL only once the GC cleared w */
+        task_try_complete((TaskObject *)w->w_task,
+                          ST_STATUS_RAN_TO_COMPLETION, Py_True, NULL);
+        if (pending_exc_restore() < 0) {
+            write_unraisable(w->w_task);
+        }
+    }
+    waiter_cleanup(w);
+    Py_DECREF(w); /* the queue's reference */
+}
+
+/* The node's fn of a plain async waiter, as waiter_granted. */
+static void
+plain_granted(st_waitq_node_t *node)
+{
+    sem_plain *p = SemPlain_of_node(node);
+    PyObject *task = p->p_task;
+    PyMem_Free(p);
+    task_try_complete((TaskObject *)task, ST_STATUS_RAN_TO_COMPLETION,
+                      Py_True, NULL);
+    if (pending_exc_restore() < 0) {
+        write_unraisable(task);
+    }
+    Py_DECREF(task); /* the queue's reference */
+}
+
+/* An async node n (fn set) taken out without a grant (dispose, clear):
+ * drops what the queue held, never completing the task (9.8); a waiter
+ * object's timer and registration go too.  May run Python code. */
+static void
+async_node_drop(st_waitq_node_t *n)
+{
+    if (n->fn == plain_granted) {
+        sem_plain *p = SemPlain_of_node(n);
+        PyObject *task = p->p_task;
+        PyMem_Free(p);
+        Py_DECREF(task);
+    }
+    else {
+        SemWaiterObject *w = SemWaiter_of_node(n);
+        waiter_cleanup(w);
+        Py_DECREF(w);
+    }
+}
+
+/* Gives back one count that this thread holds but will not use (its wait
+ * was interrupted, or could not be armed, as it was granted): a
+ * release(1), which cannot pass the maximum.  Completing waiters runs
+ * Python code, so an exception set by the caller waits aside (issue 9
+ * item 20).  After dispose the count is simply dropped. */
+static void
+give_back(SemObject *self)
+{
+    PyObject *saved = st_exc_save();
+    (void)st_sem_release(&self->sem_core, 1, NULL);
+    st_exc_restore(saved);
+}
+
 /* Parses a timeout as .NET's int-millisecond overloads allow (9.2). */
 static int
 parse_sem_timeout(PyObject *obj, uint64_t *ns, int *infinite)
@@ -251,8 +280,8 @@ raise_oce(st_state *st, PyObject *token)
 /* sharptask._semaphore._arm(sem, w, timeout, token): arms the timeout
  * and the token of a queued waiter.  0 or -1. */
 static int
-arm_waiter(st_state *st, SemObject *self, SemWaiterObject *w,
-           PyObject *timeout, PyObject *token)
+arm_waiter(SemObject *self, SemWaiterObject *w, PyObject *timeout,
+           PyObject *token)
 {
     PyObject *mod, *fn, *r;
     mod = PyImport_ImportModule("sharptask._semaphore");
@@ -274,6 +303,141 @@ arm_waiter(st_state *st, SemObject *self, SemWaiterObject *w,
     return 0;
 }
 
+/* A waiter that could not be armed (_arm raised) leaves as if it had
+ * never queued: taken out, or, if a release granted it meanwhile, its
+ * count given back.  An async waiter's queue reference is dropped here
+ * when this call took it out.  The error stays set. */
+static void
+waiter_unarm(SemObject *self, SemWaiterObject *w)
+{
+    if (st_sem_cancel(&self->sem_core, &w->w_core) == 0) {
+        if (w->w_core.node.fn != NULL) {
+            Py_DECREF(w); /* the queue's reference */
+        }
+    }
+    else if (st_sem_waiter_state(&w->w_core) == ST_SEM_GRANTED) {
+        give_back(self); /* nobody will learn that it holds one */
+    }
+    waiter_cleanup(w);
+}
+
+/* --------------------------------------------------- blocking waits */
+
+/* Retaking the GIL after a wait slice (issue 9 item 25).  During
+ * finalization CPython ends a daemon thread (or an abandoned pool worker)
+ * that takes the GIL: pthread_exit inside PyEval_RestoreThread.  The
+ * waiter node may be on this thread's stack, which goes with it: the
+ * cleanup handler takes it out of the semaphore first (a core call: no
+ * GIL, no Python; a count it was granted meanwhile is lost with the
+ * thread). */
+typedef struct sem_abandon {
+    st_sem_t *sem;
+    st_sem_waiter_t *waiter;
+} sem_abandon;
+
+static void
+sem_abandon_run(void *arg)
+{
+    sem_abandon *a = arg;
+    (void)st_sem_cancel(a->sem, a->waiter);
+}
+
+static void
+restore_thread_sem(PyThreadState *save, st_sem_t *s, st_sem_waiter_t *w)
+{
+    sem_abandon a = {s, w};
+    pthread_cleanup_push(sem_abandon_run, &a);
+    PyEval_RestoreThread(save);
+    pthread_cleanup_pop(0);
+}
+
+/* Outcomes of block_queued. */
+#define SEM_GRANTED 1  /* w holds one count */
+#define SEM_TIMEDOUT 0 /* the timeout passed: w is out, holds nothing */
+#define SEM_CANCELED 2 /* st_sem_cancel took w out (its token: _expire) */
+
+/* Waits for a queued blocking waiter w (st_sem_wait_begin returned
+ * ST_SEM_PENDING) with the GIL released, in slices: between two slices
+ * it answers Ctrl-C (T6) and the interpreter's exit (H5), which end the
+ * wait with -1 and the error set.  Returns SEM_GRANTED, SEM_TIMEDOUT,
+ * SEM_CANCELED or -1; w is never queued on return, and on -1 holds
+ * nothing (a count granted at the last moment is given back). */
+static int
+block_queued(st_state *st, SemObject *self, st_sem_waiter_t *w,
+             uint64_t timeout_ns)
+{
+    st_sem_t *s = &self->sem_core;
+    st_pool_t *pool = st_pool_current();
+    uint64_t deadline, now, slice;
+    int rc = ST_ETIMEDOUT, result, abandon = -1;
+
+    now = st_now_ns();
+    deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+    if (pool != NULL) {
+        st_pool_enter_blocking(pool); /* the pool may add a worker */
+    }
+    for (;;) {
+        PyThreadState *save;
+        now = st_now_ns();
+        if (now >= deadline) {
+            result = SEM_TIMEDOUT;
+            break;
+        }
+        slice = deadline - now;
+        if (slice > SEM_WAIT_SLICE_NS) {
+            slice = SEM_WAIT_SLICE_NS;
+        }
+        save = PyEval_SaveThread();
+        gil_note_released(); /* py_gil.c: the hand-off hint */
+        rc = st_sem_wait_block(s, w, slice);
+        pool_wait_gil_free(); /* retake the GIL without a sleep */
+        restore_thread_sem(save, s, w);
+        gil_note_taken();
+        if (rc == 0) {
+            result = SEM_GRANTED;
+            break;
+        }
+        if (rc == ST_ECANCELED) {
+            result = SEM_CANCELED;
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            result = -1;
+            break;
+        }
+        /* relaxed: a flag polled once per slice.  H5: a pool item or the
+         * exiting thread gives up (quietly reported); a daemon thread
+         * waits on until finalization stops it. */
+        if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+            if (abandon < 0) {
+                abandon = exit_should_abandon();
+            }
+            if (abandon) {
+                raise_exiting(st, "the wait was abandoned: the "
+                              "interpreter is shutting down");
+                result = -1;
+                break;
+            }
+        }
+    }
+    if (pool != NULL) {
+        st_pool_leave_blocking(pool);
+    }
+    if ((result == SEM_TIMEDOUT || result == -1)
+        && st_sem_cancel(s, w) != 0) {
+        /* granted as it gave up: acquisition wins over a timeout (9.2);
+         * an interrupted caller never learns it holds the count, so that
+         * goes back */
+        if (result == SEM_TIMEDOUT) {
+            result = SEM_GRANTED;
+        }
+        else {
+            give_back(self);
+        }
+    }
+    return result;
+}
+
 /* ---------------------------------------------------------- lifecycle */
 
 static PyObject *
@@ -281,92 +445,127 @@ Sem_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"initial_count", "maximum_count", NULL};
     PyObject *init_o, *max_o = Py_None;
-    Py_ssize_t init, max = SEM_INT_MAX;
+    Py_ssize_t init, max = ST_SEM_MAX;
     SemObject *self;
+    int rc;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:SemaphoreSlim",
                                      kwlist, &init_o, &max_o)) {
         return NULL;
     }
     /* 9.1: initial_count is checked first; both are .NET ints (H2: one
-     * parser, issue 9 item 27) */
-    if (parse_count(init_o, "initial_count", 0, SEM_INT_MAX, &init) < 0
+     * parser, issue 9 item 27): maximum_count above INT32_MAX is a
+     * ValueError naming it, before the core sees it */
+    if (parse_count(init_o, "initial_count", 0, ST_SEM_MAX, &init) < 0
         || (max_o != Py_None
-            && parse_count(max_o, "maximum_count", 1, SEM_INT_MAX, &max)
+            && parse_count(max_o, "maximum_count", 1, ST_SEM_MAX, &max)
                    < 0)) {
         return NULL;
     }
-    if (init < 0 || init > max) {
+    if (init > max) {
         PyErr_Format(PyExc_ValueError, "initial_count must be between 0 "
                      "and maximum_count (%zd), not %zd", max, init);
-        return NULL;
-    }
-    if (max <= 0) {
-        PyErr_Format(PyExc_ValueError, "maximum_count must be > 0, not %zd",
-                     max);
         return NULL;
     }
     self = PyObject_GC_New(SemObject, tp);
     if (self == NULL) {
         return NULL;
     }
-    self->sem_count = init;
-    self->sem_max = max;
-    self->sem_ahead = self->sem_atail = NULL;
-    self->sem_shead = self->sem_stail = NULL;
-    self->sem_na = self->sem_ns = 0;
-    self->sem_disposed = 0;
+    self->sem_ready = 0;
     self->sem_weakreflist = NULL;
+    rc = st_sem_init(&self->sem_core, init, max);
+    if (rc == 0) {
+        self->sem_ready = 1;
+    }
     PyObject_GC_Track(self);
+    if (rc != 0) {
+        st_raise_from_code(g_st, rc); /* checked above: not reached */
+        Py_DECREF(self);
+        return NULL;
+    }
     return (PyObject *)self;
 }
 
+/* The queue's references: the async waiters (node fn set) queued now.
+ * Blocking nodes are not objects the queue owns (their thread holds the
+ * waiter object, if any).  The core's mutex is a leaf and visit runs no
+ * Python code, so it is held across the walk; nothing else changes the
+ * queues meanwhile but a dying thread's sem_abandon_run. */
 static int
 Sem_traverse(PyObject *op, visitproc visit, void *arg)
 {
     SemObject *self = SemObject_CAST(op);
-    SemWaiterObject *w;
+    st_waitq_node_t *n;
+    int r = 0;
     Py_VISIT(Py_TYPE(op));
-    for (w = self->sem_ahead; w != NULL; w = w->w_next) {
-        Py_VISIT(w); /* the queue's references */
+    if (!self->sem_ready) {
+        return 0;
     }
-    for (w = self->sem_shead; w != NULL; w = w->w_next) {
-        Py_VISIT(w);
+    st_mutex_lock(&self->sem_core.mu);
+    for (n = st_waitq_front(&self->sem_core.async_q); n != NULL && r == 0;
+         n = n->next) {
+        if (n->fn == plain_granted) {
+            r = visit(SemPlain_of_node(n)->p_task, arg);
+        }
+        else if (n->fn != NULL) {
+            r = visit((PyObject *)SemWaiter_of_node(n), arg);
+        }
     }
-    return 0;
+    st_mutex_unlock(&self->sem_core.mu);
+    return r;
 }
 
-/* Unlinks every waiter of a queue and drops the queue's references. */
-static void
-drop_queue(SemObject *self, SemWaiterObject **head)
+/* The first async node queued now (fn set), or NULL (GIL held). */
+static st_waitq_node_t *
+first_async_node(SemObject *self)
 {
-    while (*head != NULL) {
-        SemWaiterObject *w = *head;
-        unlink_waiter(self, w);
-        Py_DECREF(w); /* the queue's reference */
+    st_waitq_node_t *n;
+    st_mutex_lock(&self->sem_core.mu);
+    for (n = st_waitq_front(&self->sem_core.async_q); n != NULL;
+         n = n->next) {
+        if (n->fn != NULL) {
+            break;
+        }
     }
+    st_mutex_unlock(&self->sem_core.mu);
+    return n;
 }
 
+/* Takes every async waiter out (never completed, as at dispose, but the
+ * semaphore stays usable) and drops the queue's references. */
 static int
 Sem_clear(PyObject *op)
 {
     SemObject *self = SemObject_CAST(op);
-    drop_queue(self, &self->sem_ahead);
-    drop_queue(self, &self->sem_shead);
+    st_waitq_node_t *n;
+    if (!self->sem_ready) {
+        return 0;
+    }
+    while ((n = first_async_node(self)) != NULL) {
+        if (st_sem_cancel(&self->sem_core, st_sem_waiter_of(n)) != 0) {
+            break; /* not reached: only GIL holders take async nodes */
+        }
+        async_node_drop(n);
+    }
     return 0;
 }
 
 static void
 Sem_dealloc(PyObject *op)
 {
+    SemObject *self = SemObject_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     /* H4 (issue 9 items 2, 19): its queues hold waiters */
     Py_TRASHCAN_BEGIN(op, Sem_dealloc)
-    if (SemObject_CAST(op)->sem_weakreflist != NULL) {
+    if (self->sem_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
     (void)Sem_clear(op);
+    if (self->sem_ready) {
+        /* no blocked thread: each holds a reference to the semaphore */
+        st_sem_destroy(&self->sem_core);
+    }
     tp->tp_free(op);
     Py_DECREF(tp);
     Py_TRASHCAN_END
@@ -374,19 +573,72 @@ Sem_dealloc(PyObject *op)
 
 /* ------------------------------------------------------------ methods */
 
+/* Queues an async waiter w (its task is what the caller returns) and
+ * returns 1, or returns 0 when it took a count at once after all (a
+ * release came between the caller's try and this call), or -1 with
+ * ObjectDisposedError.  The queue's reference is taken here. */
+static int
+queue_async(st_state *st, SemObject *self, SemWaiterObject *w)
+{
+    int rc;
+    Py_INCREF(w); /* the queue's reference, dropped by its taker */
+    rc = st_sem_wait_async(&self->sem_core, &w->w_core);
+    if (rc == ST_SEM_PENDING) {
+        return 1;
+    }
+    Py_DECREF(w); /* not queued */
+    if (rc == 0) {
+        return 0;
+    }
+    raise_sem_disposed(st, "wait_async()");
+    return -1;
+}
+
+/* wait_async() with no timeout and no token, once the count was 0: a
+ * plain node queued at the tail of the FIFO, and its task, or True if a
+ * count came meanwhile.  Refs: new. */
 static PyObject *
-sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
-               PyObject *kwnames)
+queue_plain(st_state *st, SemObject *self)
+{
+    sem_plain *p = PyMem_Malloc(sizeof(*p));
+    PyObject *task;
+    int rc;
+    if (p == NULL) {
+        return PyErr_NoMemory();
+    }
+    p->p_task = task_new_promise(st, NULL, TCO_RCA);
+    if (p->p_task == NULL) {
+        PyMem_Free(p);
+        return NULL;
+    }
+    st_sem_waiter_init(&p->p_core, plain_granted);
+    rc = st_sem_wait_async(&self->sem_core, &p->p_core);
+    if (rc == ST_SEM_PENDING) {
+        return Py_NewRef(p->p_task); /* the queue keeps its own */
+    }
+    task = p->p_task;
+    PyMem_Free(p);
+    Py_DECREF(task);
+    if (rc == 0) {
+        return Py_NewRef(st->cached[2]); /* True */
+    }
+    return raise_sem_disposed(st, "wait_async()");
+}
+
+/* wait_async with arguments (the hot path without is sem_wait_async,
+ * kept small: no inlining here). */
+static Py_NO_INLINE PyObject *
+wait_async_args(SemObject *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
 {
     st_state *st = g_st;
-    SemObject *self = SemObject_CAST(op);
     PyObject *timeout = Py_None, *token = Py_None, *task;
     SemWaiterObject *w;
     Py_ssize_t i, nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
     uint64_t ns = 0;
-    int infinite = 1;
+    int infinite = 1, rc;
 
-    if (self->sem_disposed) {
+    if (st_sem_is_closed(&self->sem_core)) {
         return raise_sem_disposed(st, "wait_async()");
     }
     if (nargs > 2) {
@@ -416,19 +668,14 @@ sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         }
     }
     if (timeout == Py_None && token == Py_None) {
-        /* the hot path: no timer, no token */
-        if (self->sem_count > 0) {
-            self->sem_count--;
+        rc = st_sem_try_wait(&self->sem_core);
+        if (rc == 0) {
             return Py_NewRef(st->cached[2]); /* True (T12) */
         }
-        w = waiter_new(st, NULL, TCO_RCA);
-        if (w == NULL) {
-            return NULL;
+        if (rc == ST_ECLOSED) {
+            return raise_sem_disposed(st, "wait_async()");
         }
-        enqueue(self, w, 'a');
-        task = Py_NewRef(w->w_task);
-        Py_DECREF(w);
-        return task;
+        return queue_plain(st, self);
     }
     if (parse_sem_timeout(timeout, &ns, &infinite) < 0
         || parse_token(st, token, "cancellation_token", &token) < 0) {
@@ -441,26 +688,29 @@ sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (token != Py_None && cancel_token_requested(st, token)) {
         return task_new_canceled(st, NULL, token);
     }
-    if (self->sem_count > 0) {
-        self->sem_count--;
+    rc = st_sem_try_wait(&self->sem_core);
+    if (rc == 0) {
         return Py_NewRef(st->cached[2]);
+    }
+    if (rc == ST_ECLOSED) {
+        return raise_sem_disposed(st, "wait_async()");
     }
     if (!infinite && ns == 0) {
         return Py_NewRef(st->cached[1]); /* False */
     }
-    w = waiter_new(st, token == Py_None ? NULL : token, TCO_RCA);
+    w = waiter_new(st, self, token == Py_None ? NULL : token, 0);
     if (w == NULL) {
         return NULL;
     }
-    enqueue(self, w, 'a');
+    rc = queue_async(st, self, w);
+    if (rc <= 0) {
+        Py_DECREF(w);
+        return rc == 0 ? Py_NewRef(st->cached[2]) : NULL;
+    }
     task = Py_NewRef(w->w_task);
-    if (arm_waiter(st, self, w, timeout, token) < 0) {
+    if (arm_waiter(self, w, timeout, token) < 0) {
         /* could not arm: take the waiter back out, as if never queued */
-        if (w->w_queue) {
-            unlink_waiter(self, w);
-            Py_DECREF(w);
-        }
-        waiter_cleanup(w);
+        waiter_unarm(self, w);
         Py_DECREF(w);
         Py_DECREF(task);
         return NULL;
@@ -469,9 +719,25 @@ sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     return task;
 }
 
-/* Gives back one count that a waiter was handed but will not use (its
- * thread was interrupted): as a release(1) that cannot overflow. */
-static void give_back(st_state *st, SemObject *self);
+static PyObject *
+sem_wait_async(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    SemObject *self = SemObject_CAST(op);
+    int rc;
+    if (nargs != 0 || kwnames != NULL) {
+        return wait_async_args(self, args, nargs, kwnames);
+    }
+    /* the hot path: no timer, no token; one CAS when free */
+    rc = st_sem_try_wait(&self->sem_core);
+    if (rc == 0) {
+        return Py_NewRef(g_st->cached[2]); /* True (T12) */
+    }
+    if (rc == ST_ECLOSED) {
+        return raise_sem_disposed(g_st, "wait_async()");
+    }
+    return queue_plain(g_st, self);
+}
 
 static PyObject *
 sem_wait(PyObject *op, PyObject *args, PyObject *kwds)
@@ -480,17 +746,17 @@ sem_wait(PyObject *op, PyObject *args, PyObject *kwds)
     st_state *st = g_st;
     SemObject *self = SemObject_CAST(op);
     PyObject *timeout = Py_None, *token = Py_None;
-    SemWaiterObject *w;
-    TaskObject *t;
+    SemWaiterObject *wo = NULL;
+    st_sem_waiter_t stack_w, *w;
     uint64_t ns = 0;
-    int infinite = 1, rc, status;
+    int infinite = 1, rc;
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:wait", kwlist,
                                      &timeout, &token)) {
         return NULL;
     }
     /* 9.2: disposed, then the timeout, then the token */
-    if (self->sem_disposed) {
+    if (st_sem_is_closed(&self->sem_core)) {
         return raise_sem_disposed(st, "wait()");
     }
     if (parse_sem_timeout(timeout, &ns, &infinite) < 0
@@ -503,141 +769,78 @@ sem_wait(PyObject *op, PyObject *args, PyObject *kwds)
     if (token != Py_None && cancel_token_requested(st, token)) {
         return raise_oce(st, token);
     }
-    if (self->sem_count > 0) {
-        self->sem_count--;
+    rc = st_sem_try_wait(&self->sem_core);
+    if (rc == 0) {
         Py_RETURN_TRUE;
+    }
+    if (rc == ST_ECLOSED) {
+        return raise_sem_disposed(st, "wait()");
     }
     if (!infinite && ns == 0) {
         Py_RETURN_FALSE;
     }
-    w = waiter_new(st, token == Py_None ? NULL : token, 0);
-    if (w == NULL) {
-        return NULL;
+    /* a blocking node: in a waiter object when the token must be able to
+     * take it out (_expire), else on this stack */
+    if (token != Py_None) {
+        wo = waiter_new(st, self, token, 1);
+        if (wo == NULL) {
+            return NULL;
+        }
+        w = &wo->w_core;
+    }
+    else {
+        st_sem_waiter_init(&stack_w, NULL);
+        w = &stack_w;
     }
     /* 9.4: behind queued async waiters, in their FIFO; else a blocked
-     * thread, served before them */
-    enqueue(self, w, self->sem_ahead != NULL ? 'a' : 's');
-    if (token != Py_None
-        && arm_waiter(st, self, w, Py_None, token) < 0) {
-        if (w->w_queue) {
-            unlink_waiter(self, w);
-            Py_DECREF(w);
+     * thread, served before them (the core decides) */
+    rc = st_sem_wait_begin(&self->sem_core, w);
+    if (rc != ST_SEM_PENDING) {
+        Py_XDECREF(wo);
+        if (rc == 0) {
+            Py_RETURN_TRUE;
         }
-        waiter_cleanup(w);
-        Py_DECREF(w);
+        return raise_sem_disposed(st, "wait()");
+    }
+    if (wo != NULL && arm_waiter(self, wo, Py_None, token) < 0) {
+        waiter_unarm(self, wo);
+        Py_DECREF(wo);
         return NULL;
     }
-    t = (TaskObject *)w->w_task;
-    rc = task_wait_blocking(st, t, infinite ? UINT64_MAX : ns);
-    if (w->w_queue) {
-        /* timed out or interrupted while still waiting: leave */
-        unlink_waiter(self, w);
-        Py_DECREF(w); /* the queue's reference */
-        waiter_cleanup(w);
-        Py_DECREF(w);
-        if (rc < 0) {
-            return NULL;
+    rc = block_queued(st, self, w, infinite ? UINT64_MAX : ns);
+    if (wo != NULL) {
+        waiter_cleanup(wo); /* keeps an error of the wait aside */
+        Py_DECREF(wo);
+    }
+    switch (rc) {
+    case SEM_GRANTED:
+        Py_RETURN_TRUE;
+    case SEM_TIMEDOUT:
+        Py_RETURN_FALSE;
+    case SEM_CANCELED:
+        /* K3: its token fired (_expire); a bare _expire call is a
+         * timeout */
+        if (cancel_token_requested(st, token)) {
+            return raise_oce(st, token);
         }
         Py_RETURN_FALSE;
-    }
-    /* out of the queue: granted (its task may still be completing while
-     * release() finishes the others), or expired by its token, which
-     * completes the task in the same step as it unlinks it */
-    waiter_cleanup(w);
-    status = st_task_status(&t->task_core);
-    if (status == ST_STATUS_CANCELED) {
-        token = Py_NewRef(w->w_token != NULL ? w->w_token : Py_None);
-        Py_DECREF(w);
-        if (rc >= 0) {
-            raise_oce(st, token); /* K3: its token fired */
-        }
-        Py_DECREF(token);
+    default:
         return NULL;
     }
-    if (status == ST_STATUS_RAN_TO_COMPLETION && t->task_result == Py_False) {
-        Py_DECREF(w);
-        if (rc < 0) {
-            return NULL;
-        }
-        Py_RETURN_FALSE;
-    }
-    Py_DECREF(w);
-    if (rc < 0) {
-        /* interrupted (Ctrl-C) just as it was granted (acquisition wins
-         * over a timeout, 9.2): the caller never learns it holds the
-         * count, so give it back (completing a waiter runs Python code:
-         * the interrupt waits aside, issue 9 item 20) */
-        PyObject *saved = st_exc_save();
-        give_back(st, self);
-        st_exc_restore(saved);
-        return NULL;
-    }
-    Py_RETURN_TRUE;
 }
 
-/* The heart of release: adds n, hands the count to waiters (blocked
- * threads first, then the async FIFO), and returns the granted waiters
- * as a chain linked by w_next (each with the queue's reference).  No
- * Python code runs here. */
-static SemWaiterObject *
-grant(SemObject *self, Py_ssize_t n)
-{
-    SemWaiterObject *first = NULL, *last = NULL;
-    Py_ssize_t count = self->sem_count + n;
-    while (count > 0 && (self->sem_shead != NULL || self->sem_ahead != NULL)) {
-        SemWaiterObject *w = self->sem_shead != NULL ? self->sem_shead
-                                                     : self->sem_ahead;
-        unlink_waiter(self, w);
-        count--;
-        if (last != NULL) {
-            last->w_next = w;
-        }
-        else {
-            first = w;
-        }
-        last = w;
-    }
-    self->sem_count = count;
-    return first;
-}
-
-/* Completes the granted waiters in order (the state is consistent: any
- * Python code that runs may call back into the semaphore). */
-static void
-complete_granted(SemWaiterObject *chain)
-{
-    while (chain != NULL) {
-        SemWaiterObject *w = chain;
-        chain = w->w_next;
-        w->w_next = NULL;
-        task_try_complete((TaskObject *)w->w_task,
-                          ST_STATUS_RAN_TO_COMPLETION, Py_True, NULL);
-        if (pending_exc_restore() < 0) {
-            PyErr_WriteUnraisable(w->w_task);
-        }
-        waiter_cleanup(w);
-        Py_DECREF(w); /* the queue's reference */
-    }
-}
-
-static void
-give_back(st_state *st, SemObject *self)
-{
-    (void)st;
-    if (self->sem_count < self->sem_max) {
-        complete_granted(grant(self, 1));
-    }
-}
-
-static PyObject *
-sem_release(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
-            PyObject *kwnames)
+/* release(n) when st_sem_release did not return 0 (rc), or any release
+ * with arguments (rc 1: not tried yet).  Kept out of sem_release, whose
+ * hot path stays small. */
+static Py_NO_INLINE PyObject *
+release_slow(SemObject *self, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames, int rc)
 {
     st_state *st = g_st;
-    SemObject *self = SemObject_CAST(op);
     PyObject *n_o = NULL;
-    Py_ssize_t n = 1, previous, i;
+    Py_ssize_t n = 1, i;
     Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    int32_t previous = 0;
 
     if (nargs > 1) {
         PyErr_SetString(PyExc_TypeError,
@@ -657,34 +860,62 @@ sem_release(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
         }
         n_o = args[nargs + i];
     }
-    if (self->sem_disposed) {
+    if (n_o != NULL) {
+        if (st_sem_is_closed(&self->sem_core)) {
+            return raise_sem_disposed(st, "release()");
+        }
+        if (parse_count(n_o, "release_count", 1, ST_SEM_MAX, &n) < 0) {
+            return NULL; /* a .NET int, >= 1 (9.6) */
+        }
+    }
+    if (rc == 1) {
+        /* the GIL is held: the granted waiters' fns run here, with it */
+        rc = st_sem_release(&self->sem_core, n, &previous);
+    }
+    if (rc == 0) {
+        return PyLong_FromLong(previous);
+    }
+    if (rc == ST_ECLOSED) {
         return raise_sem_disposed(st, "release()");
     }
-    if (n_o != NULL
-        && parse_count(n_o, "release_count", 1, SEM_INT_MAX, &n) < 0) {
-        return NULL; /* a .NET int, >= 1 (9.6) */
-    }
-    previous = self->sem_count;
-    /* 9.6: beyond the maximum: refuse, with nothing released */
-    if (self->sem_max - previous < n) {
+    if (rc == ST_EFULL) {
+        /* 9.6: beyond the maximum: nothing was released */
         PyErr_Format(st->SemaphoreFullError,
-                     "release(%zd) would exceed the maximum count %zd "
-                     "(count is %zd)", n, self->sem_max, previous);
+                     "release(%zd) would exceed the maximum count %ld "
+                     "(count is %ld)", n,
+                     (long)st_sem_max(&self->sem_core),
+                     (long)st_sem_count(&self->sem_core));
         return NULL;
     }
-    if (self->sem_shead == NULL && self->sem_ahead == NULL) {
-        self->sem_count = previous + n; /* the hot path */
+    st_raise_from_code(st, rc);
+    return NULL;
+}
+
+static PyObject *
+sem_release(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    SemObject *self = SemObject_CAST(op);
+    int32_t previous;
+    int rc;
+    if (nargs != 0 || kwnames != NULL) {
+        return release_slow(self, args, nargs, kwnames, 1);
     }
-    else {
-        complete_granted(grant(self, n));
+    /* the hot path, release(): one CAS when nobody waits; with waiters,
+     * the granted ones' fns run here, with the GIL (see waiter_granted) */
+    rc = st_sem_release(&self->sem_core, 1, &previous);
+    if (rc == 0) {
+        return PyLong_FromLong(previous);
     }
-    return PyLong_FromSsize_t(previous);
+    return release_slow(self, NULL, 0, NULL, rc);
 }
 
 /* _expire(w): w's timeout ran out or its token fired (called by the
  * callback sharptask._semaphore._arm registered).  If w is still queued,
- * it leaves the queue and its task ends: canceled with its token if that
- * token is canceled, else with False.  Returns True if it did so. */
+ * it leaves the queue: an async waiter's task ends canceled with its
+ * token if that token is canceled, else with False; a blocked thread
+ * wakes and does the same.  Returns True if it did so, False if a
+ * release granted w first (acquisition wins) or it left before. */
 static PyObject *
 sem_expire(PyObject *op, PyObject *arg)
 {
@@ -699,16 +930,23 @@ sem_expire(PyObject *op, PyObject *arg)
         return NULL;
     }
     w = SemWaiterObject_CAST(arg);
-    if (!w->w_queue) {
-        Py_RETURN_FALSE; /* granted at the same moment: acquisition wins */
-    }
     if (w->w_sem != (void *)self) {
-        /* issue 9 item 23: queued on another semaphore */
+        /* issue 9 item 23: a waiter of another semaphore */
         PyErr_SetString(PyExc_ValueError, "_expire(): waiter belongs to "
                         "another SemaphoreSlim");
         return NULL;
     }
-    unlink_waiter(self, w); /* the queue's reference is ours now */
+    if (st_sem_cancel(&self->sem_core, &w->w_core) != 0) {
+        Py_RETURN_FALSE;
+    }
+    if (w->w_core.node.fn == NULL) {
+        Py_RETURN_TRUE; /* a blocked thread: it wakes with ECANCELED */
+    }
+    /* an async waiter: the queue's reference is ours now */
+    if (w->w_task == NULL) { /* the GC cleared w: nothing to complete */
+        Py_DECREF(w);
+        Py_RETURN_TRUE;
+    }
     if (w->w_token != NULL && cancel_token_requested(st, w->w_token)) {
         task_try_complete((TaskObject *)w->w_task, ST_STATUS_CANCELED, NULL,
                           w->w_token);
@@ -728,27 +966,14 @@ static PyObject *
 sem_dispose(PyObject *op, PyObject *unused)
 {
     SemObject *self = SemObject_CAST(op);
-    SemWaiterObject *chain = NULL, *w;
+    st_waitq_node_t *chain = NULL, *n;
 
-    if (self->sem_disposed) {
-        Py_RETURN_NONE;
-    }
-    self->sem_disposed = 1;
     /* 9.8: async waiters are dropped, never completed; their timers and
      * registrations go now (blocked threads keep their own timeout and
-     * token) */
-    while (self->sem_ahead != NULL) {
-        w = self->sem_ahead;
-        unlink_waiter(self, w);
-        w->w_next = chain;
-        chain = w;
-    }
-    while (chain != NULL) {
-        w = chain;
-        chain = w->w_next;
-        w->w_next = NULL;
-        waiter_cleanup(w);
-        Py_DECREF(w);
+     * token); idempotent */
+    (void)st_sem_close(&self->sem_core, &chain);
+    while ((n = st_waitq_chain_pop(&chain)) != NULL) {
+        async_node_drop(n);
     }
     Py_RETURN_NONE;
 }
@@ -757,24 +982,25 @@ static PyObject *
 sem_count_get(PyObject *op, void *closure)
 {
     (void)closure;
-    return PyLong_FromSsize_t(SemObject_CAST(op)->sem_count);
+    return PyLong_FromLong(st_sem_count(&SemObject_CAST(op)->sem_core));
 }
 
 static PyObject *
 sem_waiters_get(PyObject *op, void *closure)
 {
-    SemObject *self = SemObject_CAST(op);
+    size_t nsync, nasync;
     (void)closure;
-    return Py_BuildValue("(nn)", self->sem_ns, self->sem_na);
+    st_sem_waiters(&SemObject_CAST(op)->sem_core, &nsync, &nasync);
+    return Py_BuildValue("(nn)", (Py_ssize_t)nsync, (Py_ssize_t)nasync);
 }
 
 static PyObject *
 Sem_repr(PyObject *op)
 {
-    SemObject *self = SemObject_CAST(op);
-    return PyUnicode_FromFormat("<SemaphoreSlim count=%zd max=%zd%s>",
-                                self->sem_count, self->sem_max,
-                                self->sem_disposed ? " disposed" : "");
+    st_sem_t *s = &SemObject_CAST(op)->sem_core;
+    return PyUnicode_FromFormat("<SemaphoreSlim count=%ld max=%ld%s>",
+                                (long)st_sem_count(s), (long)st_sem_max(s),
+                                st_sem_is_closed(s) ? " disposed" : "");
 }
 
 /* The context-manager protocols (issue 14), which .NET's SemaphoreSlim has
@@ -962,6 +1188,9 @@ static void
 Waiter_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
+    /* a queued waiter is referenced by its queue or its blocked thread */
+    ST_ASSERT(st_sem_waiter_state(&SemWaiterObject_CAST(op)->w_core)
+              != ST_SEM_QUEUED);
     PyObject_GC_UnTrack(op);
     /* H4 (issue 9 items 2, 19): holds a task, a token, a source and a
      * registration */
@@ -976,7 +1205,11 @@ static PyObject *
 waiter_queued_get(PyObject *op, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(SemWaiterObject_CAST(op)->w_queue != 0);
+    /* GIL held: every change of a waiter's state is made by a thread
+     * holding it (releases, cancels), but a dying thread's own node */
+    return PyBool_FromLong(st_sem_waiter_state(
+                               &SemWaiterObject_CAST(op)->w_core)
+                           == ST_SEM_QUEUED);
 }
 
 static PyGetSetDef Waiter_getset[] = {
@@ -991,7 +1224,7 @@ static PyMemberDef Waiter_members[] = {
     {"reg", T_OBJECT, offsetof(SemWaiterObject, w_reg), 0,
      PyDoc_STR("The registration on the caller's token, or None.")},
     {"task", T_OBJECT, offsetof(SemWaiterObject, w_task), READONLY,
-     PyDoc_STR("The waiter's task.")},
+     PyDoc_STR("The waiter's task (None for a blocked thread).")},
     {NULL, 0, 0, 0, NULL},
 };
 

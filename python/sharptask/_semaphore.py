@@ -1,19 +1,19 @@
 """SemaphoreSlim (SPEC K4): the Python half.
 
-The type itself is in C (csrc/binding/py_semaphore.c): its count and its two
-queues of waiters are only touched by C methods that run with the GIL held
-and call no Python code while the state is inconsistent, so the GIL is its
-lock and the hot path (`await sem.wait_async()` on a free semaphore, then
-`sem.release()`) costs two C calls.  What is rarer and needs Python objects
-lives here: arming the timeout and the cancellation token of a queued waiter
-(K3).
+The type itself is in C (csrc/binding/py_semaphore.c) over the core's
+st_semaphore (csrc/core/st_semaphore.h), which holds the count, the two
+queues of waiters, their order and "acquisition wins"; the hot path (`await
+sem.wait_async()` on a free semaphore, then `sem.release()`) is two C calls
+of one atomic compare-and-swap each.  What is rarer and needs Python objects
+lives here: arming the timeout and the cancellation token of a queued
+waiter (K3), async or a thread blocked in wait() with a token.
 
 A waiter with a timeout gets a CancellationTokenSource linked to the
 caller's token and canceled after the timeout (one native timer); a waiter
 with only a token registers on the token.  Either callback calls
-``sem._expire(waiter)``, which ends the waiter (canceled if its token fired,
-else False) unless release() granted it first (acquisition wins, reference
-9.2, 9.3).  A granted or expired waiter's source is disposed and its
+``sem._expire(waiter)``, which takes the waiter out of its queue (the core's
+st_sem_cancel) and ends it (canceled if its token fired, else False) unless
+release() granted it first (acquisition wins, reference 9.2, 9.3).  A granted or expired waiter's source is disposed and its
 registration dropped at once, so neither a timer nor a registration outlives
 the wait.
 """
