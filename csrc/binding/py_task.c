@@ -2128,10 +2128,16 @@ Task_dealloc(PyObject *op)
 {
     TaskObject *t = TaskObject_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
+    /* T11's report (Task_finalize) runs Python code that can resurrect
+     * the task (a handler keeping the event): run it before untracking, so
+     * that a resurrected task stays visible to the GC.  A faulted task
+     * holds its exception and so is tracked here; CPython's debug build
+     * asserts it (PyObject_CallFinalizerFromDealloc), as asyncio's
+     * FutureObj_dealloc does it in this order. */
     if (PyObject_CallFinalizerFromDealloc(op) < 0) {
         return; /* resurrected */
     }
+    PyObject_GC_UnTrack(op);
     if (t->task_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }

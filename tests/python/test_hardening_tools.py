@@ -1,0 +1,52 @@
+"""Regression tests for defects found by the hardening tools of issue 9
+("Make it provable": the debug-interpreter refleak run, the TSan stress run
+and the input fuzzing) that were not in the issue's list.  Each test names
+the tool that found the defect and the SPEC rule it breaks.
+"""
+
+import gc
+import weakref
+
+import sharptask as st
+
+
+class _Holder:
+    """A GC-tracked object that can sit in a cycle and be weakly referenced."""
+
+    def __init__(self):
+        self.ev = None
+
+
+def test_H3_T11_task_resurrected_by_unobserved_handler_stays_gc_tracked():
+    """H3, T11: found by the debug interpreter (check-refleaks), which aborted
+    in PyObject_CallFinalizerFromDealloc ("object not tracked"): Task_dealloc
+    untracked the task before running its finalizer, so a task resurrected
+    by an unobserved-exception handler (which keeps the event, and so the
+    task) was no longer tracked by the GC: a cycle through it was never
+    collected.  Here: holder -> event -> task -> state=holder."""
+    seen = []
+
+    def handler(ev):
+        if isinstance(ev.exception.inner_exceptions[0], LookupError):
+            seen.append(ev)
+            ev.set_observed()
+
+    st.TaskScheduler.add_unobserved_task_exception_handler(handler)
+    try:
+        holder = _Holder()
+        tcs = st.TaskCompletionSource(holder)
+        tcs.set_exception(LookupError("resurrected"))
+        del tcs
+        gc.collect()
+        assert len(seen) == 1
+        ev = seen.pop()
+        task = ev.task
+        assert task.async_state is holder
+        assert gc.is_tracked(task), "a resurrected task must stay GC-tracked"
+        holder.ev = ev
+        ref = weakref.ref(holder)
+        del holder, ev, task
+        gc.collect()
+        assert ref() is None, "the cycle through the resurrected task leaked"
+    finally:
+        st.TaskScheduler.remove_unobserved_task_exception_handler(handler)
