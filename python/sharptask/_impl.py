@@ -226,15 +226,27 @@ def delay_token(seconds, token):
     CancellationToken (native ones are handled in C: py_pool.c)."""
     if token.is_cancellation_requested:
         return Task.from_canceled(token)
-    d = Task.delay(seconds)
-    if d.is_completed or not token.can_be_canceled:
+    if not token.can_be_canceled:
+        return Task.delay(seconds)
+    # The delay itself gets a native token that the foreign one cancels:
+    # so a canceled delay disarms its timer at once (as in C, K3) instead
+    # of keeping the timer, this source, the registration and the foreign
+    # token alive until the delay would have expired (H3).
+    inner = _native.CancellationTokenSource()
+    d = Task.delay(seconds, cancellation_token=inner.token)
+    if d.is_completed:
         return d
     tcs = TaskCompletionSource()
-    reg = token.register(lambda: tcs.try_set_canceled(token))
+
+    def canceled():
+        if tcs.try_set_canceled(token):
+            inner.cancel()
+    reg = token.register(canceled)
 
     def done(t):
         _dispose(reg)
-        tcs.try_set_result(None)
+        if t.is_completed_successfully:
+            tcs.try_set_result(None)
     d.continue_with(done, options=0x80000)
     return tcs.task
 

@@ -8,6 +8,7 @@ import gc
 import weakref
 
 import sharptask as st
+from conftest import wait_until
 
 
 class _Holder:
@@ -50,3 +51,38 @@ def test_H3_T11_task_resurrected_by_unobserved_handler_stays_gc_tracked():
         assert ref() is None, "the cycle through the resurrected task leaked"
     finally:
         st.TaskScheduler.remove_unobserved_task_exception_handler(handler)
+
+
+def test_H3_K3_delay_canceled_by_a_foreign_token_frees_everything_at_once():
+    """H3, K3: found by check-refleaks (test_K3_delay_with_foreign_token_object
+    grew by 81 references every run): Task.delay with a token object that is
+    not a native CancellationToken left its inner delay armed after the
+    token fired, so the timer kept the continuation, the source, the
+    registration and the token itself alive until the delay would have
+    expired (here 600 s).  Canceled, it must disarm its timer at once, as a
+    delay with a native token does."""
+    cts = st.CancellationTokenSource()
+
+    class Foreign:
+        can_be_canceled = True
+
+        @property
+        def is_cancellation_requested(self):
+            return cts.is_cancellation_requested
+
+        def register(self, cb):
+            return cts.token.register(cb)
+
+    timers_before = st._native._timer_count()
+    token = Foreign()
+    ref = weakref.ref(token)
+    d = st.Task.delay(600, cancellation_token=token)
+    assert st._native._timer_count() == timers_before + 1
+    cts.cancel()
+    assert d.is_canceled
+    del token, d
+    # the inner delay's continuation runs on the pool, never inside
+    # cancel() (K3): give it the time to run
+    assert wait_until(lambda: gc.collect() >= 0 and ref() is None,
+                      timeout=5.0), "the canceled delay keeps the token"
+    assert st._native._timer_count() == timers_before, "the timer is armed"
