@@ -7,6 +7,8 @@ the tool that found the defect and the SPEC rule it breaks.
 import gc
 import weakref
 
+import pytest
+
 import sharptask as st
 from conftest import wait_until
 
@@ -86,3 +88,16 @@ def test_H3_K3_delay_canceled_by_a_foreign_token_frees_everything_at_once():
     assert wait_until(lambda: gc.collect() >= 0 and ref() is None,
                       timeout=5.0), "the canceled delay keeps the token"
     assert st._native._timer_count() == timers_before, "the timer is armed"
+
+
+@pytest.mark.parametrize("start, end", [(0, 2**100), (2**100, 0),
+                                        (-2**1100, 2**1100)],
+                         ids=["late-end", "late-start", "beyond-float"])
+def test_H2_get_elapsed_time_out_of_range_is_a_value_error(start, end):
+    """H2: found by the input fuzzing (test_fuzz_inputs.py): an elapsed time
+    beyond timedelta's range raised OverflowError ("Python int too large to
+    convert to C int"); a wrong value is a ValueError naming the
+    parameters."""
+    for provider in (st.TimeProvider.system, st.FakeTimeProvider()):
+        with pytest.raises(ValueError, match="start"):
+            provider.get_elapsed_time(start, end)
