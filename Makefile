@@ -6,9 +6,16 @@
 #   make check-c     lint, header check, C tests: plain, asan, tsan
 #                    (make check is the same)
 #                    (T=filter runs only the tests whose name contains it)
-#   make venv        .venv with pytest, pytest-timeout and the package
-#   make test        check-c, venv, pytest tests/python, then pytest
-#                    again against an ASan+UBSan build (check-py-asan)
+#   make venv        .venv with pytest, pytest-timeout, hypothesis and
+#                    the package
+#   make test        every check, one after the other (each runs even if
+#                    one before failed): check-c, pytest (tests/python in
+#                    the venv), check-py-asan, check-py-tsan,
+#                    check-refleaks, check-py-versions
+#   make check-py-asan   pytest against an ASan+UBSan build
+#   make check-py-tsan   the concurrency tests against a TSan build
+#   make check-refleaks  pytest under python3.11-dbg (.venv-dbg), each
+#                    test repeated: fails on reference or block growth
 #   make demo        venv, then python -m sharptask demo
 #   make bench-c     the C benchmarks (benchmarks/c) against the plain core:
 #                    build/plain/w11_pool_throughput
@@ -51,7 +58,8 @@ TEST_HDRS := tests/c/test.h tests/c/test_list.h
 T ?=
 
 .PHONY: all core check check-c check-c-plain check-c-asan check-c-tsan \
-        lint-core check-headers venv test demo clean distclean bench-c
+        lint-core check-headers venv test demo clean distclean bench-c \
+        pytest check-py-asan check-py-tsan check-refleaks venv-dbg
 
 all: core
 
@@ -148,24 +156,84 @@ check-c-tsan: build/tsan/run_tests
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
+# The test dependencies: pytest, its timeout plugin, and hypothesis for
+# the input fuzzing (tests/python/test_fuzz_inputs.py).
+TEST_DEPS := pytest pytest-timeout hypothesis
+
 $(VENV)/.test-deps: | $(VENV_PY)
-	$(VENV_PIP) install pytest pytest-timeout
+	$(VENV_PIP) install $(TEST_DEPS)
 	@touch $@
 
 venv: $(VENV)/.test-deps
 	$(VENV_PIP) install .
 
-# Sequential on purpose, even under make -j.
+# Sequential on purpose, even under make -j; every stage runs even when
+# one before it failed, each says how long it took, and the target fails
+# at the end naming the stages that failed.  A stage whose target this
+# Makefile does not have (yet) is skipped with a note: check-py-versions
+# (the suite on every CPython 3.11-3.13 present) and docs come with other
+# branches.
+TEST_STAGES := check-c pytest docs check-py-asan check-py-tsan \
+               check-refleaks check-py-versions
 test:
-	$(MAKE) check-c
-	$(MAKE) venv
+	@failed=""; total=$$(date +%s); \
+	for stage in $(TEST_STAGES); do \
+	    if ! grep -q "^$$stage:" $(firstword $(MAKEFILE_LIST)); then \
+	        echo "== make test: no $$stage target here: skipped"; \
+	        continue; \
+	    fi; \
+	    start=$$(date +%s); \
+	    $(MAKE) --no-print-directory $$stage || failed="$$failed $$stage"; \
+	    echo "== make test: $$stage took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	echo "== make test: $$(( $$(date +%s) - total )) s in all"; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED in:$$failed"; exit 1; fi; \
+	echo "make test: all passed"
+
+# The pytest suite in the venv.
+pytest: venv
 	$(VENV_PY) -m pytest tests/python -q
-	$(MAKE) check-py-asan
 
 # The pytest suite against an ASan+UBSan build of the extension (STYLE.md
 # point 37); see tools/check-py-asan.sh for what it leaves out and why.
 check-py-asan: venv
 	PYTHON=$(CURDIR)/$(VENV_PY) tools/check-py-asan.sh
+
+# The concurrency tests against a ThreadSanitizer build of the extension
+# (issue 9, races); see tools/check-py-tsan.sh.
+check-py-tsan: venv
+	PYTHON=$(CURDIR)/$(VENV_PY) tools/check-py-tsan.sh
+
+# ------------------------------------------------ the debug interpreter
+
+# SPEC H3: the suite under Debian's debug CPython (sys.gettotalrefcount),
+# each test run 3 times to warm up and 3 times measured, failing on
+# references or memory blocks that grow in every measured run (CPython's
+# own -R 3:3); tools/refleak_plugin.py says how.  The extension is built
+# against the debug interpreter in its own venv (.venv-dbg).  The
+# benchmark smoke tests are left out: they only start child processes,
+# which the plugin would run once and not measure anyway.
+PYTHON_DBG ?= python3.11-dbg
+VENV_DBG := .venv-dbg
+VENV_DBG_PY := $(VENV_DBG)/bin/python
+REFLEAKS ?= 3:3
+
+$(VENV_DBG_PY):
+	$(PYTHON_DBG) -m venv $(VENV_DBG)
+
+# (the debug pip itself warns about its own unclosed files: quiet)
+$(VENV_DBG)/.test-deps: | $(VENV_DBG_PY)
+	PYTHONWARNINGS=ignore $(VENV_DBG_PY) -m pip install -q $(TEST_DEPS)
+	@touch $@
+
+venv-dbg: $(VENV_DBG)/.test-deps
+	PYTHONWARNINGS=ignore $(VENV_DBG_PY) -m pip install -q .
+
+check-refleaks: venv-dbg
+	PYTHONPATH=tools $(VENV_DBG_PY) -m pytest -p refleak_plugin \
+	    --refleaks=$(REFLEAKS) -o timeout_func_only=true \
+	    -q -p no:cacheprovider tests/python \
+	    --ignore=tests/python/test_benchmarks_smoke.py
 
 demo: venv
 	$(VENV_PY) -m sharptask demo
@@ -174,4 +242,4 @@ clean:
 	rm -rf build
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(VENV_DBG)
