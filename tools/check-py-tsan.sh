@@ -38,9 +38,12 @@ tests=${TSAN_TESTS:-"tests/python/test_tsan_stress.py tests/python/test_stress.p
     tests/python/test_context.py tests/python/test_valuetask.py"}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-# only what the build and the tests need
-cp -r "$here/csrc" "$here/python" "$here/tests" "$here/setup.py" \
-      "$here/pyproject.toml" "$scratch/"
+# only what the build and the tests need (the metadata files that
+# pyproject.toml names must be there for setuptools to read it)
+for entry in csrc python tests setup.py pyproject.toml README.md LICENSE \
+             MANIFEST.in CHANGELOG.md; do
+    if [ -e "$here/$entry" ]; then cp -r "$here/$entry" "$scratch/"; fi
+done
 rm -f "$scratch"/python/sharptask/*.so
 tsan_flags="-fsanitize=thread -O1 -g -fno-omit-frame-pointer"
 (cd "$scratch" && CFLAGS="$tsan_flags" LDFLAGS="-fsanitize=thread" \

@@ -51,6 +51,7 @@ import math
 import signal
 import sys
 import threading
+import time
 import warnings
 import os
 
@@ -614,41 +615,51 @@ class Hang(Exception):
 class Watchdog:
     """Interrupts the main thread (SIGUSR1, whose handler raises Hang) when
     a call runs longer than WATCHDOG_S: sharptask's blocking waits poll for
-    signals, so a hang becomes a failure instead of a stuck suite."""
+    signals, so a hang becomes a failure instead of a stuck suite.  One
+    daemon thread serves every example (a thread per example would leave
+    short-lived thread objects behind at each refleak measurement)."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._armed = False
-        self._timer = None
+        self._cond = threading.Condition()
+        self._deadline = None
+        self._thread = None
         self.fired = False
 
-    def _handler(self, signum, frame):
-        with self._lock:
-            armed = self._armed
-        if armed:
-            raise Hang(f"a call took more than {WATCHDOG_S} s")
+    def _run(self):
+        with self._cond:
+            while True:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._deadline = None
+                self.fired = True
+                _thread.interrupt_main(signal.SIGUSR1)
 
-    def _fire(self):
-        with self._lock:
-            if not self._armed:
-                return
-            self.fired = True
-        _thread.interrupt_main(signal.SIGUSR1)
+    def _handler(self, signum, frame):
+        if self.fired:
+            raise Hang(f"a call took more than {WATCHDOG_S} s")
 
     @contextlib.contextmanager
     def guard(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name="fuzz-watchdog")
+            self._thread.start()
         prev = signal.signal(signal.SIGUSR1, self._handler)
-        with self._lock:
-            self._armed, self.fired = True, False
-        self._timer = threading.Timer(WATCHDOG_S, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        with self._cond:
+            self.fired = False
+            self._deadline = time.monotonic() + WATCHDOG_S
+            self._cond.notify()
         try:
             yield self
         finally:
-            with self._lock:
-                self._armed = False
-            self._timer.cancel()
+            with self._cond:
+                self._deadline = None
+                self._cond.notify()
             signal.signal(signal.SIGUSR1, prev)
 
 
@@ -941,7 +952,10 @@ def _run_example(target, data):
             # the library still works, and reports were the injected ones
             with WATCHDOG.guard():
                 _library_works()
-                gc.collect()
+                # the young generations only: a full collection per example
+                # costs more than the example once the heap is big (the
+                # refleak run); the test's teardown collects fully
+                gc.collect(1)
         bad = [(kind, e, obj) for kind, e, obj in reports.items
                if not _acceptable_report(e, obj, drawn)]
         assert not bad, f"{target.name}: unexpected reports: {bad!r}"
@@ -968,6 +982,23 @@ def _keyword_names(target, receiver):
     return [p.name for p in sig.parameters.values()
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             and not p.name.startswith("_")] + ["no_such_keyword"]
+
+
+@pytest.fixture(autouse=True)
+def _reports_until_collected():
+    """What an example dropped may be collected after it, at the end of the
+    test: a full collection here, under the same report check."""
+    yield
+    reports = Reports()
+    _IN_EXAMPLE.set()
+    try:
+        with reports.installed():
+            gc.collect()
+    finally:
+        _IN_EXAMPLE.clear()
+    bad = [(kind, e, obj) for kind, e, obj in reports.items
+           if not _acceptable_report(e, obj, [])]
+    assert not bad, f"unexpected reports: {bad!r}"
 
 
 @pytest.fixture(scope="module", autouse=True)
