@@ -292,7 +292,8 @@ def delay_token(seconds, token):
 
     def done(t):
         _dispose(reg)
-        tcs.try_set_result(None)
+        if t.is_completed_successfully:
+            tcs.try_set_result(None)
     d.continue_with(done, options=0x80000)
     return tcs.task
 

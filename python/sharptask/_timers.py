@@ -273,7 +273,12 @@ class TimeProvider:
             raise InvalidOperationError("timestamp_frequency must be > 0")
         if end is None:
             end = self.get_timestamp()
-        return timedelta(seconds=(end - start) / freq)
+        try:
+            return timedelta(seconds=(end - start) / freq)
+        except OverflowError:  # H2: a wrong value is a ValueError
+            raise ValueError(
+                f"get_elapsed_time(): the time from start={start!r} to "
+                f"end={end!r} is out of timedelta's range") from None
 
     def create_timer(self, callback: Callable[[Any], Any], state: Any,
                      due: Any, period: Any) -> _ITimer:

@@ -4,6 +4,10 @@ ratio's value: only that each workload ran to the end against its peer.
 
 Each script runs in a subprocess with a timeout, against the same sharptask
 package this test process imports.
+
+The scripts live in the source checkout (benchmarks/ next to tests/): run
+from a copy of tests/ without them, the script tests are skipped with that
+reason (issue 9 item 15); `python -m sharptask bench` still runs.
 """
 
 import json
@@ -44,7 +48,17 @@ def _run(*args):
     return proc.stdout
 
 
+def _require_scripts(*paths):
+    """Skip (issue 9 item 15) when the benchmark scripts are not beside
+    these tests, e.g. tests/ copied out of the checkout."""
+    for path in paths:
+        if not path.is_file():
+            pytest.skip(f"{path} is not there: the benchmark scripts come "
+                        "with the source checkout, not with the tests")
+
+
 def _check_script(wid, script):
+    _require_scripts(BENCH / "python" / script)
     out = _run(BENCH / "python" / script, "--quick", "--no-progress")
     # The run names its interpreter, CPUs and peer loop (BENCHMARKS.md).
     assert "interpreter: " in out
@@ -104,10 +118,24 @@ def test_W7_delays_benchmark_runs_quick():
 @pytest.mark.timeout(120)
 def test_W11_native_pool_benchmark_runs_quick():
     """W11 is pure C (benchmarks/c, built with make): from a checkout with
-    make and a compiler it prints its ratio (local vs global queue)."""
+    make and a compiler it prints its ratio (local vs global queue).
+
+    Issue 9 item 15: the workload finds the C sources from where the
+    imported package lives (the checkout, or a venv inside it); a package
+    installed anywhere else has no C sources to build, and W11 only prints
+    a note. Then the test is skipped with that reason instead of failing.
+    """
     import shutil
+
+    from sharptask._benchmarks import w11_native_pool
     if shutil.which("make") is None or shutil.which("cc") is None:
         pytest.skip("W11 needs make and a C compiler")
+    if w11_native_pool._repo() is None:
+        pytest.skip(
+            f"W11 needs the C benchmark sources (benchmarks/c/"
+            f"{w11_native_pool.BINARY}.c and the Makefile) above the "
+            f"imported package, {Path(sharptask.__file__).parent}: it is "
+            "installed outside the source checkout")
     _check_script("W11", "w11_native_pool.py")
 
 
@@ -134,6 +162,7 @@ def test_W10_allocations_benchmark_runs_quick():
 @pytest.mark.timeout(120)
 def test_W1_run_py_writes_results(tmp_path):
     """benchmarks/run.py writes results.json and results.md."""
+    _require_scripts(BENCH / "run.py")
     out = _run(BENCH / "run.py", "--quick", "--no-progress", "--only", "W1",
                "--out", tmp_path)
     assert RATIO.search(out), out

@@ -482,6 +482,10 @@ def test_K4_semaphore_benchmark_runs_quick():
     runs in --quick mode and prints its ratio (benchmarks are not tests:
     the value is not checked)."""
     repo = Path(__file__).resolve().parents[2]
+    script = repo / "benchmarks" / "python" / "w_semaphore.py"
+    if not script.is_file():  # issue 9 item 15: tests/ outside the checkout
+        pytest.skip(f"{script} is not there: the benchmark scripts come "
+                    "with the source checkout, not with the tests")
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(st.__file__).resolve().parent.parent)
     proc = subprocess.run(
