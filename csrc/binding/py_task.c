@@ -2372,7 +2372,8 @@ static PyMethodDef Task_methods[] = {
                "None (like Task.CurrentId).")},
     {"from_future", task_from_future, METH_O | METH_STATIC,
      PyDoc_STR("from_future(future, /)\n--\n\n"
-               "A Task that completes with a concurrent.futures.Future.")},
+               "A Task that completes with a concurrent.futures.Future,\n"
+               "or with an asyncio future or task (I1).")},
     {"when_all", (PyCFunction)(void (*)(void))task_when_all,
      METH_FASTCALL | METH_STATIC,
      PyDoc_STR("when_all(*tasks)\n--\n\n"
