@@ -194,7 +194,12 @@ $(VENV)/.test-deps-dask: | $(VENV_PY)
 	@touch $@
 
 # ST_WERROR=1: the extension builds without a single warning (H1)
+# pip builds in build/: the Python files left there by an earlier build go
+# first, or a module since removed from python/sharptask would be
+# installed again (the compiled extension stays: it is rebuilt when stale).
 venv: $(VENV)/.test-deps $(VENV)/.typing-deps $(VENV)/.test-deps-dask
+	find build -path 'build/lib.*/sharptask/*' -type f \
+	    \( -name '*.py' -o -name '*.pyi' \) -delete 2>/dev/null || true
 	ST_WERROR=1 $(VENV_PIP) install .
 
 # Sequential on purpose, even under make -j; every stage runs even when

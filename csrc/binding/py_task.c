@@ -2289,9 +2289,11 @@ Task_dealloc(PyObject *op)
 
 static PyMethodDef Task_methods[] = {
     {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw(value, /)\n--\n\n"
-               "Raise value at the await (the generator protocol); answers\n"
-               "asyncio's \"bad yield\" with an asyncio future (I2).")},
+     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
+               "Raise typ (an exception, or a class called with val) at\n"
+               "the await: the generator protocol, by which asyncio\n"
+               "cancels an await; answers asyncio's \"bad yield\" with an\n"
+               "asyncio future (I2).")},
     {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "An iterator over the await's steps (for `yield from`).")},
@@ -2370,7 +2372,8 @@ static PyMethodDef Task_methods[] = {
                "None (like Task.CurrentId).")},
     {"from_future", task_from_future, METH_O | METH_STATIC,
      PyDoc_STR("from_future(future, /)\n--\n\n"
-               "A Task that completes with a concurrent.futures.Future.")},
+               "A Task that completes with a concurrent.futures.Future,\n"
+               "or with an asyncio future or task (I1).")},
     {"when_all", (PyCFunction)(void (*)(void))task_when_all,
      METH_FASTCALL | METH_STATIC,
      PyDoc_STR("when_all(*tasks)\n--\n\n"
@@ -2692,9 +2695,11 @@ awaiter_task_get(PyObject *op, void *closure)
 
 static PyMethodDef Awaiter_methods[] = {
     {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw(value, /)\n--\n\n"
-               "Raise value at the await (the generator protocol); answers\n"
-               "asyncio's \"bad yield\" with an asyncio future (I2).")},
+     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
+               "Raise typ (an exception, or a class called with val) at\n"
+               "the await: the generator protocol, by which asyncio\n"
+               "cancels an await; answers asyncio's \"bad yield\" with an\n"
+               "asyncio future (I2).")},
     {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "An iterator over the await's steps (for `yield from`).")},

@@ -1402,9 +1402,11 @@ ValueTask_repr(PyObject *op)
 
 static PyMethodDef ValueTask_methods[] = {
     {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw(value, /)\n--\n\n"
-               "Raise value at the await (the generator protocol); answers\n"
-               "asyncio's \"bad yield\" with an asyncio future (I2).")},
+     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
+               "Raise typ (an exception, or a class called with val) at\n"
+               "the await: the generator protocol, by which asyncio\n"
+               "cancels an await; answers asyncio's \"bad yield\" with an\n"
+               "asyncio future (I2).")},
     {"__await__", vt_await_method, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "Consumes the ValueTask; an iterator over the await's "
@@ -1670,9 +1672,11 @@ VTAwaiter_dealloc(PyObject *op)
      PyDoc_STR("unsafe_on_completed($self, action, /)\n--\n\n"              \
                "Like on_completed, without flowing the contextvars "        \
                "context.")},                                                \
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method,             \
-     METH_FASTCALL, PyDoc_STR("throw(value, /)\n--\n\n"                     \
-                              "Raise value at the await (I2).")},            \
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method,              \
+     METH_FASTCALL,                                                         \
+     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"            \
+               "Raise typ (an exception, or a class called with val) at\n"  \
+               "the await: the generator protocol (I2).")},                 \
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,             \
      PyDoc_STR("See PEP 585")}
 

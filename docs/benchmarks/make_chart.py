@@ -9,9 +9,14 @@ measured side by side in that run mean anything).  The documentation build
 (conf.py) runs this script every time, so the chart and the table can never
 drift from the committed numbers: it writes _generated/ratios.png (a
 matplotlib bar chart of every ratio sharptask/peer, on a log scale, grouped
-by peer: asyncio, ThreadPoolExecutor, the interpreter's own floors) and
-_generated/table.md (the same numbers as a table, included by
+by peer: asyncio, ThreadPoolExecutor, Dask, the interpreter's own floors)
+and _generated/table.md (the same numbers as a table, included by
 benchmarks.md).
+
+Rows measured later than the full run, by a `--only` run of the workloads
+added since, carry `"run": ID`, and `added_runs` describes that run (the
+command, when, the interpreter, the machine's load average): the table
+marks such rows and says so under it.
 """
 
 from __future__ import annotations
@@ -22,19 +27,21 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Which family each peer belongs to, by the start of its label.
+# Which family each peer belongs to, by a word of its label ("the loop's
+# default ThreadPoolExecutor", "await asyncio future ...").
 FAMILIES = [
     ("asyncio", "asyncio", "#3b75af"),
     ("ThreadPoolExecutor", "concurrent.futures.ThreadPoolExecutor",
      "#e1812c"),
+    ("client.map", "Dask (distributed.Client)", "#519e3e"),
     ("", "the interpreter's own floor, or sharptask's own baseline",
      "#8c8c8c"),
 ]
 
 
 def family(label: str):
-    for prefix, name, colour in FAMILIES:
-        if label.startswith(prefix):
+    for word, name, colour in FAMILIES:
+        if word in label:
             return name, colour
     return FAMILIES[-1][1], FAMILIES[-1][2]
 
@@ -49,21 +56,39 @@ def fmt_ns(ns: float, unit: str) -> str:
     return f"{ns:.1f} ns"
 
 
-def table(results) -> str:
+def _load(values) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def table(results, added_runs=()) -> str:
+    marks = {run["id"]: "†" * (i + 1) for i, run in enumerate(added_runs)}
     rows = ["| id | workload | sharptask (median) | peer | peer (median) "
             "| ratio | target | met |",
             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         unit = r.get("unit", "")
         met = {True: "yes", False: "no"}.get(r.get("target_met"), "—")
-        cells = [r["id"], r.get("short") or r["workload"],
+        cells = [r["id"] + marks.get(r.get("run"), ""),
+                 r.get("short") or r["workload"],
                  fmt_ns(r["sharptask"]["median_ns"], unit),
                  r["peer"]["label"],
                  fmt_ns(r["peer"]["median_ns"], unit),
                  f"{r['ratio']:.3f}", r.get("target") or "—", met]
         rows.append("| " + " | ".join(c.replace("|", "\\|")
                                        for c in cells) + " |")
-    return "\n".join(rows) + "\n"
+    notes = []
+    for run in added_runs:
+        env = run.get("environment", {})
+        load = run.get("load_average", {})
+        notes.append(
+            f"{marks[run['id']]} Measured in a separate, later run: "
+            f"`{run['command']}` ({run['generated'][:16].replace('T', ' ')} "
+            f"UTC, CPython {env.get('python', '?')}, "
+            f"{env.get('cpu_count', '?')} CPUs, {run.get('rounds', '?')} "
+            f"rounds). {run.get('why', '')} The machine's load average "
+            f"(1 / 5 / 15 min) was {_load(load.get('before', []))} before "
+            f"that run and {_load(load.get('after', []))} after it.")
+    return "\n".join(rows) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
 def chart(results, env, path: str) -> None:
@@ -73,8 +98,11 @@ def chart(results, env, path: str) -> None:
     from matplotlib.patches import Patch
 
     rows = [r for r in results if r.get("ratio")]
-    rows.sort(key=lambda r: (family(r["peer"]["label"])[0], r["ratio"]))
-    labels = [f"{r['id']}  {r.get('short') or r['workload']}" for r in rows]
+    order = [name for _, name, _ in FAMILIES]
+    rows.sort(key=lambda r: (order.index(family(r["peer"]["label"])[0]),
+                             r["ratio"]))
+    labels = [f"{r['id']}{'†' if r.get('run') else ''}  "
+              f"{r.get('short') or r['workload']}" for r in rows]
     ratios = [r["ratio"] for r in rows]
     colours = [family(r["peer"]["label"])[1] for r in rows]
 
@@ -93,7 +121,9 @@ def chart(results, env, path: str) -> None:
     ax.set_title(
         f"sharptask against its peers: CPython {env.get('python', '?')}, "
         f"{env.get('cpu_count', '?')} CPUs, "
-        f"uvloop {'on' if env.get('uvloop') else 'off'}", fontsize=9)
+        f"uvloop {'on' if env.get('uvloop') else 'off'}"
+        + ("\n† measured in a later run (see the table)"
+           if any(r.get("run") for r in rows) else ""), fontsize=9)
     ax.legend(handles=[Patch(color=c, label=n) for _, n, c in FAMILIES],
               fontsize=7, loc="upper right")
     ax.grid(axis="x", which="both", alpha=0.25)
@@ -111,7 +141,7 @@ def main(argv=None) -> int:
     os.makedirs(out, exist_ok=True)
     results = data["results"]
     with open(os.path.join(out, "table.md"), "w", encoding="utf-8") as f:
-        f.write(table(results))
+        f.write(table(results, data.get("added_runs", ())))
     chart(results, data.get("environment", {}),
           os.path.join(out, "ratios.png"))
     return 0

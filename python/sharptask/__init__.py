@@ -62,14 +62,16 @@ from ._executor import Executor, ExecutorTaskScheduler
 
 if _typing.TYPE_CHECKING:
     from ._asyncio import AsyncioSynchronizationContext
-
-
-def __getattr__(name: str):
-    # asyncio is imported only by code that asks for its context
-    if name == "AsyncioSynchronizationContext":
-        from ._asyncio import AsyncioSynchronizationContext
-        return AsyncioSynchronizationContext
-    raise AttributeError(f"module 'sharptask' has no attribute {name!r}")
+else:
+    # Hidden from type checkers: a module __getattr__ would make every
+    # unknown name (a typo such as st.no_such_name) type-check as valid.
+    def __getattr__(name: str):
+        # asyncio is imported only by code that asks for its context
+        if name == "AsyncioSynchronizationContext":
+            from ._asyncio import AsyncioSynchronizationContext
+            return AsyncioSynchronizationContext
+        raise AttributeError(
+            f"module 'sharptask' has no attribute {name!r}")
 
 
 __version__ = "0.1.0"

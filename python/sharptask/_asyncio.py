@@ -71,6 +71,7 @@ def asyncio_wait(waiting: Any) -> Any:
         return waiting
     if type(waiting) is _YieldAwaitable:
         return None  # asyncio runs the task's next step on a later turn
+    register: Callable[[Callable[[], object]], None] | None
     if isinstance(waiting, Task):
         register = waiting.configure_await(False).unsafe_on_completed
     else:
@@ -186,11 +187,10 @@ def task_from_asyncio_future(fut: Any) -> Any:
     """Task.from_future for an asyncio future or task (I1): the Task
     completes when it does, from the future's loop; a future already done
     gives a completed (or canceled) Task at once."""
+    tcs: TaskCompletionSource[Any] = TaskCompletionSource()
     if fut.done():
-        tcs = TaskCompletionSource()
         _settle(tcs, fut)
         return tcs.task
-    tcs = TaskCompletionSource()
     loop = fut.get_loop()
 
     def done(f: Any) -> None:
@@ -248,7 +248,7 @@ class AsyncioSynchronizationContext(SynchronizationContext):
                             f"{type(callback).__name__}")
         if _get_running_loop() is self.loop:
             return self._run(callback, state)
-        tcs = TaskCompletionSource()
+        tcs: TaskCompletionSource[Any] = TaskCompletionSource()
 
         def call() -> None:
             try:

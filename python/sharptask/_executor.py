@@ -22,6 +22,7 @@ import concurrent.futures as _cf
 import itertools
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock  # threading.Lock()
 from concurrent.futures import _base
 from typing import Any, Callable, Iterable, Iterator
 
@@ -41,7 +42,6 @@ _PENDING = _base.PENDING
 _RUNNING = _base.RUNNING
 _CANCELLED = _base.CANCELLED
 _DONE_STATES = (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _FINISHED)
-_allocate_lock = threading.Lock
 
 
 class _Future(_cf.Future):
@@ -61,16 +61,23 @@ class _Future(_cf.Future):
                  "_done_callbacks", "_st_done")
 
     def __init__(self) -> None:
-        self._condition = _allocate_lock()
+        # a plain lock where the base class has a Condition: every method
+        # that would notify it is overridden here (waits go through
+        # _st_done)
+        self._condition = _allocate_lock()  # type: ignore[assignment]
         self._state = _PENDING
         self._result = None
         self._exception = None
-        self._w = None  # wait() / as_completed() waiters, made on demand
+        # wait() / as_completed() waiters, made on demand
+        self._w: list[Any] | None = None
         self._done_callbacks: list = []
-        self._st_done = None  # a TaskCompletionSource once someone waits
+        # a TaskCompletionSource once someone waits
+        self._st_done: TaskCompletionSource[None] | None = None
 
+    # a read-only property where the base class has a list attribute:
+    # wait() and as_completed() only append to it and remove from it
     @property
-    def _waiters(self) -> list:
+    def _waiters(self) -> list:  # type: ignore[override]
         """concurrent.futures.wait and as_completed append here (under
         ``_condition``)."""
         w = self._w
@@ -85,7 +92,8 @@ class _Future(_cf.Future):
         if done is not None:
             done.try_set_result(None)
         if self._done_callbacks:
-            self._invoke_callbacks()
+            # the base class's own (typeshed does not declare it)
+            self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def cancel(self) -> bool:
         with self._condition:
@@ -116,7 +124,8 @@ class _Future(_cf.Future):
                 return True
             done = self._st_done
             if done is None:
-                done = self._st_done = TaskCompletionSource()
+                done = TaskCompletionSource()
+                self._st_done = done
         if timeout is not None and timeout < 0:
             timeout = 0
         _wait_quiet(done.task, timeout)
@@ -132,7 +141,7 @@ class _Future(_cf.Future):
             try:
                 raise exc
             finally:
-                exc = self = None  # no reference cycle through the frame
+                del exc, self  # no reference cycle through the frame
         raise _cf.CancelledError()
 
     def exception(self, timeout: float | None = None) -> Any:
@@ -181,7 +190,7 @@ class _Future(_cf.Future):
                 waiter.add_result(self)
         self._finish()
 
-    def set_exception(self, exception: BaseException) -> None:
+    def set_exception(self, exception: BaseException | None) -> None:
         with self._condition:
             if self._state in _DONE_STATES:
                 raise _cf.InvalidStateError(
@@ -354,7 +363,8 @@ class Executor(_cf.ThreadPoolExecutor):
         if initializer is not None:
             raise ValueError("Executor(): initializer is not supported: "
                              "the pool's threads are shared")
-        self._max_workers = max_workers
+        # None: no bound of its own (ThreadPoolExecutor always has one)
+        self._max_workers = max_workers  # type: ignore[assignment]
         self._thread_name_prefix = thread_name_prefix
         self._shutdown = False
         self._broken = False
@@ -377,8 +387,7 @@ class Executor(_cf.ThreadPoolExecutor):
                 try:
                     r = fn(*args, **kwargs)
                 except BaseException as exc:  # as ThreadPoolExecutor
-                    f.set_exception(exc)
-                    exc = None
+                    f.set_exception(exc)  # (exc is unbound after this)
                 else:
                     f.set_result(r)
                     r = None

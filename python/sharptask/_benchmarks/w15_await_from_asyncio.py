@@ -13,6 +13,7 @@ import asyncio
 import queue
 import threading
 from time import perf_counter_ns
+from typing import Callable
 
 from . import _harness as h
 
@@ -24,7 +25,9 @@ def run(ctx):
     import sharptask as st
 
     n = ctx.n(full=20_000, quick=1_000)
-    requests = queue.SimpleQueue()
+    # jobs for the completer thread; None stops it
+    requests: queue.SimpleQueue[Callable[..., object] | None] = \
+        queue.SimpleQueue()
 
     def helper():
         while True:
@@ -43,7 +46,7 @@ def run(ctx):
         TCS = st.TaskCompletionSource
         t0 = perf_counter_ns()
         for i in range(n):
-            tcs = TCS()
+            tcs: st.TaskCompletionSource[int] = TCS()
             put(lambda tcs=tcs, i=i: tcs.set_result(i))
             if await tcs.task != i:
                 raise AssertionError("W15: wrong value")
