@@ -7,8 +7,10 @@
  * declared in binding.h; the rest this file exports is in py_awaiter.h.
  */
 #include "binding.h"
+#include "py_combinators.h"
 #include "py_awaiter.h"
 #include "py_task.h"
+#include "py_task_impl.h"
 
 #include "st_list.h" /* st_container_of */
 

@@ -1,6 +1,7 @@
-/* py_cancel.c - CancellationTokenSource, CancellationToken and
- * CancellationTokenRegistration (SPEC K1, K2), and the native cancellation
- * of the other waiting APIs (K3).
+/* py_cancel.c - CancellationTokenSource and CancellationToken (SPEC K1);
+ * CancellationTokenRegistration, registering callbacks and internal
+ * actions (K2) and the native cancellation of the other waiting APIs (K3)
+ * are py_cancel_reg.c; py_cancel.h holds the layouts both share.
  *
  *     class CancellationTokenSource:          # like .NET's
  *         def __init__(self, delay=None, time_provider=None)
@@ -54,6 +55,7 @@
  * only queues a work item; the pool runs it with the GIL.
  */
 #include "binding.h"
+#include "py_task.h"
 #include "py_cancel.h"
 
 #include <stddef.h>       /* offsetof */

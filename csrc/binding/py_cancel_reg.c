@@ -9,6 +9,7 @@
  * reference to it, dropped by whoever takes it off the list.
  */
 #include "binding.h"
+#include "py_task.h"
 #include "py_cancel.h"
 
 #include "st_cancel.h" /* the core of a source */

@@ -11,6 +11,7 @@
 #include "binding.h"
 #include "py_combinators.h"
 #include "py_task.h"
+#include "py_task_impl.h"
 
 #include <pthread.h> /* pthread_cleanup_push (item 25) */
 

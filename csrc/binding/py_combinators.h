@@ -60,4 +60,10 @@ PyObject *mod_wait_any(PyObject *mod, PyObject *args);
 PyObject *mod_wait_quiet(PyObject *mod, PyObject *args);
 PyObject *mod_wait_async_timeout(PyObject *mod, PyObject *args);
 
+/* Blocks until t completes or timeout_ns passes (UINT64_MAX: no limit),
+ * with the GIL released, in slices that answer Ctrl-C.  1 completed, 0
+ * timed out, -1 error set.  Refs: borrows t (the caller keeps it alive
+ * for the call). */
+int task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns);
+
 #endif /* ST_PY_COMBINATORS_H */

@@ -10,6 +10,7 @@
 #include "binding.h"
 #include "py_factories.h"
 #include "py_task.h"
+#include "py_task_impl.h"
 
 /* ---------------------------------------------- Task static methods */
 

@@ -27,4 +27,9 @@ PyObject *mod_task_delegate(PyObject *mod, PyObject *args);
 PyObject *mod_complete_delegate(PyObject *mod, PyObject *args);
 PyObject *mod_current_scheduler(PyObject *mod, PyObject *unused);
 
+/* A delegate task running fn() queued to scheduler.queue_task.  Refs:
+ * new; borrows fn and scheduler (the task takes its own). */
+PyObject *task_new_on_scheduler(st_state *st, PyObject *fn,
+                                PyObject *scheduler);
+
 #endif /* ST_PY_FACTORIES_H */

@@ -41,6 +41,7 @@
 #include "py_combinators.h"
 #include "py_factories.h"
 #include "py_task.h"
+#include "py_task_impl.h"
 
 #include <pthread.h>      /* pthread_cleanup_push (item 25) */
 #include <stddef.h>       /* offsetof */

@@ -1,144 +1,80 @@
-/* py_task.h - what py_task.c exports to the files split from it
- * (py_awaiter.c, py_tcs.c, py_combinators.c, py_factories.c) beyond
- * binding.h.  The small helpers on the hot paths (allocation, status) are
- * static inline here so that no caller pays a call across files.
+/* py_task.h - what py_task.c exports: making, completing and reading
+ * tasks, running delegates, the per-thread pending exception.  (The
+ * helpers it shares only with the files split from it are in
+ * py_task_impl.h.)
  */
 #ifndef ST_PY_TASK_H
 #define ST_PY_TASK_H
 
 #include "binding.h"
 
-#include "st_thread.h" /* ST_THREAD_LOCAL */
+/* Task makers: a pending promise with async_state `state` (NULL: None); a
+ * completed one with `value`; from_result (a cached task for None, bools,
+ * -1..8, T12); faulted with the exception tuple `excs`; canceled with the
+ * stored OperationCanceledError `oce` and `token` (both may be NULL).
+ * Refs: new; borrows every argument (the task takes its own). */
+PyObject *task_new_promise(st_state *st, PyObject *state,
+                           uint32_t options);
+PyObject *task_new_completed(st_state *st, PyObject *value);
+PyObject *task_from_result(st_state *st, PyObject *value);
+PyObject *task_new_faulted(st_state *st, PyObject *excs);
+PyObject *task_new_canceled(st_state *st, PyObject *oce, PyObject *token);
+/* Completes t (any thread holding the GIL).  Returns 1 if this call
+ * completed it, 0 if it was already completed.  status RAN: value is the
+ * result; FAULTED: value is a non-empty tuple of exceptions; CANCELED:
+ * value is the stored OperationCanceledError or NULL.  May run
+ * continuations inline.  Refs: borrows t, value and token (the task takes
+ * its own references to value and token). */
+int task_try_complete(TaskObject *t, int status, PyObject *value,
+                      PyObject *token);
+/* Completes t from a raised exception (the current error indicator):
+ * OperationCanceledError -> canceled (if `oce_cancels`), other Exception ->
+ * faulted.  A BaseException that is not an Exception (KeyboardInterrupt,
+ * SystemExit) faults the task with a RuntimeError and stays raised:
+ * returns -1 then, else 0 with the error cleared.  Refs: borrows t; the
+ * raised exception is consumed (stored in t) or left raised. */
+int task_complete_from_error(TaskObject *t, int oce_cancels);
+/* Copies src's final state into dst (src completed).  Refs: borrows both
+ * (dst takes its own references to src's result and token). */
+int task_complete_from(TaskObject *dst, TaskObject *src);
+/* Raises what `await t` raises for a completed, unsuccessful t (marks it
+ * observed) and returns NULL; for a successful one returns the result.
+ * Refs: new (the result); borrows t. */
+PyObject *task_get_result(st_state *st, TaskObject *t);
+/* Queues t->task_work on the pool (t has a DOMAIN work fn set).  Refs:
+ * borrows t, and on success takes one more reference to it that the work
+ * fn drops (a custom TaskScheduler's queue_task takes its own instead).
+ * -1 with an error set if the pool is shut down (no reference kept). */
+int task_queue_work(st_state *st, TaskObject *t, st_work_fn fn);
+/* Runs a delegate/continuation task's code now (GIL held).  Refs: borrows
+ * t (the caller keeps it alive for the call). */
+void task_execute(TaskObject *t);
 
-/* Task creation options that are valid (R1.11). */
-#define TCO_VALID 0x5Fu
-#define TCO_RCA 0x40u
-#define TCO_LONG_RUNNING 0x2u
-/* Continuation options (R3.7). */
-#define TCW_LAZY 0x20u
-#define TCW_NOT_ON_RAN 0x10000u
-#define TCW_NOT_ON_FAULTED 0x20000u
-#define TCW_NOT_ON_CANCELED 0x40000u
-#define TCW_EXEC_SYNC 0x80000u
-#define TCW_VALID (0x7Fu | 0xF0000u)
+/* A coroutine, generator or other object the builder can drive.  Refs:
+ * borrows obj. */
+int is_coroutine_like(PyObject *obj);
 
-/* The custom scheduler whose task runs on this thread (borrowed from the
- * running task, which owns it), or NULL for the default (C7, R10.2); set
- * and restored by task_execute. */
-extern ST_THREAD_LOCAL PyObject *tls_current_scheduler;
+/* The custom TaskScheduler whose task runs on this thread, or NULL (the
+ * default, the pool).  Refs: borrowed from the running task's
+ * task_scheduler (a thread-local that owns nothing): valid while that
+ * task's code runs on this thread; Py_NewRef it to keep it longer. */
+PyObject *current_scheduler(void);
 
-/* A new Task of the given kind, status and TaskCreationOptions, every
- * field cleared, GC-tracked.  Refs: new. */
-static inline TaskObject *
-task_alloc(st_state *st, int kind, int status, uint32_t options)
-{
-    TaskObject *t = PyObject_GC_New(TaskObject, st->Task_type);
-    if (t == NULL) {
-        return NULL;
-    }
-    st_task_init(&t->task_core, status,
-                 (options & TCO_RCA) ? ST_TASK_RUN_CONT_ASYNC : 0);
-    t->task_id = 0;
-    t->task_kind = (uint8_t)kind;
-    t->task_flags = 0;
-    t->task_cwopts = 0;
-    t->task_options = options;
-    t->task_result = NULL;
-    t->task_token = NULL;
-    t->task_state = NULL;
-    t->task_fn = NULL;
-    t->task_arg = NULL;
-    t->task_context = NULL;
-    t->task_target = NULL;
-    t->task_weakreflist = NULL;
-    t->task_scheduler = NULL;
-    t->task_tb = NULL;
-    t->task_box_prev = NULL;
-    t->task_box_next = NULL;
-    t->task_cont.next = NULL;
-    t->task_cont.fn = NULL;
-    t->task_cont.kind = ST_CONT_ACTION;
-    t->task_work.next = NULL;
-    t->task_work.run = NULL;
-    t->task_work.flags = ST_WORK_DOMAIN;
-    PyObject_GC_Track(t);
-    return t;
-}
+/* x.__await__() called explicitly (a METH_COEXIST method beside the
+ * am_await slot, which `await` uses): a generator over x's steps, for
+ * `yield from` (_impl.await_iter).  Refs: new; borrows op. */
+PyObject *await_method_iter(PyObject *op, PyObject *unused);
 
-/* The task's .NET status; TF_OBSERVED set.  Refs: borrow t. */
-static inline int
-task_status(TaskObject *t)
-{
-    return st_task_status(&t->task_core);
-}
+/* Per-thread: a BaseException (KeyboardInterrupt) that escaped a
+ * continuation run inline; re-raised by the completing call.  Refs: save
+ * moves the raised exception into a thread-local that owns it (dropped
+ * if one is already saved); restore moves it back to the error indicator
+ * (returns -1 then, 0 if none was saved). */
+void pending_exc_save(void);
+int pending_exc_restore(void);
 
-static inline void
-mark_observed(TaskObject *t)
-{
-    t->task_flags |= TF_OBSERVED;
-}
-
-/* Builds the exception tuple for an exception instance.  Refs: new;
- * borrows exc. */
-static inline PyObject *
-one_exception(PyObject *exc)
-{
-    return PyTuple_Pack(1, exc);
-}
-
-/* 1 with InvalidOperationError set if a completed t's outcome was cleared
- * by the GC, else 0.  Refs: borrows t. */
-static inline int
-outcome_gone(st_state *st, TaskObject *t)
-{
-    int s = task_status(t);
-    if (t->task_result == NULL
-        && (s == ST_STATUS_RAN_TO_COMPLETION || s == ST_STATUS_FAULTED)) {
-        PyErr_SetString(st->InvalidOperationError,
-                        "the task's outcome was cleared by the garbage "
-                        "collector");
-        return 1;
-    }
-    return 0;
-}
-
-/* Raises StopIteration(value) and returns NULL (an iterator's return).
- * Refs: steals value. */
-static inline PyObject *
-return_via_stop_iteration(PyObject *value)
-{
-    if (value == Py_None) {
-        PyErr_SetNone(PyExc_StopIteration);
-    }
-    else {
-        PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, value);
-        if (e != NULL) {
-            PyErr_SetObject(PyExc_StopIteration, e);
-            Py_DECREF(e);
-        }
-    }
-    Py_DECREF(value);
-    return NULL;
-}
-
-/* Continuation node fns: an ST_RUN_ASYNC run is deferred to the pool
- * (defer_cont: 0 if queued, -1 to run it inline now); a continue_with
- * task runs or is queued (continuation_on_complete); a proxy copies its
- * source's outcome (proxy_on_complete).  Refs: the fns drop the
- * registration's reference to the node's owner; defer_cont borrows c
- * (its registration's reference travels with it) and the queued work
- * holds its own reference to the antecedent. */
-int defer_cont(st_cont_t *c, st_task_t *core);
-void continuation_on_complete(st_cont_t *c, st_task_t *core, int how);
-void proxy_on_complete(st_cont_t *c, st_task_t *core, int how);
-/* The pool work fn of a delegate or continuation task.  Refs: drops the
- * reference task_queue_work took. */
-void task_work_run(st_work_t *w);
-
-/* 1 if sched is the default scheduler (None or TaskScheduler.default),
- * else 0; scheduler_check: 0, or -1 with TypeError if sched is no
- * TaskScheduler.  Refs: none (borrow sched). */
-int scheduler_is_default(st_state *st, PyObject *sched);
-int scheduler_check(st_state *st, PyObject *sched);
+/* TaskCanceledError(task=t, cancellation_token=...) (py_task.c).  Refs:
+ * new; borrows t. */
+PyObject *make_task_canceled(st_state *st, TaskObject *t);
 
 #endif /* ST_PY_TASK_H */

@@ -5,6 +5,7 @@
  */
 #include "binding.h"
 #include "py_task.h"
+#include "py_task_impl.h"
 
 /* ---------------------------------------------- TaskCompletionSource */
 
