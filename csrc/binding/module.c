@@ -12,6 +12,7 @@
  * ImportError from exec in any other interpreter.
  */
 #include "binding.h"
+#include "py_task.h"
 #include "py_trace.h" /* trace_methods (issue 12) */
 
 #include <math.h>   /* isnan, HUGE_VAL */

@@ -35,6 +35,9 @@
  * context, or queued on the pool.
  */
 #include "binding.h"
+#include "py_awaiter.h"
+#include "py_factories.h"
+#include "py_task.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef (3.11) */

@@ -42,6 +42,7 @@
  * only sees one pattern.
  */
 #include "binding.h"
+#include "py_task.h"
 
 #include "st_error.h"
 #include "st_list.h"  /* st_container_of */

@@ -47,6 +47,7 @@
  * completion of the task drops the token's registration at once.
  */
 #include "binding.h"
+#include "py_task.h"
 
 #include <math.h>    /* isnan, HUGE_VAL */
 #include <pthread.h> /* pthread_atfork */

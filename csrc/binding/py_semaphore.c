@@ -49,6 +49,7 @@
  * or Python code runs.
  */
 #include "binding.h"
+#include "py_task.h"
 
 #include <pthread.h>      /* pthread_cleanup_push (issue 9 item 25) */
 #include <stddef.h>       /* offsetof */

@@ -66,6 +66,8 @@
  * nothing but its coroutine in steady state (BENCHMARKS.md W10).
  */
 #include "binding.h"
+#include "py_combinators.h"
+#include "py_task.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef (3.11) */

@@ -1,0 +1,44 @@
+/* py_awaiter.h - what py_awaiter.c exports beyond binding.h's type specs
+ * and awaiter_unpack: the Task methods that make awaiters, and the callback
+ * node that on_completed registers (py_task.c's traverse and abandon_conts
+ * recognise it on a task).
+ */
+#ifndef ST_PY_AWAITER_H
+#define ST_PY_AWAITER_H
+
+#include "binding.h"
+
+/* A callback continuation registered by on_completed. */
+typedef struct cb_node {
+    st_cont_t cont;
+    PyObject *action; /* an Action: runs the user's action in context */
+    PyObject *target; /* captured context, or NULL */
+} cb_node;
+
+static inline void
+cb_node_free(cb_node *n)
+{
+    Py_DECREF(n->action);
+    Py_XDECREF(n->target);
+    PyMem_Free(n);
+}
+
+/* The fn of a cb_node.  Refs: consumes the node (its action and target
+ * references) once it has run. */
+void cb_node_fire(st_cont_t *c, st_task_t *core, int how);
+
+/* Task.get_awaiter and Task.configure_await (Task_methods in py_task.c).
+ * Refs: new (the awaiter); borrow op and arg. */
+PyObject *task_get_awaiter(PyObject *op, PyObject *unused);
+PyObject *task_configure_await(PyObject *op, PyObject *arg);
+
+/* If op is a TaskAwaiter or ConfiguredTaskAwaitable: its task and options
+ * (ConfigureAwaitOptions bits), and 1; else 0.  Refs: *task is borrowed
+ * from op (valid while op is alive); borrows op. */
+int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
+                   int *options);
+#define CAO_CONTINUE 0x1
+#define CAO_SUPPRESS 0x2
+#define CAO_FORCE 0x4
+
+#endif /* ST_PY_AWAITER_H */

@@ -1,0 +1,69 @@
+/* py_combinators.h - what py_combinators.c exports: the Task methods and
+ * module functions that combine or wait on tasks (bound in py_task.c's
+ * method tables), and the node fns and when_core that py_task.c's
+ * abandon_conts / cont_owner recognise on a dying task.
+ */
+#ifndef ST_PY_COMBINATORS_H
+#define ST_PY_COMBINATORS_H
+
+#include "binding.h"
+
+/* One when_all / when_any: a node per input task, all sharing the core.
+ * Each node registered owns one share (outstanding); the last share frees
+ * the core. */
+typedef struct when_core when_core;
+
+typedef struct when_node {
+    st_cont_t cont;
+    when_core *core;
+    Py_ssize_t index;
+} when_node;
+
+struct when_core {
+    TaskObject *promise; /* strong */
+    PyObject *tasks;     /* tuple, strong */
+    Py_ssize_t remaining;   /* when_all: inputs not yet completed */
+    Py_ssize_t outstanding; /* nodes whose fn has not run */
+    when_node nodes[1];
+};
+
+/* The when_all / when_any node fns and the core's release (called by
+ * abandon_conts for a node left on a task that can never complete).
+ * Refs: when_core_free drops the core's references to its promise and its
+ * tasks and frees it; the fns consume the node's share. */
+void when_all_node_fn(st_cont_t *c, st_task_t *core_task, int how);
+void when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how);
+void when_core_free(when_core *core);
+/* The node fn of an unwrap proxy waiting for its outer task.  Refs: drops
+ * the registration's reference to the proxy (c's owner). */
+void unwrap_outer_done(st_cont_t *c, st_task_t *core, int how);
+
+/* Task methods (Task_methods in py_task.c): continue_with, unwrap,
+ * wait_async, and the static when_all / when_any / wait_all / wait_any.
+ * Refs: new (the Task, list or index returned); borrow op and their
+ * arguments. */
+PyObject *task_continue_with(PyObject *op, PyObject *args, PyObject *kwds);
+PyObject *task_unwrap(PyObject *op, PyObject *unused);
+PyObject *task_wait_async(PyObject *op, PyObject *args, PyObject *kwds);
+PyObject *task_when_all(PyObject *unused, PyObject *const *args,
+                        Py_ssize_t nargs);
+PyObject *task_when_any(PyObject *unused, PyObject *const *args,
+                        Py_ssize_t nargs);
+PyObject *task_wait_all(PyObject *unused, PyObject *const *args,
+                        Py_ssize_t nargs, PyObject *kwnames);
+PyObject *task_wait_any(PyObject *unused, PyObject *const *args,
+                        Py_ssize_t nargs, PyObject *kwnames);
+
+/* Module functions (task_module_methods in py_task.c): _wait_any,
+ * _wait_quiet, _wait_async_timeout.  Refs: new; borrow their arguments. */
+PyObject *mod_wait_any(PyObject *mod, PyObject *args);
+PyObject *mod_wait_quiet(PyObject *mod, PyObject *args);
+PyObject *mod_wait_async_timeout(PyObject *mod, PyObject *args);
+
+/* Blocks until t completes or timeout_ns passes (UINT64_MAX: no limit),
+ * with the GIL released, in slices that answer Ctrl-C.  1 completed, 0
+ * timed out, -1 error set.  Refs: borrows t (the caller keeps it alive
+ * for the call). */
+int task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns);
+
+#endif /* ST_PY_COMBINATORS_H */
