@@ -12,7 +12,12 @@
 #   nothing and they are the slowest;
 # - the fork tests (names with "fork") are left out: a forked child of an
 #   ASan process with live threads can hang in ASan's own allocator locks
-#   (a known limitation of fork under ASan); the plain run keeps them.
+#   (a known limitation of fork under ASan); the plain run keeps them;
+# - the static checks are left out: they read files and never call the
+#   extension (mypy and stubtest: test_typing.py; the analyzer on source
+#   text: test_lint.py; the C lint: test_cpylint.py; the rule ids and the
+#   packaging metadata: test_docs_rules.py, test_docs_packaging.py), so a
+#   sanitizer has nothing to check there and they are slow under it.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 py=${PYTHON:-"$here/.venv/bin/python"}
@@ -34,4 +39,9 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 PYTHONPATH=python "$py" -m pytest tests/python -q -p no:cacheprovider \
     --ignore=tests/python/test_leaks.py \
     --ignore=tests/python/test_benchmarks_smoke.py \
+    --ignore=tests/python/test_typing.py \
+    --ignore=tests/python/test_lint.py \
+    --ignore=tests/python/test_cpylint.py \
+    --ignore=tests/python/test_docs_rules.py \
+    --ignore=tests/python/test_docs_packaging.py \
     -k "not fork"

@@ -28,6 +28,13 @@ Only the last run's reports are shown, so a passing test reads as one
 Each run happens in a copy of the main thread's ``contextvars`` context,
 so that the context variables a test sets do not outlive it.
 
+With ``--refleaks-max-seconds=S``, a test whose first run takes longer
+than S seconds runs once and is not measured either: in this suite about
+one test in eight takes longer than 0.1 s, nearly always waiting (on a
+timeout, a sleep, a stress loop's threads), and those few take nine tenths
+of the time; repeating them six times would not fit the budget of
+``make test``.  The summary counts them; ``-v`` lists them.
+
 A test that starts a child process (``subprocess``, as ``run_script``
 does) runs once and is not measured: what it checks runs in the child,
 whose references this process cannot count, and repeating it would only
@@ -62,6 +69,11 @@ _DEFAULT = "3:3"
 def pytest_addoption(parser):
     group = parser.getgroup("refleaks")
     group.addoption(
+        "--refleaks-max-seconds", type=float, default=None, metavar="S",
+        help="a test whose first (warm-up) run takes longer than S seconds "
+             "runs once, unmeasured (the summary counts them, -v lists "
+             "them): the budget for the slow few, which wait on timeouts")
+    group.addoption(
         "--refleaks", metavar="WARMUPS:RUNS", default=None,
         help="run each test WARMUPS+RUNS times and fail it when the total "
              "reference count (debug interpreter) or the allocated blocks "
@@ -87,8 +99,10 @@ def pytest_configure(config):
         raise pytest.UsageError(
             "--refleaks needs a debug interpreter (sys.gettotalrefcount), "
             "e.g. Debian's python3.11-dbg")
-    config.pluginmanager.register(_RefleakRunner(*_parse(value)),
-                                  "refleak-runner")
+    config.pluginmanager.register(
+        _RefleakRunner(*_parse(value),
+                       max_seconds=config.getoption("refleaks_max_seconds")),
+        "refleak-runner")
 
 
 def _settle_pool(timeout=1.0):
@@ -163,11 +177,13 @@ def _measure():
 
 
 class _RefleakRunner:
-    def __init__(self, warmups, runs):
+    def __init__(self, warmups, runs, max_seconds=None):
         self.warmups = warmups
         self.runs = runs
+        self.max_seconds = max_seconds
         self.leaks = []
         self.once = []
+        self.slow = []
         self.noise = []
         self.children = _ChildWatch()
 
@@ -215,10 +231,15 @@ class _RefleakRunner:
         rc_before = blocks_before = measured = 0
         for i in range(self.warmups + 2 * runs):
             children = self.children.count
+            started = time.monotonic()
             reports = self._run_once(item)
             if i == 0 and self.children.count != children:
                 # a child-process test: once, unmeasured (module doc)
                 self.once.append(item.nodeid)
+                return reports
+            if i == 0 and self.max_seconds is not None and \
+                    time.monotonic() - started > self.max_seconds:
+                self.slow.append(item.nodeid)
                 return reports
             if any(r.failed or r.skipped for r in reports):
                 if i > 0 and any(r.failed for r in reports):
@@ -275,9 +296,14 @@ class _RefleakRunner:
             tr.write_line(f"{len(self.noise)} tests grew in their first "
                           f"{self.runs} measured runs but not in the "
                           "next ones (noise, not a leak)")
-        if self.once:
-            tr.write_line(f"{len(self.once)} tests ran once, unmeasured: they "
-                          "start a child process (-v lists them)")
+        for nodeids, why in (
+                (self.once, "they start a child process"),
+                (self.slow, f"their first run took more than "
+                            f"{self.max_seconds} s")):
+            if not nodeids:
+                continue
+            tr.write_line(f"{len(nodeids)} tests ran once, unmeasured: {why}"
+                          " (-v lists them)")
             if tr.verbosity > 0:
-                for nodeid in self.once:
+                for nodeid in nodeids:
                     tr.write_line(f"  {nodeid}")

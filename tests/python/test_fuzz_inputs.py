@@ -41,7 +41,7 @@ only.
 
 Deterministic in CI: the ``sharptask-fuzz`` hypothesis profile derandomizes
 (the same examples every run) and keeps no database; ST_FUZZ_EXAMPLES sets
-the examples per target (default 25).
+the examples per target (default 15).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ from hypothesis import strategies as hs  # noqa: E402
 import sharptask  # noqa: E402
 import sharptask as st  # noqa: E402
 
-EXAMPLES = int(os.environ.get("ST_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("ST_FUZZ_EXAMPLES", "15"))
 # no shrinking and the first failure only: the values are named, so a
 # failing example reads as it is, and a hang is not waited for again and
 # again while shrinking
