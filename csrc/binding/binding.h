@@ -313,6 +313,9 @@ int schedule_action(st_state *st, PyObject *target, PyObject *action);
  * that will never run (drops that reference). */
 st_work_t *action_queue_node(PyObject *action);
 void action_queue_node_drop(st_work_t *w);
+/* The action a node of action_queue_node carries, for a garbage
+ * collector's traversal of the queue.  Refs: borrowed. */
+PyObject *action_queue_node_object(st_work_t *w);
 
 
 /* py_context.c: single-threaded contexts, thread records, deadlock

@@ -396,6 +396,12 @@ action_queue_node_drop(st_work_t *w)
     Py_DECREF(st_container_of(w, ActionObject, act_work));
 }
 
+PyObject *
+action_queue_node_object(st_work_t *w)
+{
+    return (PyObject *)st_container_of(w, ActionObject, act_work);
+}
+
 int
 schedule_action(st_state *st, PyObject *target, PyObject *action)
 {

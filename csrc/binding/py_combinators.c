@@ -260,7 +260,66 @@ when_core_new(TaskObject *promise, PyObject *tasks)
     core->tasks = Py_NewRef(tasks);
     core->remaining = 0;
     core->outstanding = 0;
+    core->visitor = n; /* none registered yet */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        core->nodes[i].registered = 0;
+    }
     return core;
+}
+
+/* Node i is on its input's list now (registration goes up the indices, so
+ * a visitor already chosen is lower). */
+static void
+when_node_registered(when_core *core, Py_ssize_t i)
+{
+    core->nodes[i].registered = 1;
+    if (core->visitor == PyTuple_GET_SIZE(core->tasks)) {
+        core->visitor = i;
+    }
+}
+
+/* The node left its input's list (fired, deferred, removed or abandoned);
+ * idempotent.  The visitor moves to the next node still registered. */
+static void
+when_node_left(when_node *node)
+{
+    when_core *core = node->core;
+    Py_ssize_t i, n;
+    if (!node->registered) {
+        return;
+    }
+    node->registered = 0;
+    if (core->visitor != node->index) {
+        return;
+    }
+    n = PyTuple_GET_SIZE(core->tasks);
+    for (i = node->index + 1; i < n && !core->nodes[i].registered; i++) {
+    }
+    core->visitor = i;
+}
+
+int
+when_node_traverse(st_cont_t *c, visitproc visit, void *arg)
+{
+    when_node *node = (when_node *)c;
+    when_core *core = node->core;
+    if (!node->registered || core->visitor != node->index) {
+        return 0;
+    }
+    Py_VISIT(core->promise);
+    Py_VISIT(core->tasks);
+    return 0;
+}
+
+void
+when_node_abandon(st_cont_t *c)
+{
+    when_node *node = (when_node *)c;
+    when_core *core = node->core;
+    when_node_left(node);
+    if (--core->outstanding == 0) {
+        when_core_free(core);
+    }
 }
 
 void
@@ -354,6 +413,7 @@ when_all_release(when_core *core)
 void
 when_all_node_fn(st_cont_t *c, st_task_t *core_task, int how)
 {
+    when_node_left((when_node *)c); /* off the list, deferred or not */
     if (how == ST_RUN_ASYNC && defer_cont(c, core_task) == 0) {
         return;
     }
@@ -368,6 +428,7 @@ when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how)
     PyObject *winner = PyTuple_GET_ITEM(core->tasks, node->index);
     Py_ssize_t i, n = PyTuple_GET_SIZE(core->tasks);
 
+    when_node_left(node); /* off the list, deferred or not */
     if (how == ST_RUN_ASYNC && defer_cont(c, core_task) == 0) {
         return;
     }
@@ -383,6 +444,7 @@ when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how)
             TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(core->tasks, i);
             if (st_task_remove_cont(&t->task_core, &core->nodes[i].cont)
                 == 0) {
+                when_node_left(&core->nodes[i]);
                 core->nodes[i].core = NULL;
                 core->outstanding--;
             }
@@ -483,6 +545,9 @@ task_when_all(PyObject *unused, PyObject *const *args, Py_ssize_t nargs)
             core->remaining--;
             core->outstanding--;
         }
+        else {
+            when_node_registered(core, i);
+        }
     }
     Py_DECREF(tasks);
     when_all_release(core); /* drop the loop's hold */
@@ -539,6 +604,7 @@ task_when_any(PyObject *unused, PyObject *const *args, Py_ssize_t nargs)
         /* no input is complete and no Python runs here: cannot fail */
         int rc = st_task_add_cont(&t->task_core, &node->cont);
         ST_ASSERT(rc == 0);
+        when_node_registered(core, i);
     }
     return promise;
 }

@@ -17,13 +17,21 @@ typedef struct when_node {
     st_cont_t cont;
     when_core *core;
     Py_ssize_t index;
+    int registered; /* on its input's list, its fn not yet run (GIL) */
 } when_node;
 
+/* The garbage collector sees the core's two references once per pass:
+ * from the node at index `visitor`, the lowest one still registered (a
+ * registered node is on a pending input's list, which that input's
+ * traversal walks).  Nodes leave in any order; the index only moves up,
+ * so keeping it costs O(n) over a core's life (issue 9, H3: a deadlocked
+ * when_all's inputs, promise and tuple were otherwise never freed). */
 struct when_core {
     TaskObject *promise; /* strong */
     PyObject *tasks;     /* tuple, strong */
     Py_ssize_t remaining;   /* when_all: inputs not yet completed */
     Py_ssize_t outstanding; /* nodes whose fn has not run */
+    Py_ssize_t visitor;     /* see above; len(tasks) when none */
     when_node nodes[1];
 };
 
@@ -34,6 +42,15 @@ struct when_core {
 void when_all_node_fn(st_cont_t *c, st_task_t *core_task, int how);
 void when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how);
 void when_core_free(when_core *core);
+/* For a when_all / when_any node c on a pending task's list: visits the
+ * core's promise and tasks if c is the core's visitor (see when_core);
+ * returns what visit returned.  Refs: none (visits borrowed ones). */
+int when_node_traverse(st_cont_t *c, visitproc visit, void *arg);
+/* A when_all / when_any node left on a task that can never complete (its
+ * task is being destroyed or cleared): the node leaves and drops its
+ * share, freeing the core with the last one.  Refs: may drop the core's
+ * references to its promise and tasks. */
+void when_node_abandon(st_cont_t *c);
 /* The node fn of an unwrap proxy waiting for its outer task.  Refs: drops
  * the registration's reference to the proxy (c's owner). */
 void unwrap_outer_done(st_cont_t *c, st_task_t *core, int how);

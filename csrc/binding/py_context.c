@@ -1295,10 +1295,62 @@ stcontext_thread_get(PyObject *op, void *closure)
     return PyLong_FromUnsignedLong(r->ident);
 }
 
+/* What a queued item holds: a box to resume or an action (borrowed). */
+static PyObject *
+stcontext_item_object(st_work_t *w)
+{
+    if (w->run == stcontext_box_run) {
+        return (PyObject *)st_container_of(w, TaskObject, task_work);
+    }
+    return action_queue_node_object(w);
+}
+
+typedef struct {
+    visitproc visit;
+    void *arg;
+} stcontext_visit_t;
+
+/* st_workq_visit's callback: visits one queued item (the queue's lock is
+ * held; a visit only reads refcounts, it takes no lock and calls no
+ * Python code). */
+static int
+stcontext_visit_item(st_work_t *w, void *arg)
+{
+    stcontext_visit_t *v = arg;
+    return v->visit(stcontext_item_object(w), v->arg);
+}
+
+/* H3 (issue 9): the queue owns a reference to each item, and an item -
+ * a box that captured this context, say - may hold the context: a context
+ * dropped with work queued (a deadlocked caller's pending resumption) is
+ * such a cycle, which the collector can only free if it sees the queue.
+ * An item a pump thread has just popped is no longer visited: the
+ * collector then finds one reference more than it visited, and so keeps
+ * the object - the safe side. */
 static int
 STContext_traverse(PyObject *op, visitproc visit, void *arg)
 {
+    stcontext_visit_t v = {visit, arg};
     Py_VISIT(Py_TYPE(op));
+    return st_workq_visit(&STContextObject_CAST(op)->stc_queue,
+                          stcontext_visit_item, &v);
+}
+
+/* Releases every item still queued: they will never run.  Only for a
+ * context no thread pumps (dealloc; clear, on garbage). */
+static void
+stcontext_drop_queued(STContextObject *c)
+{
+    st_work_t *w;
+    while ((w = st_workq_try_pop(&c->stc_queue)) != NULL) {
+        Py_DECREF(stcontext_item_object(w));
+    }
+}
+
+static int
+STContext_clear(PyObject *op)
+{
+    stcontext_drop_queued(STContextObject_CAST(op));
     return 0;
 }
 
@@ -1307,20 +1359,11 @@ STContext_dealloc(PyObject *op)
 {
     STContextObject *c = STContextObject_CAST(op);
     PyTypeObject *tp = Py_TYPE(op);
-    st_work_t *w;
     PyObject_GC_UnTrack(op);
     /* H4 (issue 9 items 2, 19): its queue holds boxes and actions, which hold
      * anything, another context included */
     Py_TRASHCAN_BEGIN(op, STContext_dealloc)
-    /* items still queued will never run: release what they hold */
-    while ((w = st_workq_try_pop(&c->stc_queue)) != NULL) {
-        if (w->run == stcontext_box_run) {
-            Py_DECREF(st_container_of(w, TaskObject, task_work));
-        }
-        else {
-            action_queue_node_drop(w);
-        }
-    }
+    stcontext_drop_queued(c);
     st_workq_destroy(&c->stc_queue);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -1370,6 +1413,7 @@ static PyType_Slot STContext_slots[] = {
          "(WindowsFormsSynchronizationContext, a test's AsyncPump).")},
     {Py_tp_new, STContext_new},
     {Py_tp_traverse, STContext_traverse},
+    {Py_tp_clear, STContext_clear},
     {Py_tp_dealloc, STContext_dealloc},
     {Py_tp_methods, STContext_methods},
     {Py_tp_getset, STContext_getset},

@@ -1021,6 +1021,9 @@ visit_cont(st_cont_t *c, void *p)
     else if (c->fn == cb_node_fire) {
         vc->rc = vc->visit(((cb_node *)c)->action, vc->arg);
     }
+    else if (c->fn == when_all_node_fn || c->fn == when_any_node_fn) {
+        vc->rc = when_node_traverse(c, vc->visit, vc->arg);
+    }
 }
 
 /* A pending task is being destroyed (it can never complete): release
@@ -1039,10 +1042,7 @@ abandon_conts(TaskObject *t)
             cb_node_free((cb_node *)c);
         }
         else if (c->fn == when_all_node_fn || c->fn == when_any_node_fn) {
-            when_core *core = ((when_node *)c)->core;
-            if (--core->outstanding == 0) {
-                when_core_free(core);
-            }
+            when_node_abandon(c);
         }
         /* a SIGNAL waiter cannot be here: its thread holds the task */
     }

@@ -126,3 +126,16 @@ st_workq_count(st_workq_t *q)
     st_mutex_unlock(&q->mu);
     return n;
 }
+
+int
+st_workq_visit(st_workq_t *q, int (*fn)(st_work_t *w, void *arg), void *arg)
+{
+    st_work_t *w;
+    int rc = 0;
+    st_mutex_lock(&q->mu);
+    for (w = q->head; w != NULL && rc == 0; w = w->next) {
+        rc = fn(w, arg);
+    }
+    st_mutex_unlock(&q->mu);
+    return rc;
+}

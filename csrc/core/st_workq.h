@@ -43,6 +43,16 @@ st_work_t *st_workq_pop_wait(st_workq_t *q, uint64_t timeout_ns);
 /* Any thread.  Refuses further pushes and wakes the consumer. */
 void st_workq_close(st_workq_t *q);
 
+/* Any thread.  Calls fn(w, arg) for each item queued now, first to last,
+ * under the queue's lock, and stops at the first call that returns
+ * nonzero, returning that value (0 when every call returned 0 or the
+ * queue is empty).  The lock is held through the calls: fn must not use
+ * q, must not block, and must take no lock that a thread may hold while
+ * pushing to q.  It is what a garbage collector's traversal needs (the
+ * binding visits the objects a context's queue holds: issue 9, H3). */
+int st_workq_visit(st_workq_t *q, int (*fn)(st_work_t *w, void *arg),
+                   void *arg);
+
 /* Any thread.  Items queued now (relaxed snapshot under the lock). */
 uint64_t st_workq_count(st_workq_t *q);
 

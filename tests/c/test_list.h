@@ -105,6 +105,10 @@
     X(cancel_foreach)                                                       \
     X(cancel_race_register_unregister_cancel)                               \
     X(cancel_race_concurrent_cancels)                                       \
+    /* test_workq.c */                                                      \
+    X(workq_fifo_close_and_count)                                           \
+    X(workq_visit_issue9_in_order_and_stops_early)                          \
+    X(workq_visit_issue9_stress_with_pushers_and_consumer)                  \
     /* test_waitq.c (issue 10) */                                           \
     X(waitq_issue10_fifo_and_lifo_order)                                    \
     X(waitq_issue10_remove_exactly_once)                                    \
