@@ -1273,12 +1273,7 @@ Yield_dealloc(PyObject *op)
 }
 
 static PyMethodDef Yield_methods[] = {
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
-               "Raise typ (an exception, or a class called with val) at\n"
-               "the await: the generator protocol, by which asyncio\n"
-               "cancels an await; answers asyncio's \"bad yield\" with an\n"
-               "asyncio future (I2).")},
+    ST_AWAIT_THROW_METHODDEF,
     {"get_awaiter", yield_self_meth, METH_NOARGS,
      PyDoc_STR("get_awaiter($self, /)\n--\n\nReturn self.")},
     {"get_result", yield_get_result, METH_NOARGS,

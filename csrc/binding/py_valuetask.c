@@ -69,6 +69,7 @@
  * nothing but its coroutine in steady state (BENCHMARKS.md W10).
  */
 #include "binding.h"
+#include "py_awaiter.h"    /* ST_AWAIT_THROW_METHODDEF */
 #include "py_combinators.h"
 #include "py_task.h"
 #include "py_task_impl.h" /* return_via_stop_iteration */
@@ -789,12 +790,7 @@ ValueTask_repr(PyObject *op)
 }
 
 static PyMethodDef ValueTask_methods[] = {
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
-               "Raise typ (an exception, or a class called with val) at\n"
-               "the await: the generator protocol, by which asyncio\n"
-               "cancels an await; answers asyncio's \"bad yield\" with an\n"
-               "asyncio future (I2).")},
+    ST_AWAIT_THROW_METHODDEF,
     {"__await__", vt_await_method, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "Consumes the ValueTask; an iterator over the await's "

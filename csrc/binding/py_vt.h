@@ -98,9 +98,8 @@ extern int g_vt_strict;
 
 /* ------------------------------------------------------------ helpers */
 
-/* Raise InvalidOperationError for a ValueTask consumed twice (strict,
- * V2), a stale token, an operation not completed; return -1.  Refs:
- * none. */
+/* InvalidOperationError for a ValueTask consumed twice (strict, V2);
+ * returns -1.  Refs: none. */
 static inline int
 raise_consumed(st_state *st)
 {
@@ -112,6 +111,8 @@ raise_consumed(st_state *st)
     return -1;
 }
 
+/* InvalidOperationError for a stale token (the operation is over);
+ * returns -1.  Refs: none. */
 static inline int
 raise_stale(st_state *st)
 {
@@ -123,6 +124,8 @@ raise_stale(st_state *st)
     return -1;
 }
 
+/* InvalidOperationError for the result of an operation not completed
+ * yet; returns -1.  Refs: none. */
 static inline int
 raise_not_completed(st_state *st)
 {
@@ -133,7 +136,7 @@ raise_not_completed(st_state *st)
 }
 
 /* Marks vt consumed; -1 with InvalidOperationError if it was already
- * (strict mode). */
+ * (strict mode).  Refs: none (borrows vt). */
 static inline int
 vt_consume(st_state *st, ValueTaskObject *vt)
 {
@@ -152,7 +155,6 @@ vt_consume(st_state *st, ValueTaskObject *vt)
 /* A ValueTask of the given backing, from the freelist when it has one;
  * vt_new_result / _task / _box / _source name the backing.  Refs: new;
  * borrow their arguments (the ValueTask takes its own references). */
-
 static inline ValueTaskObject *
 vt_alloc(st_state *st, int kind, PyObject *obj, PyObject *value)
 {

@@ -2,6 +2,7 @@
  * (SPEC V1, V2): what ValueTask.get_awaiter and configure_await return.
  */
 #include "binding.h"
+#include "py_awaiter.h"   /* ST_AWAIT_THROW_METHODDEF */
 #include "py_task_impl.h" /* return_via_stop_iteration */
 #include "py_vt.h"
 
@@ -183,11 +184,7 @@ VTAwaiter_dealloc(PyObject *op)
      PyDoc_STR("unsafe_on_completed($self, action, /)\n--\n\n"              \
                "Like on_completed, without flowing the contextvars "        \
                "context.")},                                                \
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method,              \
-     METH_FASTCALL,                                                         \
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"            \
-               "Raise typ (an exception, or a class called with val) at\n"  \
-               "the await: the generator protocol (I2).")},                 \
+    ST_AWAIT_THROW_METHODDEF,                                               \
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,             \
      PyDoc_STR("See PEP 585")}
 
