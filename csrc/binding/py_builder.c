@@ -803,7 +803,7 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
  * Returns STEP_* (*pbox: the box if one exists now, a new reference if it
  * was made here; *value: the returned value, new), or -1 with an error if
  * the context could not be entered.  Steals coro.  Inlined in both
- * callers: it is the hot path of every call (W2b). */
+ * callers: it is the hot path of every call (W2, the synchronous call). */
 static inline __attribute__((always_inline)) int
 start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
             TaskObject *(*rent_box)(void *), void *arg, PyObject **value)
