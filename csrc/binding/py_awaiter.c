@@ -284,12 +284,7 @@ awaiter_task_get(PyObject *op, void *closure)
 }
 
 static PyMethodDef Awaiter_methods[] = {
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
-               "Raise typ (an exception, or a class called with val) at\n"
-               "the await: the generator protocol, by which asyncio\n"
-               "cancels an await; answers asyncio's \"bad yield\" with an\n"
-               "asyncio future (I2).")},
+    ST_AWAIT_THROW_METHODDEF,
     {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "An iterator over the await's steps (for `yield from`).")},

@@ -41,4 +41,17 @@ int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
 #define CAO_SUPPRESS 0x2
 #define CAO_FORCE 0x4
 
+/* The `throw` entry of every awaiter's and awaitable's method table
+ * (Task, its awaiters, ValueTask and its awaiters, Task.yield_()): the
+ * generator protocol, by which asyncio cancels an await (I2);
+ * await_throw_method is in py_builder.c (binding.h). */
+#define ST_AWAIT_THROW_METHODDEF                                            \
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method,              \
+     METH_FASTCALL,                                                         \
+     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"            \
+               "Raise typ (an exception, or a class called with val) at\n"  \
+               "the await: the generator protocol, by which asyncio\n"      \
+               "cancels an await; answers asyncio's \"bad yield\" with an\n" \
+               "asyncio future (I2).")}
+
 #endif /* ST_PY_AWAITER_H */

@@ -800,34 +800,47 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
     }
 }
 
-PyObject *
-builder_start(st_state *st, PyObject *coro, TaskObject *box)
+/* The first step of an async method call, one for every mode (Task,
+ * ValueTask, pooled ValueTask): enters a copy of the caller's contextvars
+ * context (R6.6), makes *pbox the box if the caller gave one, runs coro up
+ * to its first suspension or its end with rent_box as the supplier of the
+ * box (NULL: a new Task at the first suspension), then leaves the context
+ * and restores the thread's SynchronizationContext, keeping any error.
+ * Returns STEP_* (*pbox: the box if one exists now, a new reference if it
+ * was made here; *value: the returned value, new), or -1 with an error if
+ * the context could not be entered.  Steals coro.  Inlined in both
+ * callers: it is the hot path of every call (W2, the synchronous call). */
+static inline __attribute__((always_inline)) int
+start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
+            TaskObject *(*rent_box)(void *), void *arg, PyObject **value)
 {
-    PyObject *ctx, *saved, *value = NULL, *result = NULL;
-    TaskObject *b = box;
+    PyObject *ctx, *saved;
+    TaskObject *(*outer_rent)(void *);
     int rc;
 
     ctx = PyContext_CopyCurrent();
     if (ctx == NULL || PyContext_Enter(ctx) < 0) {
         Py_XDECREF(ctx);
         Py_DECREF(coro);
-        return NULL;
+        return -1;
     }
-    if (b != NULL) {
-        b->task_kind = TASK_BOX;
-        Py_XSETREF(b->task_fn, Py_NewRef(coro));
-        Py_XSETREF(b->task_context, Py_NewRef(ctx));
+    if (*pbox != NULL) {
+        (*pbox)->task_kind = TASK_BOX;
+        Py_XSETREF((*pbox)->task_fn, Py_NewRef(coro));
+        Py_XSETREF((*pbox)->task_context, Py_NewRef(ctx));
     }
     saved = sync_context_save();
-    if (g_rent_box == NULL) {
-        rc = run_steps(st, &b, coro, ctx, &value);
+    outer_rent = g_rent_box;
+    if (outer_rent == NULL && rent_box == NULL) {
+        rc = run_steps(st, pbox, coro, ctx, value); /* the common case */
     }
     else {
-        /* not ours: an enclosing builder_start_value's (see g_rent_box) */
-        TaskObject *(*outer_rent)(void *) = g_rent_box;
+        /* an enclosing pooled start's supplier is not ours (g_rent_box):
+         * set ours (or none) for this start, then put it back */
         void *outer_arg = g_rent_arg;
-        g_rent_box = NULL;
-        rc = run_steps(st, &b, coro, ctx, &value);
+        g_rent_box = rent_box;
+        g_rent_arg = arg;
+        rc = run_steps(st, pbox, coro, ctx, value);
         g_rent_box = outer_rent;
         g_rent_arg = outer_arg;
     }
@@ -841,7 +854,20 @@ builder_start(st_state *st, PyObject *coro, TaskObject *box)
     else {
         sync_context_restore(st, saved);
     }
-    switch (rc) {
+    Py_DECREF(ctx);
+    Py_DECREF(coro);
+    return rc;
+}
+
+PyObject *
+builder_start(st_state *st, PyObject *coro, TaskObject *box)
+{
+    PyObject *value = NULL, *result = NULL;
+    TaskObject *b = box;
+
+    switch (start_steps(st, coro, &b, NULL, NULL, &value)) {
+    case -1:
+        return NULL;
     case STEP_SUSPENDED:
         result = box != NULL ? Py_NewRef(box) : (PyObject *)b;
         break;
@@ -869,8 +895,6 @@ builder_start(st_state *st, PyObject *coro, TaskObject *box)
         }
         break;
     }
-    Py_DECREF(ctx);
-    Py_DECREF(coro);
     if (result != NULL && pending_exc_restore() < 0) {
         Py_CLEAR(result);
     }
@@ -882,37 +906,14 @@ builder_start_value(st_state *st, PyObject *coro,
                     TaskObject *(*rent_box)(void *), void *arg,
                     PyObject **value, PyObject **task)
 {
-    PyObject *ctx, *saved, *v = NULL;
+    PyObject *v = NULL;
     TaskObject *b = NULL;
-    int rc;
 
     *value = NULL;
     *task = NULL;
-    ctx = PyContext_CopyCurrent();
-    if (ctx == NULL || PyContext_Enter(ctx) < 0) {
-        Py_XDECREF(ctx);
-        Py_DECREF(coro);
+    switch (start_steps(st, coro, &b, rent_box, arg, &v)) {
+    case -1:
         return -1;
-    }
-    saved = sync_context_save();
-    {
-        TaskObject *(*outer_rent)(void *) = g_rent_box; /* see g_rent_box */
-        void *outer_arg = g_rent_arg;
-        g_rent_box = rent_box;
-        g_rent_arg = arg;
-        rc = run_steps(st, &b, coro, ctx, &v);
-        g_rent_box = outer_rent;
-        g_rent_arg = outer_arg;
-    }
-    PyContext_Exit(ctx);
-    {
-        PyObject *exc = PyErr_GetRaisedException();
-        sync_context_restore(st, saved);
-        PyErr_SetRaisedException(exc);
-    }
-    Py_DECREF(ctx);
-    Py_DECREF(coro);
-    switch (rc) {
     case STEP_SUSPENDED:
         *task = (PyObject *)b;
         return 0;
@@ -1008,169 +1009,6 @@ box_on_complete(st_cont_t *c, st_task_t *core, int how)
         box_schedule(box);
     }
 }
-
-/* ------------------------------------------------------- AsyncMethod */
-
-/*
- *     class AsyncMethod:      # what @async_method returns
- *         def __call__(self, *args, **kwargs) -> Task
- *         def __get__(self, obj, type) -> bound method
- */
-typedef struct AsyncMethodObject {
-    PyObject_HEAD
-    PyObject *am_func;
-    PyObject *am_dict;
-    vectorcallfunc am_vectorcall;
-} AsyncMethodObject;
-
-#define AsyncMethodObject_CAST(op) ((AsyncMethodObject *)(op))
-
-static PyObject *
-async_method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
-                        PyObject *kwnames)
-{
-    st_state *st = g_st;
-    PyObject *coro = PyObject_Vectorcall(AsyncMethodObject_CAST(op)->am_func,
-                                         args, nargsf, kwnames);
-    if (coro == NULL) {
-        return NULL;
-    }
-    if (!is_coroutine_like(coro)) {
-        if (Task_Check(st, coro)) {
-            return coro;
-        }
-        PyErr_Format(PyExc_TypeError,
-                     "an @async_method must return a coroutine (be an "
-                     "async def), but it returned %.100s",
-                     Py_TYPE(coro)->tp_name);
-        Py_DECREF(coro);
-        return NULL;
-    }
-    return builder_start(st, coro, NULL);
-}
-
-static PyObject *
-AsyncMethod_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
-{
-    PyObject *func;
-    AsyncMethodObject *self;
-    if (kwds != NULL && PyDict_GET_SIZE(kwds) != 0) {
-        PyErr_SetString(PyExc_TypeError,
-                        "AsyncMethod() takes no keyword arguments");
-        return NULL;
-    }
-    if (!PyArg_UnpackTuple(args, "AsyncMethod", 1, 1, &func)) {
-        return NULL;
-    }
-    if (!PyCallable_Check(func)) {
-        PyErr_Format(PyExc_TypeError, "fn must be callable, not %.100s",
-                     Py_TYPE(func)->tp_name);
-        return NULL;
-    }
-    self = (AsyncMethodObject *)tp->tp_alloc(tp, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->am_func = Py_NewRef(func);
-    self->am_dict = NULL;
-    self->am_vectorcall = async_method_vectorcall;
-    return (PyObject *)self;
-}
-
-static PyObject *
-AsyncMethod_descr_get(PyObject *op, PyObject *obj, PyObject *type)
-{
-    if (obj == NULL || obj == Py_None) {
-        return Py_NewRef(op);
-    }
-    return PyMethod_New(op, obj);
-}
-
-static PyObject *
-async_method_func_get(PyObject *op, void *closure)
-{
-    return Py_NewRef(AsyncMethodObject_CAST(op)->am_func);
-}
-
-static int
-AsyncMethod_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    AsyncMethodObject *m = AsyncMethodObject_CAST(op);
-    Py_VISIT(Py_TYPE(op));
-    Py_VISIT(m->am_func);
-    Py_VISIT(m->am_dict);
-    return 0;
-}
-
-static int
-AsyncMethod_clear(PyObject *op)
-{
-    AsyncMethodObject *m = AsyncMethodObject_CAST(op);
-    Py_CLEAR(m->am_func);
-    Py_CLEAR(m->am_dict);
-    return 0;
-}
-
-static void
-AsyncMethod_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    Py_TRASHCAN_BEGIN(op, AsyncMethod_dealloc) /* H4: a function, a dict */
-    (void)AsyncMethod_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-    Py_TRASHCAN_END
-}
-
-static PyObject *
-AsyncMethod_repr(PyObject *op)
-{
-    return PyUnicode_FromFormat("<async_method %R>",
-                                AsyncMethodObject_CAST(op)->am_func);
-}
-
-static PyGetSetDef AsyncMethod_getset[] = {
-    {"__func__", async_method_func_get, NULL,
-     PyDoc_STR("The async def function."), NULL},
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL,
-     NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyMemberDef AsyncMethod_members[] = {
-    {"__vectorcalloffset__", T_PYSSIZET,
-     offsetof(AsyncMethodObject, am_vectorcall), READONLY, NULL},
-    {"__dictoffset__", T_PYSSIZET, offsetof(AsyncMethodObject, am_dict),
-     READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static PyType_Slot AsyncMethod_slots[] = {
-    {Py_tp_doc, (void *)PyDoc_STR(
-         "AsyncMethod(fn)\n--\n\n"
-         "An async def driven by AsyncTaskMethodBuilder semantics: calling\n"
-         "it runs the body now and returns a Task.  Use @async_method.")},
-    {Py_tp_new, AsyncMethod_new},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, AsyncMethod_descr_get},
-    {Py_tp_traverse, AsyncMethod_traverse},
-    {Py_tp_clear, AsyncMethod_clear},
-    {Py_tp_dealloc, AsyncMethod_dealloc},
-    {Py_tp_repr, AsyncMethod_repr},
-    {Py_tp_getset, AsyncMethod_getset},
-    {Py_tp_members, AsyncMethod_members},
-    {0, NULL},
-};
-
-PyType_Spec AsyncMethod_spec = {
-    .name = "sharptask.AsyncMethod",
-    .basicsize = sizeof(AsyncMethodObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-             | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_VECTORCALL
-             | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .slots = AsyncMethod_slots,
-};
 
 /* ------------------------------------------------ SynchronizationContext */
 
@@ -1442,12 +1280,7 @@ Yield_dealloc(PyObject *op)
 }
 
 static PyMethodDef Yield_methods[] = {
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
-               "Raise typ (an exception, or a class called with val) at\n"
-               "the await: the generator protocol, by which asyncio\n"
-               "cancels an await; answers asyncio's \"bad yield\" with an\n"
-               "asyncio future (I2).")},
+    ST_AWAIT_THROW_METHODDEF,
     {"get_awaiter", yield_self_meth, METH_NOARGS,
      PyDoc_STR("get_awaiter($self, /)\n--\n\nReturn self.")},
     {"get_result", yield_get_result, METH_NOARGS,
