@@ -11,6 +11,8 @@
 #include "py_awaiter.h"
 #include "py_task.h"
 #include "py_task_impl.h"
+#include "py_args.h"
+#include "py_state.h"
 
 #include "st_list.h" /* st_container_of */
 

@@ -41,4 +41,8 @@ int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
 #define CAO_SUPPRESS 0x2
 #define CAO_FORCE 0x4
 
+/* The awaiter types, for module.c (static data; Refs: none). */
+extern PyType_Spec TaskAwaiter_spec;
+extern PyType_Spec ConfiguredAwaitable_spec;
+
 #endif /* ST_PY_AWAITER_H */

@@ -38,6 +38,9 @@
 #include "py_awaiter.h"
 #include "py_factories.h"
 #include "py_task.h"
+#include "py_context.h"
+#include "py_pool.h"
+#include "py_state.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef (3.11) */

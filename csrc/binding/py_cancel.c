@@ -57,6 +57,12 @@
 #include "binding.h"
 #include "py_task.h"
 #include "py_cancel.h"
+#include "py_args.h"
+#include "py_cancel_reg.h"
+#include "py_errors.h"
+#include "py_pool.h"
+#include "py_semaphore.h"
+#include "py_state.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef for __weaklistoffset__ (3.11) */

@@ -1,13 +1,15 @@
 /* py_cancel.h - the layouts that py_cancel.c (sources and tokens) and
  * py_cancel_reg.c (registrations and watches) share, and what each
- * exports to the other.  What other files call (cancel_register_action,
- * cancel_token_*, cancel_watch_*) stays declared in binding.h.
+ * exports to the other.  What the files above cancellation call
+ * (cancel_register_action, cancel_token_*, cancel_watch_*) is declared
+ * in py_cancel_reg.h.
  */
 #ifndef ST_PY_CANCEL_H
 #define ST_PY_CANCEL_H
 
 #include "binding.h"
 
+#include "py_cancel_reg.h" /* cancel_action_fn */
 #include "st_cancel.h"
 
 #define DISPOSE_SLICE_NS 50000000u /* 50 ms: Ctrl-C latency bound (T6) */
@@ -105,5 +107,12 @@ PyObject *token_new(st_state *st, CTSObject *source);
 /* __enter__ of a source or a registration: returns op.  Refs: new (op);
  * borrows op. */
 PyObject *cts_enter(PyObject *op, PyObject *unused);
+
+/* ---- for module.c: the cancellation part of module exec / traverse /
+ * clear.  Refs: borrows mod; exec stores strong references in st, clear
+ * drops them. */
+int cancel_module_exec(PyObject *mod, st_state *st);
+int cancel_module_traverse(st_state *st, visitproc visit, void *arg);
+void cancel_module_clear(st_state *st);
 
 #endif /* ST_PY_CANCEL_H */

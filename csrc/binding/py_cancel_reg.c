@@ -11,6 +11,8 @@
 #include "binding.h"
 #include "py_task.h"
 #include "py_cancel.h"
+#include "py_cancel_reg.h"
+#include "py_state.h"
 
 #include "st_cancel.h" /* the core of a source */
 #include "st_error.h"  /* ST_E* codes */

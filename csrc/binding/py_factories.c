@@ -11,6 +11,11 @@
 #include "py_factories.h"
 #include "py_task.h"
 #include "py_task_impl.h"
+#include "py_args.h"
+#include "py_cancel_reg.h"
+#include "py_pool.h"
+#include "py_state.h"
+#include "py_timer.h"
 
 /* ---------------------------------------------- Task static methods */
 

@@ -48,6 +48,11 @@
  */
 #include "binding.h"
 #include "py_task.h"
+#include "py_cancel_reg.h"
+#include "py_errors.h"
+#include "py_gil.h"
+#include "py_pool.h"
+#include "py_state.h"
 
 #include <math.h>    /* isnan, HUGE_VAL */
 #include <pthread.h> /* pthread_atfork */

@@ -42,6 +42,12 @@
 #include "py_factories.h"
 #include "py_task.h"
 #include "py_task_impl.h"
+#include "py_args.h"
+#include "py_cancel_reg.h"
+#include "py_context.h"
+#include "py_errors.h"
+#include "py_pool.h"
+#include "py_state.h"
 
 #include <pthread.h>      /* pthread_cleanup_push (item 25) */
 #include <stddef.h>       /* offsetof */

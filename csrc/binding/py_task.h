@@ -77,4 +77,9 @@ int pending_exc_restore(void);
  * new; borrows t. */
 PyObject *make_task_canceled(st_state *st, TaskObject *t);
 
+/* The Task type and the module functions of py_task.c, for module.c
+ * (static data; Refs: none). */
+extern PyType_Spec Task_spec;
+extern PyMethodDef task_module_methods[];
+
 #endif /* ST_PY_TASK_H */
