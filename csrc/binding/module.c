@@ -13,6 +13,10 @@
  */
 #include "binding.h"
 #include "py_task.h"
+#include "py_combinators.h"
+#include "py_factories.h"
+#include "py_cancel_reg.h"
+#include "py_semaphore.h"
 #include "py_trace.h" /* trace_methods (issue 12) */
 #include "py_args.h"
 #include "py_awaiter.h"
@@ -184,6 +188,43 @@ add_functions(PyObject *mod, PyMethodDef *defs)
     return PyModule_AddFunctions(mod, defs);
 }
 
+/* The task layer calls nothing above itself (issue 10): what it needs
+ * from the files above is handed to it here, before any task exists:
+ * the calls it makes upward (hooks), the kinds of the continuation nodes
+ * those files put on a task (GC), and Task's methods that live in them. */
+static const task_node_kind box_node_kind = {
+    box_on_complete, task_cont_owner, NULL, NULL}; /* py_builder.c */
+
+static int
+assemble_task_layer(void)
+{
+    static const task_node_kind *const kinds[] = {
+        &box_node_kind, &awaiter_node_kind, &when_all_node_kind,
+        &when_any_node_kind, &unwrap_node_kind, &cancel_node_kind};
+    static PyMethodDef *const methods[] = {
+        awaiter_task_methods, combinators_task_methods,
+        factories_task_methods};
+    const task_hooks hooks = {
+        .await_yield = await_yield,
+        .builder_start = builder_start,
+        .thread_running_push = thread_running_push,
+        .thread_running_pop = thread_running_pop,
+        .box_registry_remove = box_registry_remove,
+        .cancel_token_requested = cancel_token_requested,
+        .cancel_error_is_own_token = cancel_error_is_own_token,
+        .cancel_release_deferred = cancel_release_deferred,
+        .wait_blocking = task_wait_blocking,
+    };
+    task_set_hooks(&hooks);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (task_register_node_kind(kinds[i]) < 0) {
+            return -1;
+        }
+    }
+    return task_compose_methods(methods,
+                                sizeof(methods) / sizeof(methods[0]));
+}
+
 static int
 module_exec(PyObject *mod)
 {
@@ -209,6 +250,9 @@ module_exec(PyObject *mod)
         return -1;
     }
     st_replace_allocator(PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree);
+    if (assemble_task_layer() < 0) {
+        return -1;
+    }
     if (add_type(mod, &Task_spec, &st->Task_type) < 0
         || add_type(mod, &TaskAwaiter_spec, &st->TaskAwaiter_type) < 0
         || add_type(mod, &ConfiguredAwaitable_spec,
@@ -235,7 +279,8 @@ module_exec(PyObject *mod)
     }
     if (add_functions(mod, pool_methods) < 0
         || add_functions(mod, context_methods) < 0
-        || add_functions(mod, task_module_methods) < 0
+        || add_functions(mod, factories_module_methods) < 0
+        || add_functions(mod, combinators_module_methods) < 0
         || add_functions(mod, trace_methods) < 0) {
         return -1;
     }
@@ -313,6 +358,9 @@ module_exec(PyObject *mod)
     if (cancel_module_exec(mod, st) < 0) { /* py_cancel.c (issue 6) */
         return -1;
     }
+    if (semaphore_module_exec(mod, st) < 0) { /* py_semaphore.c (K4) */
+        return -1;
+    }
     if (valuetask_module_exec(mod, st) < 0) { /* py_valuetask.c (5) */
         return -1;
     }
@@ -355,6 +403,10 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->unobserved_hook);
     Py_VISIT(st->impl);
     i = cancel_module_traverse(st, visit, arg); /* py_cancel.c */
+    if (i != 0) {
+        return i;
+    }
+    i = semaphore_module_traverse(st, visit, arg); /* py_semaphore.c */
     if (i != 0) {
         return i;
     }
@@ -402,6 +454,7 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->unobserved_hook);
     Py_CLEAR(st->impl);
     cancel_module_clear(st); /* py_cancel.c */
+    semaphore_module_clear(st); /* py_semaphore.c */
     valuetask_module_clear(st); /* py_valuetask.c */
     timer_module_clear(st);     /* py_timer.c */
     Py_CLEAR(st->str_post);

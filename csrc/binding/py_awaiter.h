@@ -7,6 +7,7 @@
 #define ST_PY_AWAITER_H
 
 #include "binding.h"
+#include "py_task.h" /* task_node_kind */
 
 /* A callback continuation registered by on_completed. */
 typedef struct cb_node {
@@ -44,5 +45,11 @@ int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
 /* The awaiter types, for module.c (static data; Refs: none). */
 extern PyType_Spec TaskAwaiter_spec;
 extern PyType_Spec ConfiguredAwaitable_spec;
+
+/* For module.c: the node kind of a cb_node (task_register_node_kind)
+ * and Task's methods that belong here (task_compose_methods).  Static
+ * data.  Refs: none. */
+extern const task_node_kind awaiter_node_kind;
+extern PyMethodDef awaiter_task_methods[];
 
 #endif /* ST_PY_AWAITER_H */

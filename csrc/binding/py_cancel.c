@@ -61,7 +61,6 @@
 #include "py_cancel_reg.h"
 #include "py_errors.h"
 #include "py_pool.h"
-#include "py_semaphore.h"
 #include "py_state.h"
 
 #include <stddef.h>       /* offsetof */
@@ -1283,7 +1282,7 @@ cancel_module_exec(PyObject *mod, st_state *st)
         return -1;
     }
     PyType_Modified(st->Token_type);
-    return semaphore_module_exec(mod, st); /* py_semaphore.c */
+    return 0; /* the semaphore's part: module.c (issue 10) */
 }
 
 int
@@ -1296,7 +1295,7 @@ cancel_module_traverse(st_state *st, visitproc visit, void *arg)
     Py_VISIT(st->token_none);
     Py_VISIT(st->canceled_source);
     Py_VISIT(st->empty_registration);
-    return semaphore_module_traverse(st, visit, arg);
+    return 0;
 }
 
 void
@@ -1309,5 +1308,4 @@ cancel_module_clear(st_state *st)
     Py_CLEAR(st->CTS_type);
     Py_CLEAR(st->Token_type);
     Py_CLEAR(st->Registration_type);
-    semaphore_module_clear(st);
 }

@@ -541,6 +541,11 @@ cancel_cont_owner(st_cont_t *c)
     return NULL;
 }
 
+/* The watch node's kind, for the task layer (task_register_node_kind,
+ * from module.c). */
+const task_node_kind cancel_node_kind = {
+    reg_done_fn, cancel_cont_owner, NULL, NULL};
+
 /* ---------------------------------------- CancellationTokenRegistration */
 
 static int

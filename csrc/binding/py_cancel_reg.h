@@ -5,6 +5,7 @@
 #define ST_PY_CANCEL_REG_H
 
 #include "binding.h"
+#include "py_task.h" /* task_node_kind */
 
 /* An internal registration's action: runs once, on the canceling thread
  * with the GIL held, when the token fires.  0, or -1 with an error set
@@ -61,5 +62,9 @@ PyObject *cancel_cont_owner(st_cont_t *c);
  * weakref callback).  GIL held; call right after st_task_finish, where
  * running Python code is safe.  May run Python code.  Refs: none. */
 void cancel_release_deferred(void);
+
+/* For module.c: the kind of a registration's watch node on a task
+ * (task_register_node_kind).  Static data.  Refs: none. */
+extern const task_node_kind cancel_node_kind;
 
 #endif /* ST_PY_CANCEL_REG_H */
