@@ -1,5 +1,9 @@
-/* module.c - the sharptask._native module: initialisation, module state,
- * and the helpers shared by the binding files.
+/* module.c - the sharptask._native module: the top of the binding's
+ * layers (docs/architecture.md, "The binding's layers").  It only
+ * assembles the module: it makes the types, adds each file's functions,
+ * hands the task layer and the pool what they need from the files above
+ * them, and calls each part's exec / traverse / clear.  The helpers every
+ * file uses are in the bottom layer (py_state.c, py_errors.c, py_args.c).
  *
  * Multi-phase init (PEP 489).  exec creates the heap types, imports the
  * exception and enum classes from sharptask._errors / _enums, and builds
@@ -12,26 +16,24 @@
  * ImportError from exec in any other interpreter.
  */
 #include "binding.h"
-#include "py_task.h"
-#include "py_combinators.h"
-#include "py_factories.h"
-#include "py_cancel_reg.h"
-#include "py_semaphore.h"
-#include "py_trace.h" /* trace_methods (issue 12) */
 #include "py_args.h"
 #include "py_awaiter.h"
 #include "py_cancel.h"
+#include "py_cancel_reg.h"
+#include "py_combinators.h"
 #include "py_context.h"
+#include "py_factories.h"
 #include "py_pool.h"
+#include "py_semaphore.h"
 #include "py_state.h"
+#include "py_task.h"
 #include "py_tcs.h"
 #include "py_timer.h"
+#include "py_trace.h"
 
-#include <math.h>   /* isnan, HUGE_VAL */
 #include <unistd.h> /* getpid */
 
 #include "st_alloc.h"
-#include "st_error.h"
 
 static int g_loaded = 0; /* guarded by the GIL */
 
@@ -225,6 +227,17 @@ assemble_task_layer(void)
                                 sizeof(methods) / sizeof(methods[0]));
 }
 
+/* After each Python item on a pool worker: the item's
+ * SynchronizationContext does not outlive it (py_pool.c calls this). */
+static int
+worker_after_item(st_state *st)
+{
+    if (sync_context_current() != NULL) {
+        return sync_context_set(st, NULL);
+    }
+    return 0;
+}
+
 static int
 module_exec(PyObject *mod)
 {
@@ -253,6 +266,7 @@ module_exec(PyObject *mod)
     if (assemble_task_layer() < 0) {
         return -1;
     }
+    pool_set_after_item(worker_after_item);
     if (add_type(mod, &Task_spec, &st->Task_type) < 0
         || add_type(mod, &TaskAwaiter_spec, &st->TaskAwaiter_type) < 0
         || add_type(mod, &ConfiguredAwaitable_spec,

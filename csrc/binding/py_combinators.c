@@ -17,6 +17,7 @@
 #include "py_context.h"
 #include "py_errors.h"
 #include "py_gil.h"
+#include "py_delay.h"
 #include "py_pool.h"
 #include "py_state.h"
 #include "py_timer.h"

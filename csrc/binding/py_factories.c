@@ -13,6 +13,7 @@
 #include "py_task_impl.h"
 #include "py_args.h"
 #include "py_cancel_reg.h"
+#include "py_delay.h"
 #include "py_pool.h"
 #include "py_state.h"
 #include "py_timer.h"

@@ -1,32 +1,11 @@
 /* py_pool.h - what py_pool.c exports: the thread pool and
- * the timer thread, made lazily, and Task.delay's timer tasks.
+ * the timer thread, made lazily, and the ThreadPool functions.
  */
 #ifndef ST_PY_POOL_H
 #define ST_PY_POOL_H
 
 #include "binding.h"
 
-/* py_pool.c */
-/* Task.delay(ns) without a token: a promise the timer completes.  Refs:
- * new. */
-PyObject *delay_start(st_state *st, uint64_t ns);
-/* Like delay_start, and *node gets a claim on the delay's timer node that
- * the caller gives back with delay_release (GIL held for both); with
- * disarm, a timer that has not fired yet is taken out at once (the task
- * then never completes).  So a timeout that lost its race holds no timer
- * and no task until its deadline (issue 9 item 10).  Refs: new (the
- * task); *node is a native claim, not a reference, that delay_release
- * gives back (Refs: none). */
-struct delay_node;
-PyObject *delay_start_owned(st_state *st, uint64_t ns,
-                            struct delay_node **node);
-void delay_release(struct delay_node *node, int disarm);
-/* Task.delay(seconds, cancellation_token=token) (K3, R5.4): a canceled
- * token gives a canceled task; a native token that fires first disarms
- * the timer at once; other token objects go through sharptask._impl.
- * Refs: new; borrows seconds and token. */
-PyObject *delay_start_token(st_state *st, PyObject *seconds, uint64_t ns,
-                            int infinite, PyObject *token);
 /* GIL held.  The pool, made at first use (once per process, whichever
  * thread comes first; the others wait for it with the GIL released), or
  * NULL with an error set.  Refs: none (a native structure owned by the
@@ -62,6 +41,11 @@ int task_queue_dedicated(st_state *st, TaskObject *t, st_work_fn fn);
  * it; spins briefly while another thread holds it, so that retaking it
  * does not sleep in the kernel (BENCHMARKS.md rule 5).  Refs: none. */
 void pool_wait_gil_free(void);
+/* Sets what a worker runs after each Python item (GIL held): module.c
+ * gives it the reset of the thread's SynchronizationContext (the pool
+ * sits below the builder, issue 10).  0, or -1 with an error set (then
+ * reported as unraisable).  Call before the pool is made.  Refs: none. */
+void pool_set_after_item(int (*after_item)(st_state *st));
 /* The module functions of py_pool.c, for module.c (static data; Refs:
  * none). */
 extern PyMethodDef pool_methods[];
