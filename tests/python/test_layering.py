@@ -263,7 +263,8 @@ def _doc_order() -> list[str]:
     block = re.search(r"```text\n(.*?)```", m.group(1), re.S)
     assert block, "the layers section has no ```text drawing"
     seen: list[str] = []
-    for name in re.findall(r"\b((?:py_\w+|module|binding|st_compat)"
+    # the file column: a name at the start of a line (after indentation)
+    for name in re.findall(r"(?m)^[ \t]+((?:py_\w+|module|binding|st_compat)"
                            r"\.[ch])\b", block.group(1)):
         stem = stem_of(name)
         if stem not in seen:
