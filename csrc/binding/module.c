@@ -30,6 +30,7 @@
 #include "py_tcs.h"
 #include "py_timer.h"
 #include "py_trace.h"
+#include "py_deadlock.h"
 
 #include <unistd.h> /* getpid */
 
@@ -292,7 +293,7 @@ module_exec(PyObject *mod)
         }
     }
     if (add_functions(mod, pool_methods) < 0
-        || add_functions(mod, context_methods) < 0
+        || add_functions(mod, deadlock_methods) < 0
         || add_functions(mod, factories_module_methods) < 0
         || add_functions(mod, combinators_module_methods) < 0
         || add_functions(mod, trace_methods) < 0) {

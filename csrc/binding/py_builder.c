@@ -41,6 +41,7 @@
 #include "py_context.h"
 #include "py_pool.h"
 #include "py_state.h"
+#include "py_deadlock.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef (3.11) */

@@ -21,6 +21,7 @@
 #include "py_pool.h"
 #include "py_state.h"
 #include "py_timer.h"
+#include "py_deadlock.h"
 
 #include <pthread.h> /* pthread_cleanup_push (item 25) */
 

@@ -68,8 +68,8 @@
 #include "binding.h"
 #include "py_combinators.h"
 #include "py_task.h"
-#include "py_context.h"
 #include "py_state.h"
+#include "py_deadlock.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef (3.11) */

@@ -46,6 +46,7 @@ LAYERS = [
                "py_gil", "py_trace"]),
     ("pool and timers", ["py_pool", "py_timer"]),
     ("task", ["py_task", "py_tcs"]),
+    ("thread records and deadlock detection", ["py_deadlock"]),
     ("builder", ["py_builder"]),
     ("contexts and schedulers", ["py_context"]),
     ("cancellation", [("py_cancel_reg", "py_cancel")]),
@@ -67,8 +68,7 @@ KNOWN_PENDING = {
     # builder -> awaiters: awaiter_unpack
     "py_builder.c -> py_awaiter.c",
     "py_builder.c -> py_awaiter.h",
-    # builder -> contexts: box_registry_add, deadlock_graph_changed,
-    # stcontext_post_box, thread_running_push/pop
+    # builder -> contexts: stcontext_post_box
     "py_builder.c -> py_context.c",
     "py_builder.c -> py_context.h",
     # builder -> factories: task_new_on_scheduler
