@@ -60,14 +60,8 @@ task_configure_await(PyObject *op, PyObject *arg)
  *         def __await__(self): return self
  *         def get_awaiter(self): return self
  */
-typedef struct AwaiterObject {
-    PyObject_HEAD
-    TaskObject *aw_task;
-    uint8_t aw_options; /* CAO_* */
-    uint8_t aw_yielded; /* FORCE_YIELDING: suspended once already */
-} AwaiterObject;
-
-#define AwaiterObject_CAST(op) ((AwaiterObject *)(op))
+/* AwaiterObject: py_task_impl.h (the builder sees through it with
+ * awaiter_unpack, in the task layer: issue 10). */
 
 static PyObject *
 awaiter_new(st_state *st, PyTypeObject *tp, TaskObject *t, int options)
@@ -81,19 +75,6 @@ awaiter_new(st_state *st, PyTypeObject *tp, TaskObject *t, int options)
     aw->aw_yielded = 0;
     PyObject_GC_Track(aw);
     return (PyObject *)aw;
-}
-
-int
-awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
-               int *options)
-{
-    if (Py_TYPE(op) != st->ConfiguredAwaitable_type
-        && Py_TYPE(op) != st->TaskAwaiter_type) {
-        return 0;
-    }
-    *task = AwaiterObject_CAST(op)->aw_task;
-    *options = AwaiterObject_CAST(op)->aw_options;
-    return 1;
 }
 
 static PyObject *

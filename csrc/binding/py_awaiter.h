@@ -33,14 +33,6 @@ void cb_node_fire(st_cont_t *c, st_task_t *core, int how);
 PyObject *task_get_awaiter(PyObject *op, PyObject *unused);
 PyObject *task_configure_await(PyObject *op, PyObject *arg);
 
-/* If op is a TaskAwaiter or ConfiguredTaskAwaitable: its task and options
- * (ConfigureAwaitOptions bits), and 1; else 0.  Refs: *task is borrowed
- * from op (valid while op is alive); borrows op. */
-int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
-                   int *options);
-#define CAO_CONTINUE 0x1
-#define CAO_SUPPRESS 0x2
-#define CAO_FORCE 0x4
 
 /* The awaiter types, for module.c (static data; Refs: none). */
 extern PyType_Spec TaskAwaiter_spec;

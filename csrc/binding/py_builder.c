@@ -35,8 +35,6 @@
  * context, or queued on the pool.
  */
 #include "binding.h"
-#include "py_awaiter.h"
-#include "py_factories.h"
 #include "py_task.h"
 #include "py_context.h"
 #include "py_pool.h"

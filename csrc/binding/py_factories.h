@@ -28,10 +28,6 @@ PyObject *mod_task_delegate(PyObject *mod, PyObject *args);
 PyObject *mod_complete_delegate(PyObject *mod, PyObject *args);
 PyObject *mod_current_scheduler(PyObject *mod, PyObject *unused);
 
-/* A delegate task running fn() queued to scheduler.queue_task.  Refs:
- * new; borrows fn and scheduler (the task takes its own). */
-PyObject *task_new_on_scheduler(st_state *st, PyObject *fn,
-                                PyObject *scheduler);
 
 /* For module.c: Task's static factories (task_compose_methods) and the
  * module functions of the scheduler glue.  Static data.  Refs: none. */

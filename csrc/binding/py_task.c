@@ -1346,3 +1346,39 @@ PyType_Spec Task_spec = {
              | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = Task_slots,
 };
+
+/* ------------------------------------- used by the builder (issue 10) */
+
+/* _scheduled_resume(box_action, scheduler) -> Task: a delegate task that
+ * runs box_action() on scheduler (an await that captured it, R7.2). */
+PyObject *
+task_new_on_scheduler(st_state *st, PyObject *fn, PyObject *scheduler)
+{
+    TaskObject *t = task_alloc(st, TASK_DELEGATE, ST_STATUS_WAITING_TO_RUN,
+                               0x1 /* PREFER_FAIRNESS */);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->task_fn = Py_NewRef(fn);
+    t->task_arg = PyTuple_New(0);
+    t->task_scheduler = Py_NewRef(scheduler);
+    if (t->task_arg == NULL || task_queue_work(st, t, task_work_run) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+/* The builder sees through a TaskAwaiter / ConfiguredTaskAwaitable. */
+int
+awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
+               int *options)
+{
+    if (Py_TYPE(op) != st->ConfiguredAwaitable_type
+        && Py_TYPE(op) != st->TaskAwaiter_type) {
+        return 0;
+    }
+    *task = AwaiterObject_CAST(op)->aw_task;
+    *options = AwaiterObject_CAST(op)->aw_options;
+    return 1;
+}

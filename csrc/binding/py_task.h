@@ -77,6 +77,22 @@ int pending_exc_restore(void);
  * new; borrows t. */
 PyObject *make_task_canceled(st_state *st, TaskObject *t);
 
+/* ---- for the builder (issue 10: it sits below the awaiters and the
+ * factories) ---- */
+/* A delegate task running fn() queued to scheduler.queue_task.  Refs:
+ * new; borrows fn and scheduler (the task takes its own). */
+PyObject *task_new_on_scheduler(st_state *st, PyObject *fn,
+                                PyObject *scheduler);
+/* If op is a TaskAwaiter or ConfiguredTaskAwaitable: its task and options
+ * (ConfigureAwaitOptions bits), and 1; else 0.  Refs: *task is borrowed
+ * from op (valid while op is alive); borrows op. */
+int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
+                   int *options);
+/* ConfigureAwaitOptions bits of an awaiter (Refs: none). */
+#define CAO_CONTINUE 0x1
+#define CAO_SUPPRESS 0x2
+#define CAO_FORCE 0x4
+
 /* ---- what the files above give the task layer (issue 10) ----
  * py_task.c calls nothing above itself.  What it needs from the builder,
  * the contexts, cancellation and the waits reaches it through the hooks
