@@ -1,5 +1,9 @@
 /* binding.h - what the files of the CPython binding share: the module
- * state, the Task object layout, and the helpers that cross files.
+ * state and the Task object layout (the bottom of the binding's layers,
+ * docs/architecture.md).  What each file exports is in its own header
+ * (py_state.h, py_errors.h, py_args.h, py_task.h ...); the builder's and
+ * ValueTask's declarations stay here until those files have their own
+ * headers (issue 10, the async-method merge).
  *
  * This is the only directory that includes Python.h.  Every Python object
  * lives in module state; the one static pointer (g_st) exists because the
@@ -166,10 +170,9 @@ typedef struct st_state {
     st_vt_state vt; /* ValueTask (py_valuetask.c, issue 5) */
 } st_state;
 
-/* The one module state (see the top); set by module exec, never freed
- * while a native thread may still call back. */
+/* The one module state (see the top; defined in py_state.c); set by
+ * module exec, never freed while a native thread may still call back. */
 extern st_state *g_st;
-extern PyModuleDef st_module;
 
 /* Refs: borrowed pointer into mod (the state lives as long as mod). */
 static inline st_state *

@@ -497,7 +497,7 @@ static PyModuleDef_Slot module_slots[] = {
     {0, NULL},
 };
 
-PyModuleDef st_module = {
+static PyModuleDef st_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "sharptask._native",
     .m_doc = "The C binding of sharptask: tasks, the async method builder, "
