@@ -761,12 +761,6 @@ cts_dispose(PyObject *op, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-PyObject *
-cts_enter(PyObject *op, PyObject *unused)
-{
-    return Py_NewRef(op);
-}
-
 static PyObject *
 cts_exit(PyObject *op, PyObject *args)
 {
@@ -994,22 +988,6 @@ static PyType_Spec CTS_spec = {
 };
 
 /* ----------------------------------------------------- CancellationToken */
-
-PyObject *
-token_new(st_state *st, CTSObject *source)
-{
-    TokenObject *t;
-    if (source == NULL && st->token_none != NULL) {
-        return Py_NewRef(st->token_none);
-    }
-    t = PyObject_GC_New(TokenObject, st->Token_type);
-    if (t == NULL) {
-        return NULL;
-    }
-    t->tok_source = (CTSObject *)Py_XNewRef(source);
-    PyObject_GC_Track(t);
-    return (PyObject *)t;
-}
 
 static PyObject *
 Token_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)

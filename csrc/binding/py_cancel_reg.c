@@ -10,7 +10,6 @@
  */
 #include "binding.h"
 #include "py_task.h"
-#include "py_cancel.h"
 #include "py_cancel_reg.h"
 #include "py_state.h"
 
@@ -218,6 +217,33 @@ cancel_release_deferred(void)
         r->reg_deferred_next = NULL;
         reg_done_release(r, r->reg_deferred_unlinked);
     }
+}
+
+/* ------------------------------------ tokens (for py_cancel.c too) */
+
+/* A CancellationToken of source (kept here, below py_cancel.c, which
+ * uses it too: issue 10). */
+PyObject *
+token_new(st_state *st, CTSObject *source)
+{
+    TokenObject *t;
+    if (source == NULL && st->token_none != NULL) {
+        return Py_NewRef(st->token_none);
+    }
+    t = PyObject_GC_New(TokenObject, st->Token_type);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->tok_source = (CTSObject *)Py_XNewRef(source);
+    PyObject_GC_Track(t);
+    return (PyObject *)t;
+}
+
+/* __enter__ of a source or a registration: returns op. */
+PyObject *
+cts_enter(PyObject *op, PyObject *unused)
+{
+    return Py_NewRef(op);
 }
 
 /* ------------------------------------------------- registration (K2) */

@@ -1,18 +1,13 @@
-/* py_cancel_reg.h - what py_cancel_reg.c (registrations and
- * watches) exports to the files above cancellation.
+/* py_cancel_reg.h - what py_cancel_reg.c (registrations, watches and
+ * tokens) exports: to the files above cancellation, and to py_cancel.c.
  */
 #ifndef ST_PY_CANCEL_REG_H
 #define ST_PY_CANCEL_REG_H
 
 #include "binding.h"
+#include "py_cancel_types.h"
 #include "py_task.h" /* task_node_kind */
 
-/* An internal registration's action: runs once, on the canceling thread
- * with the GIL held, when the token fires.  0, or -1 with an error set
- * (it joins the exceptions cancel() raises).  Refs: target and token are
- * borrowed for the call. */
-typedef int (*cancel_action_fn)(PyObject *target, PyObject *token,
-                                void *carg);
 /* 1 if obj is a native CancellationToken; 1 if it is one that can fire.
  * Refs: borrow their argument (as every predicate below). */
 int cancel_is_token(st_state *st, PyObject *obj);
@@ -66,5 +61,41 @@ void cancel_release_deferred(void);
 /* For module.c: the kind of a registration's watch node on a task
  * (task_register_node_kind).  Static data.  Refs: none. */
 extern const task_node_kind cancel_node_kind;
+
+/* ---- for py_cancel.c (above it in the cancellation layer) ---- */
+
+/* The CancellationTokenRegistration type (module.c-style registration in
+ * cancel_module_exec; static data, Refs: none). */
+extern PyType_Spec Reg_spec;
+
+/* A new, empty registration (no source, no callback).  Refs: new. */
+RegObject *reg_alloc(st_state *st);
+/* Runs r's callback or action (the canceller took r off the list); -1
+ * with the callback's exception set.  Refs: borrows r. */
+int reg_invoke(st_state *st, RegObject *r);
+/* Takes r off its source's list if it is still there: 1 if it was (the
+ * list's reference dropped), else 0.  Refs: borrows r. */
+int reg_unregister(RegObject *r);
+/* Drops every registration of a chain taken off a source (try_reset,
+ * dispose).  Refs: drops the list's reference to each. */
+void release_chain(st_cancel_reg_t *chain);
+/* token.register / unsafe_register (flow: capture the context).  Refs:
+ * new (the registration); borrows tok and the arguments. */
+PyObject *token_register_impl(st_state *st, TokenObject *tok,
+                              PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, int flow,
+                              const char *fname);
+/* The core node fn of a registration (run by the canceller) and the watch
+ * node fn (run when the watched task completes).  Refs: reg_node_fn
+ * drops the list's reference to the registration; reg_done_fn defers the
+ * drops of the watch's references to this thread's deferred list. */
+void reg_node_fn(st_cancel_reg_t *node);
+void reg_done_fn(st_cont_t *c, st_task_t *task, int how);
+/* A CancellationToken of source (NULL: CancellationToken.none).  Refs:
+ * new; borrows source. */
+PyObject *token_new(st_state *st, CTSObject *source);
+/* __enter__ of a source or a registration: returns op.  Refs: new (op);
+ * borrows op. */
+PyObject *cts_enter(PyObject *op, PyObject *unused);
 
 #endif /* ST_PY_CANCEL_REG_H */
