@@ -56,6 +56,15 @@ LAYERS = [
     ("module", ["module"]),
 ]
 
+# Merging main (methods10's split of py_valuetask.c, issue 10): place
+# its files in the ValueTask layer as
+#     ["py_vt_source", "py_vt_pool", "py_method", "py_vt_awaiter",
+#      "py_valuetask", "py_semaphore"]
+# with HEADER_OWNER["py_vt"] = "py_vt_source"; checked against a trial
+# merge, that leaves py_vt_awaiter.c -> py_valuetask.c (vt_get_result,
+# vt_send, vt_status) and the builder's stcontext_post_box, and
+# "py_valuetask.c lines" leaves KNOWN_PENDING.
+
 # Headers that belong to another file's stem.
 HEADER_OWNER = {"py_task_impl": "py_task", "py_cancel_types": "py_cancel_reg"}
 
