@@ -1,5 +1,9 @@
-/* module.c - the sharptask._native module: initialisation, module state,
- * and the helpers shared by the binding files.
+/* module.c - the sharptask._native module: the top of the binding's
+ * layers (docs/architecture.md, "The binding's layers").  It only
+ * assembles the module: it makes the types, adds each file's functions,
+ * hands the task layer and the pool what they need from the files above
+ * them, and calls each part's exec / traverse / clear.  The helpers every
+ * file uses are in the bottom layer (py_state.c, py_errors.c, py_args.c).
  *
  * Multi-phase init (PEP 489).  exec creates the heap types, imports the
  * exception and enum classes from sharptask._errors / _enums, and builds
@@ -12,311 +16,28 @@
  * ImportError from exec in any other interpreter.
  */
 #include "binding.h"
+#include "py_args.h"
+#include "py_awaiter.h"
+#include "py_cancel.h"
+#include "py_cancel_reg.h"
+#include "py_combinators.h"
+#include "py_context.h"
+#include "py_factories.h"
+#include "py_pool.h"
+#include "py_semaphore.h"
+#include "py_state.h"
 #include "py_task.h"
-#include "py_trace.h" /* trace_methods (issue 12) */
+#include "py_tcs.h"
+#include "py_timer.h"
+#include "py_trace.h"
+#include "py_vt.h"
+#include "py_deadlock.h"
 
-#include <math.h>   /* isnan, HUGE_VAL */
 #include <unistd.h> /* getpid */
 
 #include "st_alloc.h"
-#include "st_error.h"
 
-st_state *g_st = NULL;
 static int g_loaded = 0; /* guarded by the GIL */
-
-/* ------------------------------------------------------------ helpers */
-
-int
-st_raise_from_code(st_state *st, int rc)
-{
-    switch (rc) {
-    case ST_ENOMEM:
-        PyErr_NoMemory();
-        break;
-    case ST_EINVAL:
-        PyErr_SetString(PyExc_ValueError, st_strerror(rc));
-        break;
-    case ST_ETIMEDOUT:
-        PyErr_SetString(PyExc_TimeoutError, st_strerror(rc));
-        break;
-    case ST_EFULL: /* st_sem_release past the maximum (K4, 9.6) */
-        PyErr_Format(st->SemaphoreFullError != NULL
-                         ? st->SemaphoreFullError : PyExc_ValueError,
-                     "sharptask: %s", st_strerror(rc));
-        break;
-    default:
-        if (rc == ST_ECLOSED
-            && st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-            /* the pool or timer was shut down for the exit: quiet (H5) */
-            return raise_exiting(st, "sharptask: closed (interpreter exit)");
-        }
-        PyErr_Format(st->InvalidOperationError, "sharptask: %s",
-                     st_strerror(rc));
-        break;
-    }
-    return -1;
-}
-
-PyObject *
-make_aggregate(st_state *st, PyObject *excs)
-{
-    PyObject *msg, *res;
-    msg = PyUnicode_FromString("One or more errors occurred.");
-    if (msg == NULL) {
-        return NULL;
-    }
-    res = PyObject_CallFunctionObjArgs(st->AggregateError, msg, excs, NULL);
-    Py_DECREF(msg);
-    return res;
-}
-
-PyObject *
-call_impl(st_state *st, const char *name, PyObject *const *args,
-          size_t nargsf, PyObject *kwnames)
-{
-    PyObject *fn, *res;
-    if (st->impl == NULL) {
-        st->impl = PyImport_ImportModule("sharptask._impl");
-        if (st->impl == NULL) {
-            return NULL;
-        }
-    }
-    {
-        /* interned: one name object per helper, whatever the call count */
-        PyObject *key = PyUnicode_InternFromString(name);
-        if (key == NULL) {
-            return NULL;
-        }
-        fn = PyObject_GetAttr(st->impl, key);
-        Py_DECREF(key);
-    }
-    if (fn == NULL) {
-        return NULL;
-    }
-    res = PyObject_Vectorcall(fn, args, nargsf, kwnames);
-    Py_DECREF(fn);
-    return res;
-}
-
-/* ------------------------------------------------ argument parsers */
-
-/* One parser per kind of argument (issue 9 item 27, SPEC H2): every entry
- * point, C or Python (through the _native._parse_* wrappers below), checks
- * a timeout, a cancellation token, an options value or a count here, so
- * that one bad value gets one answer everywhere: TypeError for a wrong
- * type, ValueError for a wrong value, each naming the parameter.  bool is
- * an int to Python, but never a number here: a bool timeout, options
- * value or count is a TypeError (True is far likelier a mistaken
- * argument than a one-second wait). */
-
-static int
-reject_bool(PyObject *obj, const char *name, const char *what)
-{
-    if (PyBool_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be %s, not bool", name,
-                     what);
-        return -1;
-    }
-    return 0;
-}
-
-#define TIMEOUT_WHAT "a number of seconds, a timedelta or None"
-#define MAX_TIMEOUT_S 4294967.294 /* .NET's limit: 2^32 - 2 ms */
-
-int
-parse_seconds(PyObject *obj, const char *name, double *out_secs,
-              int *infinite)
-{
-    double secs;
-    *infinite = 0;
-    *out_secs = 0.0;
-    if (obj == Py_None) {
-        *infinite = 1;
-        return 0;
-    }
-    if (reject_bool(obj, name, TIMEOUT_WHAT) < 0) {
-        return -1;
-    }
-    if (PyFloat_Check(obj) || PyLong_Check(obj)) {
-        secs = PyFloat_AsDouble(obj);
-        if (secs == -1.0 && PyErr_Occurred()) {
-            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-                return -1;
-            }
-            /* an int too large for a double: out of range either way */
-            int sign = 0;
-            PyErr_Clear();
-            (void)PyLong_AsLongLongAndOverflow(obj, &sign);
-            secs = sign < 0 ? -HUGE_VAL : HUGE_VAL;
-        }
-    }
-    else if (PyObject_HasAttrString(obj, "total_seconds")) { /* timedelta */
-        PyObject *r = PyObject_CallMethod(obj, "total_seconds", NULL);
-        if (r == NULL) {
-            return -1;
-        }
-        if (!PyFloat_Check(r) && !PyLong_Check(r)) {
-            PyErr_Format(PyExc_TypeError, "%s.total_seconds() must return "
-                         "a number, not %.100s", name, Py_TYPE(r)->tp_name);
-            Py_DECREF(r);
-            return -1;
-        }
-        secs = PyFloat_AsDouble(r);
-        Py_DECREF(r);
-        if (secs == -1.0 && PyErr_Occurred()) {
-            return -1;
-        }
-        if (secs == -0.001) {
-            *infinite = 1; /* Timeout.InfiniteTimeSpan */
-            return 0;
-        }
-    }
-    else {
-        PyErr_Format(PyExc_TypeError, "%s must be " TIMEOUT_WHAT
-                     ", not %.100s", name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    if (isnan(secs)) {
-        PyErr_Format(PyExc_ValueError, "%s must not be NaN", name);
-        return -1;
-    }
-    if (secs == -1.0) {
-        *infinite = 1; /* INFINITE */
-        return 0;
-    }
-    if (secs < 0) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s must be >= 0, or -1 / None for no limit, not %R",
-                     name, obj);
-        return -1;
-    }
-    if (secs > MAX_TIMEOUT_S) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s must be at most 4294967.294 seconds, not %R", name,
-                     obj);
-        return -1;
-    }
-    *out_secs = secs;
-    return 0;
-}
-
-int
-parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
-              int *infinite)
-{
-    double secs;
-    *out_ns = 0;
-    if (parse_seconds(obj, name, &secs, infinite) < 0) {
-        return -1;
-    }
-    *out_ns = (uint64_t)(secs * 1e9);
-    return 0;
-}
-
-/* 1 if obj has attribute name, 0 if not, -1 with another error set. */
-static int
-has_attr(PyObject *obj, const char *name)
-{
-    PyObject *v = PyObject_GetAttrString(obj, name);
-    if (v != NULL) {
-        Py_DECREF(v);
-        return 1;
-    }
-    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
-}
-
-int
-parse_token(st_state *st, PyObject *obj, const char *name, PyObject **out)
-{
-    static const char *const protocol[] = {
-        "is_cancellation_requested", "can_be_canceled", "register"};
-    size_t i;
-    *out = NULL;
-    if (obj == NULL || obj == Py_None) {
-        return 0;
-    }
-    if (cancel_is_token(st, obj)) {
-        *out = obj;
-        return 0;
-    }
-    /* any other object that behaves like a token (K3 accepts them) */
-    for (i = 0; i < sizeof(protocol) / sizeof(protocol[0]); i++) {
-        int has = has_attr(obj, protocol[i]);
-        if (has < 0) {
-            return -1;
-        }
-        if (!has) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s must be a CancellationToken or None, not "
-                         "%.100s", name, Py_TYPE(obj)->tp_name);
-            return -1;
-        }
-    }
-    *out = obj;
-    return 0;
-}
-
-int
-parse_options(PyObject *obj, const char *name, const char *what,
-              uint32_t valid, uint32_t *out)
-{
-    unsigned long long v;
-    *out = 0;
-    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a %s (an int), not %.100s",
-                     name, what, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    v = PyLong_AsUnsignedLongLong(obj); /* negative: OverflowError too */
-    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "%s: %R is not a valid combination "
-                     "of %s", name, obj, what);
-        return -1;
-    }
-    if (v > UINT32_MAX || (v & ~(unsigned long long)valid) != 0) {
-        /* (PyErr_Format knows no '#' flag nor %llx) */
-        PyErr_Format(PyExc_ValueError, "%s: %R is not a valid combination "
-                     "of %s", name, obj, what);
-        return -1;
-    }
-    *out = (uint32_t)v;
-    return 0;
-}
-
-int
-parse_count(PyObject *obj, const char *name, Py_ssize_t lo, Py_ssize_t hi,
-            Py_ssize_t *out)
-{
-    Py_ssize_t v;
-    int overflow = 0;
-    long long ll;
-    *out = 0;
-    if (PyBool_Check(obj) || !PyLong_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", name,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    ll = PyLong_AsLongLongAndOverflow(obj, &overflow);
-    if (ll == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    if (overflow != 0 || ll < (long long)lo || ll > (long long)hi) {
-        PyErr_Format(PyExc_ValueError, "%s must be between %zd and %zd, "
-                     "not %R", name, lo, hi, obj);
-        return -1;
-    }
-    v = (Py_ssize_t)ll;
-    *out = v;
-    return 0;
-}
 
 /* The Python side of the parsers (the package's Python modules use them,
  * so that a Python entry point answers exactly as a C one). */
@@ -471,6 +192,54 @@ add_functions(PyObject *mod, PyMethodDef *defs)
     return PyModule_AddFunctions(mod, defs);
 }
 
+/* The task layer calls nothing above itself (issue 10): what it needs
+ * from the files above is handed to it here, before any task exists:
+ * the calls it makes upward (hooks), the kinds of the continuation nodes
+ * those files put on a task (GC), and Task's methods that live in them. */
+static const task_node_kind box_node_kind = {
+    box_on_complete, task_cont_owner, NULL, NULL}; /* py_builder.c */
+
+static int
+assemble_task_layer(void)
+{
+    static const task_node_kind *const kinds[] = {
+        &box_node_kind, &awaiter_node_kind, &when_all_node_kind,
+        &when_any_node_kind, &unwrap_node_kind, &cancel_node_kind};
+    static PyMethodDef *const methods[] = {
+        awaiter_task_methods, combinators_task_methods,
+        factories_task_methods};
+    const task_hooks hooks = {
+        .await_yield = await_yield,
+        .builder_start = builder_start,
+        .thread_running_push = thread_running_push,
+        .thread_running_pop = thread_running_pop,
+        .box_registry_remove = box_registry_remove,
+        .cancel_token_requested = cancel_token_requested,
+        .cancel_error_is_own_token = cancel_error_is_own_token,
+        .cancel_release_deferred = cancel_release_deferred,
+        .wait_blocking = task_wait_blocking,
+    };
+    task_set_hooks(&hooks);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (task_register_node_kind(kinds[i]) < 0) {
+            return -1;
+        }
+    }
+    return task_compose_methods(methods,
+                                sizeof(methods) / sizeof(methods[0]));
+}
+
+/* After each Python item on a pool worker: the item's
+ * SynchronizationContext does not outlive it (py_pool.c calls this). */
+static int
+worker_after_item(st_state *st)
+{
+    if (sync_context_current() != NULL) {
+        return sync_context_set(st, NULL);
+    }
+    return 0;
+}
+
 static int
 module_exec(PyObject *mod)
 {
@@ -496,6 +265,11 @@ module_exec(PyObject *mod)
         return -1;
     }
     st_replace_allocator(PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree);
+    if (assemble_task_layer() < 0) {
+        return -1;
+    }
+    pool_set_after_item(worker_after_item);
+    builder_set_post_box(stcontext_post_box);
     if (add_type(mod, &Task_spec, &st->Task_type) < 0
         || add_type(mod, &TaskAwaiter_spec, &st->TaskAwaiter_type) < 0
         || add_type(mod, &ConfiguredAwaitable_spec,
@@ -521,8 +295,9 @@ module_exec(PyObject *mod)
         }
     }
     if (add_functions(mod, pool_methods) < 0
-        || add_functions(mod, context_methods) < 0
-        || add_functions(mod, task_module_methods) < 0
+        || add_functions(mod, deadlock_methods) < 0
+        || add_functions(mod, factories_module_methods) < 0
+        || add_functions(mod, combinators_module_methods) < 0
         || add_functions(mod, trace_methods) < 0) {
         return -1;
     }
@@ -600,7 +375,13 @@ module_exec(PyObject *mod)
     if (cancel_module_exec(mod, st) < 0) { /* py_cancel.c (issue 6) */
         return -1;
     }
+    if (semaphore_module_exec(mod, st) < 0) { /* py_semaphore.c (K4) */
+        return -1;
+    }
     if (valuetask_module_exec(mod, st) < 0) { /* py_valuetask.c (5) */
+        return -1;
+    }
+    if (vt_awaiter_module_exec(mod, st) < 0) { /* py_vt_awaiter.c (5) */
         return -1;
     }
     if (timer_module_exec(mod, st) < 0) { /* py_timer.c (issue 3) */
@@ -642,6 +423,10 @@ module_traverse(PyObject *mod, visitproc visit, void *arg)
     Py_VISIT(st->unobserved_hook);
     Py_VISIT(st->impl);
     i = cancel_module_traverse(st, visit, arg); /* py_cancel.c */
+    if (i != 0) {
+        return i;
+    }
+    i = semaphore_module_traverse(st, visit, arg); /* py_semaphore.c */
     if (i != 0) {
         return i;
     }
@@ -689,6 +474,7 @@ module_clear(PyObject *mod)
     Py_CLEAR(st->unobserved_hook);
     Py_CLEAR(st->impl);
     cancel_module_clear(st); /* py_cancel.c */
+    semaphore_module_clear(st); /* py_semaphore.c */
     valuetask_module_clear(st); /* py_valuetask.c */
     timer_module_clear(st);     /* py_timer.c */
     Py_CLEAR(st->str_post);
@@ -716,7 +502,7 @@ static PyModuleDef_Slot module_slots[] = {
     {0, NULL},
 };
 
-PyModuleDef st_module = {
+static PyModuleDef st_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "sharptask._native",
     .m_doc = "The C binding of sharptask: tasks, the async method builder, "

@@ -11,6 +11,8 @@
 #include "py_awaiter.h"
 #include "py_task.h"
 #include "py_task_impl.h"
+#include "py_args.h"
+#include "py_state.h"
 
 #include "st_list.h" /* st_container_of */
 
@@ -58,14 +60,8 @@ task_configure_await(PyObject *op, PyObject *arg)
  *         def __await__(self): return self
  *         def get_awaiter(self): return self
  */
-typedef struct AwaiterObject {
-    PyObject_HEAD
-    TaskObject *aw_task;
-    uint8_t aw_options; /* CAO_* */
-    uint8_t aw_yielded; /* FORCE_YIELDING: suspended once already */
-} AwaiterObject;
-
-#define AwaiterObject_CAST(op) ((AwaiterObject *)(op))
+/* AwaiterObject: py_task_impl.h (the builder sees through it with
+ * awaiter_unpack, in the task layer: issue 10). */
 
 static PyObject *
 awaiter_new(st_state *st, PyTypeObject *tp, TaskObject *t, int options)
@@ -79,19 +75,6 @@ awaiter_new(st_state *st, PyTypeObject *tp, TaskObject *t, int options)
     aw->aw_yielded = 0;
     PyObject_GC_Track(aw);
     return (PyObject *)aw;
-}
-
-int
-awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
-               int *options)
-{
-    if (Py_TYPE(op) != st->ConfiguredAwaitable_type
-        && Py_TYPE(op) != st->TaskAwaiter_type) {
-        return 0;
-    }
-    *task = AwaiterObject_CAST(op)->aw_task;
-    *options = AwaiterObject_CAST(op)->aw_options;
-    return 1;
 }
 
 static PyObject *
@@ -352,4 +335,42 @@ PyType_Spec ConfiguredAwaitable_spec = {
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
              | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = ConfiguredAwaitable_slots,
+};
+
+/* ------------------------------------------------ given to the task layer */
+
+/* GC support for a cb_node on a task (py_task.c asks through the kind). */
+static int
+cb_node_visit(st_cont_t *c, visitproc visit, void *arg)
+{
+    return visit(((cb_node *)c)->action, arg);
+}
+
+static void
+cb_node_abandon(st_cont_t *c)
+{
+    cb_node_free((cb_node *)c);
+}
+
+const task_node_kind awaiter_node_kind = {
+    cb_node_fire, NULL, cb_node_visit, cb_node_abandon};
+
+/* Task's methods that make its awaiters (and throw), composed into the
+ * Task type by module.c (task_compose_methods). */
+PyMethodDef awaiter_task_methods[] = {
+    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
+     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
+               "Raise typ (an exception, or a class called with val) at\n"
+               "the await: the generator protocol, by which asyncio\n"
+               "cancels an await; answers asyncio's \"bad yield\" with an\n"
+               "asyncio future (I2).")},
+    {"get_awaiter", task_get_awaiter, METH_NOARGS,
+     PyDoc_STR("get_awaiter($self, /)\n--\n\n"
+               "Return the task's awaiter (like Task.GetAwaiter).")},
+    {"configure_await", task_configure_await, METH_O,
+     PyDoc_STR("configure_await($self, options, /)\n--\n\n"
+               "Return an awaitable that resumes on the captured context\n"
+               "only if options is True or has CONTINUE_ON_CAPTURED_CONTEXT\n"
+               "(like Task.ConfigureAwait).")},
+    {NULL, NULL, 0, NULL},
 };

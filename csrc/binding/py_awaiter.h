@@ -7,6 +7,7 @@
 #define ST_PY_AWAITER_H
 
 #include "binding.h"
+#include "py_task.h" /* task_node_kind */
 
 /* A callback continuation registered by on_completed. */
 typedef struct cb_node {
@@ -32,26 +33,17 @@ void cb_node_fire(st_cont_t *c, st_task_t *core, int how);
 PyObject *task_get_awaiter(PyObject *op, PyObject *unused);
 PyObject *task_configure_await(PyObject *op, PyObject *arg);
 
-/* If op is a TaskAwaiter or ConfiguredTaskAwaitable: its task and options
- * (ConfigureAwaitOptions bits), and 1; else 0.  Refs: *task is borrowed
- * from op (valid while op is alive); borrows op. */
-int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
-                   int *options);
-#define CAO_CONTINUE 0x1
-#define CAO_SUPPRESS 0x2
-#define CAO_FORCE 0x4
 
-/* The `throw` entry of every awaiter's and awaitable's method table
- * (Task, its awaiters, ValueTask and its awaiters, Task.yield_()): the
- * generator protocol, by which asyncio cancels an await (I2);
- * await_throw_method is in py_builder.c (binding.h). */
-#define ST_AWAIT_THROW_METHODDEF                                            \
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method,              \
-     METH_FASTCALL,                                                         \
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"            \
-               "Raise typ (an exception, or a class called with val) at\n"  \
-               "the await: the generator protocol, by which asyncio\n"      \
-               "cancels an await; answers asyncio's \"bad yield\" with an\n" \
-               "asyncio future (I2).")}
+/* The awaiter types, for module.c (static data; Refs: none). */
+extern PyType_Spec TaskAwaiter_spec;
+extern PyType_Spec ConfiguredAwaitable_spec;
+
+/* For module.c: the node kind of a cb_node (task_register_node_kind)
+ * and Task's methods that belong here (task_compose_methods).  Static
+ * data.  Refs: none. */
+extern const task_node_kind awaiter_node_kind;
+extern PyMethodDef awaiter_task_methods[];
+
+/* ST_AWAIT_THROW_METHODDEF: in binding.h, beside await_throw_method. */
 
 #endif /* ST_PY_AWAITER_H */

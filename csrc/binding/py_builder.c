@@ -35,9 +35,10 @@
  * context, or queued on the pool.
  */
 #include "binding.h"
-#include "py_awaiter.h"
-#include "py_factories.h"
 #include "py_task.h"
+#include "py_pool.h"
+#include "py_state.h"
+#include "py_deadlock.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef (3.11) */
@@ -492,6 +493,16 @@ box_work_run(st_work_t *w)
         PyErr_WriteUnraisable((PyObject *)box);
     }}
 
+/* py_context.c's stcontext_post_box, handed over by module.c (the
+ * contexts sit above the builder: issue 10's layers). */
+static builder_post_box_fn g_post_box;
+
+void
+builder_set_post_box(builder_post_box_fn fn)
+{
+    g_post_box = fn;
+}
+
 void
 box_schedule(TaskObject *box)
 {
@@ -499,8 +510,9 @@ box_schedule(TaskObject *box)
     PyObject *target = box->task_target;
 
     if (target != NULL && Py_TYPE(target) == st->STContext_type) {
-        /* the built-in context: the box itself goes in its queue */
-        if (stcontext_post_box(st, target, box) == 0) {
+        /* the built-in context: the box itself goes in its queue (the
+         * type exists only once module exec has set g_post_box) */
+        if (g_post_box(st, target, box) == 0) {
             return; /* the queue owns our reference */
         }
         if (task_complete_from_error(box, 0) < 0) {

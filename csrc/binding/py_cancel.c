@@ -57,6 +57,11 @@
 #include "binding.h"
 #include "py_task.h"
 #include "py_cancel.h"
+#include "py_args.h"
+#include "py_cancel_reg.h"
+#include "py_errors.h"
+#include "py_pool.h"
+#include "py_state.h"
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef for __weaklistoffset__ (3.11) */
@@ -756,12 +761,6 @@ cts_dispose(PyObject *op, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-PyObject *
-cts_enter(PyObject *op, PyObject *unused)
-{
-    return Py_NewRef(op);
-}
-
 static PyObject *
 cts_exit(PyObject *op, PyObject *args)
 {
@@ -989,22 +988,6 @@ static PyType_Spec CTS_spec = {
 };
 
 /* ----------------------------------------------------- CancellationToken */
-
-PyObject *
-token_new(st_state *st, CTSObject *source)
-{
-    TokenObject *t;
-    if (source == NULL && st->token_none != NULL) {
-        return Py_NewRef(st->token_none);
-    }
-    t = PyObject_GC_New(TokenObject, st->Token_type);
-    if (t == NULL) {
-        return NULL;
-    }
-    t->tok_source = (CTSObject *)Py_XNewRef(source);
-    PyObject_GC_Track(t);
-    return (PyObject *)t;
-}
 
 static PyObject *
 Token_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
@@ -1277,7 +1260,7 @@ cancel_module_exec(PyObject *mod, st_state *st)
         return -1;
     }
     PyType_Modified(st->Token_type);
-    return semaphore_module_exec(mod, st); /* py_semaphore.c */
+    return 0; /* the semaphore's part: module.c (issue 10) */
 }
 
 int
@@ -1290,7 +1273,7 @@ cancel_module_traverse(st_state *st, visitproc visit, void *arg)
     Py_VISIT(st->token_none);
     Py_VISIT(st->canceled_source);
     Py_VISIT(st->empty_registration);
-    return semaphore_module_traverse(st, visit, arg);
+    return 0;
 }
 
 void
@@ -1303,5 +1286,4 @@ cancel_module_clear(st_state *st)
     Py_CLEAR(st->CTS_type);
     Py_CLEAR(st->Token_type);
     Py_CLEAR(st->Registration_type);
-    semaphore_module_clear(st);
 }

@@ -10,7 +10,8 @@
  */
 #include "binding.h"
 #include "py_task.h"
-#include "py_cancel.h"
+#include "py_cancel_reg.h"
+#include "py_state.h"
 
 #include "st_cancel.h" /* the core of a source */
 #include "st_error.h"  /* ST_E* codes */
@@ -216,6 +217,33 @@ cancel_release_deferred(void)
         r->reg_deferred_next = NULL;
         reg_done_release(r, r->reg_deferred_unlinked);
     }
+}
+
+/* ------------------------------------ tokens (for py_cancel.c too) */
+
+/* A CancellationToken of source (kept here, below py_cancel.c, which
+ * uses it too: issue 10). */
+PyObject *
+token_new(st_state *st, CTSObject *source)
+{
+    TokenObject *t;
+    if (source == NULL && st->token_none != NULL) {
+        return Py_NewRef(st->token_none);
+    }
+    t = PyObject_GC_New(TokenObject, st->Token_type);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->tok_source = (CTSObject *)Py_XNewRef(source);
+    PyObject_GC_Track(t);
+    return (PyObject *)t;
+}
+
+/* __enter__ of a source or a registration: returns op. */
+PyObject *
+cts_enter(PyObject *op, PyObject *unused)
+{
+    return Py_NewRef(op);
 }
 
 /* ------------------------------------------------- registration (K2) */
@@ -538,6 +566,11 @@ cancel_cont_owner(st_cont_t *c)
     }
     return NULL;
 }
+
+/* The watch node's kind, for the task layer (task_register_node_kind,
+ * from module.c). */
+const task_node_kind cancel_node_kind = {
+    reg_done_fn, cancel_cont_owner, NULL, NULL};
 
 /* ---------------------------------------- CancellationTokenRegistration */
 

@@ -12,6 +12,16 @@
 #include "py_combinators.h"
 #include "py_task.h"
 #include "py_task_impl.h"
+#include "py_args.h"
+#include "py_cancel_reg.h"
+#include "py_context.h"
+#include "py_errors.h"
+#include "py_gil.h"
+#include "py_delay.h"
+#include "py_pool.h"
+#include "py_state.h"
+#include "py_timer.h"
+#include "py_deadlock.h"
 
 #include <pthread.h> /* pthread_cleanup_push (item 25) */
 
@@ -1163,3 +1173,69 @@ mod_wait_async_timeout(PyObject *mod, PyObject *args)
     }
     return (PyObject *)p;
 }
+
+/* ------------------------------------------------ given to the task layer */
+
+/* A when_all/when_any node: py_task.c visits (when_node_traverse) and
+ * abandons (when_node_abandon) it through its kind. */
+const task_node_kind when_all_node_kind = {
+    when_all_node_fn, NULL, when_node_traverse, when_node_abandon};
+const task_node_kind when_any_node_kind = {
+    when_any_node_fn, NULL, when_node_traverse, when_node_abandon};
+const task_node_kind unwrap_node_kind = {
+    unwrap_outer_done, task_cont_owner, NULL, NULL};
+
+/* Task's methods that continue, combine and wait (task_compose_methods,
+ * from module.c). */
+PyMethodDef combinators_task_methods[] = {
+    {"continue_with", (PyCFunction)(void (*)(void))task_continue_with,
+     METH_VARARGS | METH_KEYWORDS,
+     PyDoc_STR("continue_with($self, fn, /, state=..., "
+               "cancellation_token=None, options=0, scheduler=None)\n--\n\n"
+               "Run fn(antecedent) (or fn(antecedent, state)) when this task\n"
+               "completes; return its Task (like Task.ContinueWith).")},
+    {"unwrap", task_unwrap, METH_NOARGS,
+     PyDoc_STR("unwrap($self, /)\n--\n\n"
+               "For a Task of a Task: a Task that mirrors the inner one\n"
+               "(like TaskExtensions.Unwrap).")},
+    {"wait_async", (PyCFunction)(void (*)(void))task_wait_async,
+     METH_VARARGS | METH_KEYWORDS,
+     PyDoc_STR("wait_async($self, /, timeout=None, cancellation_token=None, "
+               "time_provider=None)\n--\n\n"
+               "A Task that completes like this one, or faults with\n"
+               "TimeoutError / is canceled first (like Task.WaitAsync).")},
+    {"when_all", (PyCFunction)(void (*)(void))task_when_all,
+     METH_FASTCALL | METH_STATIC,
+     PyDoc_STR("when_all(*tasks)\n--\n\n"
+               "A Task of the list of results, in argument order (like\n"
+               "Task.WhenAll).  Also accepts one iterable of tasks.")},
+    {"when_any", (PyCFunction)(void (*)(void))task_when_any,
+     METH_FASTCALL | METH_STATIC,
+     PyDoc_STR("when_any(*tasks)\n--\n\n"
+               "A Task of the first task to complete (like Task.WhenAny).")},
+    {"wait_all", (PyCFunction)(void (*)(void))task_wait_all,
+     METH_FASTCALL | METH_KEYWORDS | METH_STATIC,
+     PyDoc_STR("wait_all(*tasks, timeout=None)\n--\n\n"
+               "Block until all complete (like Task.WaitAll).")},
+    {"wait_any", (PyCFunction)(void (*)(void))task_wait_any,
+     METH_FASTCALL | METH_KEYWORDS | METH_STATIC,
+     PyDoc_STR("wait_any(*tasks, timeout=None)\n--\n\n"
+               "Block until one completes; its index, or -1 on timeout\n"
+               "(like Task.WaitAny).")},
+    {NULL, NULL, 0, NULL},
+};
+
+/* The module functions of the waits, for module.c. */
+PyMethodDef combinators_module_methods[] = {
+    {"_wait_any", mod_wait_any, METH_VARARGS,
+     PyDoc_STR("_wait_any(tasks, timeout, /)\n--\n\n"
+               "Internal: Task.wait_any's wait; index or -1.")},
+    {"_wait_quiet", mod_wait_quiet, METH_VARARGS,
+     PyDoc_STR("_wait_quiet(task, timeout, /)\n--\n\n"
+               "Internal: wait for completion; False on timeout; observes "
+               "nothing.")},
+    {"_wait_async_timeout", mod_wait_async_timeout, METH_VARARGS,
+     PyDoc_STR("_wait_async_timeout(task, timeout, /)\n--\n\n"
+               "Internal: Task.wait_async with a timeout only.")},
+    {NULL, NULL, 0, NULL},
+};

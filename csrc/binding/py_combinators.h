@@ -7,6 +7,7 @@
 #define ST_PY_COMBINATORS_H
 
 #include "binding.h"
+#include "py_task.h" /* task_node_kind */
 
 /* One when_all / when_any: a node per input task, all sharing the core.
  * Each node registered owns one share (outstanding); the last share frees
@@ -82,5 +83,14 @@ PyObject *mod_wait_async_timeout(PyObject *mod, PyObject *args);
  * timed out, -1 error set.  Refs: borrows t (the caller keeps it alive
  * for the call). */
 int task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns);
+
+/* For module.c: the node kinds of this file (task_register_node_kind),
+ * Task's methods that belong here (task_compose_methods) and the module
+ * functions of the waits.  Static data.  Refs: none. */
+extern const task_node_kind when_all_node_kind;
+extern const task_node_kind when_any_node_kind;
+extern const task_node_kind unwrap_node_kind;
+extern PyMethodDef combinators_task_methods[];
+extern PyMethodDef combinators_module_methods[];
 
 #endif /* ST_PY_COMBINATORS_H */

@@ -11,6 +11,12 @@
 #include "py_factories.h"
 #include "py_task.h"
 #include "py_task_impl.h"
+#include "py_args.h"
+#include "py_cancel_reg.h"
+#include "py_delay.h"
+#include "py_pool.h"
+#include "py_state.h"
+#include "py_timer.h"
 
 /* ---------------------------------------------- Task static methods */
 
@@ -443,22 +449,62 @@ mod_current_scheduler(PyObject *mod, PyObject *unused)
                                            : Py_None);
 }
 
-/* _scheduled_resume(box_action, scheduler) -> Task: a delegate task that
- * runs box_action() on scheduler (an await that captured it, R7.2). */
-PyObject *
-task_new_on_scheduler(st_state *st, PyObject *fn, PyObject *scheduler)
-{
-    TaskObject *t = task_alloc(st, TASK_DELEGATE, ST_STATUS_WAITING_TO_RUN,
-                               0x1 /* PREFER_FAIRNESS */);
-    if (t == NULL) {
-        return NULL;
-    }
-    t->task_fn = Py_NewRef(fn);
-    t->task_arg = PyTuple_New(0);
-    t->task_scheduler = Py_NewRef(scheduler);
-    if (t->task_arg == NULL || task_queue_work(st, t, task_work_run) < 0) {
-        Py_DECREF(t);
-        return NULL;
-    }
-    return (PyObject *)t;
-}
+/* ------------------------------------------------ given to module.c */
+
+/* Task's static factories (task_compose_methods, from module.c). */
+PyMethodDef factories_task_methods[] = {
+    {"run", (PyCFunction)(void (*)(void))task_run,
+     METH_FASTCALL | METH_KEYWORDS | METH_STATIC,
+     PyDoc_STR("run(fn, /, *args, cancellation_token=None)\n--\n\n"
+               "Queue fn(*args) to the thread pool and return its Task\n"
+               "(like Task.Run).  A returned Task or coroutine is unwrapped.")},
+    {"_start_new", task_start_new_raw, METH_VARARGS | METH_STATIC,
+     PyDoc_STR("_start_new(fn, args, options, scheduler=None, "
+               "cancellation_token=None, /)\n--\n\n"
+               "Internal: TaskFactory.start_new on the default scheduler.")},
+    {"delay", (PyCFunction)(void (*)(void))task_delay,
+     METH_VARARGS | METH_KEYWORDS | METH_STATIC,
+     PyDoc_STR("delay(seconds, /, cancellation_token=None, "
+               "time_provider=None)\n--\n\n"
+               "A Task that completes after the delay (like Task.Delay);\n"
+               "with a time_provider, on that provider's clock (P6a).")},
+    {"yield_", task_yield, METH_NOARGS | METH_STATIC,
+     PyDoc_STR("yield_()\n--\n\n"
+               "An awaitable that always suspends and resumes on the\n"
+               "current context or the pool (like Task.Yield).")},
+    {"from_result", task_from_result_meth, METH_O | METH_STATIC,
+     PyDoc_STR("from_result(value, /)\n--\n\n"
+               "A completed Task (like Task.FromResult); cached for None,\n"
+               "booleans and -1..8.")},
+    {"from_exception", task_from_exception, METH_O | METH_STATIC,
+     PyDoc_STR("from_exception(exception, /)\n--\n\n"
+               "A faulted Task (like Task.FromException).")},
+    {"from_canceled", task_from_canceled, METH_O | METH_STATIC,
+     PyDoc_STR("from_canceled(token, /)\n--\n\n"
+               "A canceled Task for a canceled token (like "
+               "Task.FromCanceled).")},
+    {"from_future", task_from_future, METH_O | METH_STATIC,
+     PyDoc_STR("from_future(future, /)\n--\n\n"
+               "A Task that completes with a concurrent.futures.Future,\n"
+               "or with an asyncio future or task (I1).")},
+    {NULL, NULL, 0, NULL},
+};
+
+/* The module functions of the scheduler glue, for module.c. */
+PyMethodDef factories_module_methods[] = {
+    {"_try_execute_task", mod_try_execute_task, METH_VARARGS,
+     PyDoc_STR("_try_execute_task(task, scheduler, /)\n--\n\n"
+               "Internal: TaskScheduler.try_execute_task.")},
+    {"_task_delegate", mod_task_delegate, METH_VARARGS,
+     PyDoc_STR("_task_delegate(task, scheduler, /)\n--\n\n"
+               "Internal: (fn, args) of a queued task, or None (I3).")},
+    {"_complete_delegate", mod_complete_delegate, METH_VARARGS,
+     PyDoc_STR("_complete_delegate(task, scheduler, ok, value, /)\n--\n\n"
+               "Internal: complete a queued task with the outcome of its\n"
+               "delegate run elsewhere; False if it ran or was canceled "
+               "(I3).")},
+    {"_current_scheduler", mod_current_scheduler, METH_NOARGS,
+     PyDoc_STR("_current_scheduler()\n--\n\n"
+               "Internal: the custom scheduler running now, or None.")},
+    {NULL, NULL, 0, NULL},
+};

@@ -5,6 +5,7 @@
 #define ST_PY_FACTORIES_H
 
 #include "binding.h"
+#include "py_task.h" /* task_node_kind */
 
 /* Task's static methods: run, _start_new, delay, yield_, from_result,
  * from_exception, from_canceled, from_future.  Refs: new (the Task or
@@ -27,9 +28,10 @@ PyObject *mod_task_delegate(PyObject *mod, PyObject *args);
 PyObject *mod_complete_delegate(PyObject *mod, PyObject *args);
 PyObject *mod_current_scheduler(PyObject *mod, PyObject *unused);
 
-/* A delegate task running fn() queued to scheduler.queue_task.  Refs:
- * new; borrows fn and scheduler (the task takes its own). */
-PyObject *task_new_on_scheduler(st_state *st, PyObject *fn,
-                                PyObject *scheduler);
+
+/* For module.c: Task's static factories (task_compose_methods) and the
+ * module functions of the scheduler glue.  Static data.  Refs: none. */
+extern PyMethodDef factories_task_methods[];
+extern PyMethodDef factories_module_methods[];
 
 #endif /* ST_PY_FACTORIES_H */

@@ -44,6 +44,7 @@
  * every thread of the process and never names an object.
  */
 #include "binding.h"
+#include "py_gil.h"
 
 #include "st_pool.h"   /* st_pool_spin_pause */
 #include "st_thread.h" /* st_now_ns */

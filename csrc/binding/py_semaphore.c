@@ -50,6 +50,13 @@
  */
 #include "binding.h"
 #include "py_task.h"
+#include "py_args.h"
+#include "py_cancel_reg.h"
+#include "py_errors.h"
+#include "py_gil.h"
+#include "py_pool.h"
+#include "py_semaphore.h"
+#include "py_state.h"
 
 #include <pthread.h>      /* pthread_cleanup_push (issue 9 item 25) */
 #include <stddef.h>       /* offsetof */

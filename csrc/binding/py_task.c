@@ -37,19 +37,31 @@
  * the node's fn.
  */
 #include "binding.h"
-#include "py_awaiter.h"
-#include "py_combinators.h"
-#include "py_factories.h"
+#include "py_args.h"
+#include "py_errors.h"
+#include "py_pool.h"
+#include "py_state.h"
 #include "py_task.h"
 #include "py_task_impl.h"
 
 #include <pthread.h>      /* pthread_cleanup_push (item 25) */
 #include <stddef.h>       /* offsetof */
+#include <string.h>       /* memset */
 #include <structmember.h> /* PyMemberDef, T_PYSSIZET (3.11) */
 
 #include "st_error.h"
 #include "st_list.h"   /* st_container_of */
 #include "st_thread.h" /* st_now_ns, st_cpu_count */
+
+/* The calls up (task_set_hooks, from module.c's exec, before any task
+ * exists; read-only after: issue 10). */
+static task_hooks g_hooks;
+
+void
+task_set_hooks(const task_hooks *hooks)
+{
+    g_hooks = *hooks;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -235,9 +247,10 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
         t->task_arg = NULL;
     }
     Py_CLEAR(t->task_target);
-    box_registry_remove(t);
+    g_hooks.box_registry_remove(t);
     st_task_finish(&t->task_core, status);
-    cancel_release_deferred(); /* the watch nodes' drops (py_cancel.c) */
+    g_hooks.cancel_release_deferred(); /* the watch nodes' drops
+                                          (py_cancel_reg.c) */
     Py_XDECREF(fn);
     Py_XDECREF(arg);
     Py_XDECREF(ctx);
@@ -482,7 +495,7 @@ task_execute(TaskObject *t)
                    ? ST_STATUS_WAITING_TO_RUN
                    : ST_STATUS_WAITING_FOR_ACTIVATION;
 
-    if (t->task_token != NULL && cancel_token_requested(st, t->task_token)
+    if (t->task_token != NULL && g_hooks.cancel_token_requested(st, t->task_token)
         && st_task_status(&t->task_core) == from) {
         /* R1.7/R3.10: its token fired before it started (py_cancel.c) */
         task_try_complete(t, ST_STATUS_CANCELED, NULL, t->task_token);
@@ -500,7 +513,7 @@ task_execute(TaskObject *t)
     PyObject *outer_sched = tls_current_scheduler;
     tls_current_task = t;
     tls_current_scheduler = t->task_scheduler;
-    thread_running_push(t);
+    g_hooks.thread_running_push(t);
     if (t->task_kind == TASK_DELEGATE) {
         res = PyObject_Call(t->task_fn, t->task_arg, NULL);
     }
@@ -511,7 +524,7 @@ task_execute(TaskObject *t)
     else {
         res = PyObject_CallOneArg(t->task_fn, t->task_arg);
     }
-    thread_running_pop(t);
+    g_hooks.thread_running_pop(t);
     tls_current_task = outer_task;
     tls_current_scheduler = outer_sched;
     if (ctx != NULL) {
@@ -520,7 +533,7 @@ task_execute(TaskObject *t)
     if (res == NULL) {
         /* R1.6: an OperationCanceledError from a delegate cancels only
          * when it carries the task's own, canceled token */
-        if (task_complete_from_error(t, cancel_error_is_own_token(st, t))
+        if (task_complete_from_error(t, g_hooks.cancel_error_is_own_token(st, t))
             < 0) {
             pending_exc_save();
         }
@@ -534,13 +547,13 @@ task_execute(TaskObject *t)
             Py_CLEAR(t->task_fn);
             Py_CLEAR(t->task_arg);
             Py_INCREF(t);
-            PyObject *r = builder_start(st, res, t); /* steals res */
+            PyObject *r = g_hooks.builder_start(st, res, t); /* steals res */
             Py_XDECREF(r);
             Py_DECREF(t);
             return;
         }
         /* continue_with(async fn) / start_new: a Task of a Task */
-        PyObject *inner = builder_start(st, res, NULL); /* steals res */
+        PyObject *inner = g_hooks.builder_start(st, res, NULL); /* steals res */
         if (inner == NULL) {
             if (task_complete_from_error(t, 0) < 0) {
                 pending_exc_save();
@@ -798,7 +811,7 @@ task_result_get(PyObject *op, void *closure)
 {
     st_state *st = g_st;
     TaskObject *t = TaskObject_CAST(op);
-    int rc = task_wait_blocking(st, t, UINT64_MAX);
+    int rc = g_hooks.wait_blocking(st, t, UINT64_MAX);
     if (rc < 0) {
         return NULL;
     }
@@ -830,7 +843,7 @@ task_wait(PyObject *op, PyObject *args, PyObject *kwds)
         PyObject *a[3] = {op, timeout, token};
         return call_impl(st, "task_wait_token", a, 3, NULL);
     }
-    rc = task_wait_blocking(st, t, infinite ? UINT64_MAX : ns);
+    rc = g_hooks.wait_blocking(st, t, infinite ? UINT64_MAX : ns);
     if (rc < 0) {
         return NULL;
     }
@@ -920,7 +933,7 @@ task_am_send(PyObject *op, PyObject *arg, PyObject **presult)
     }
     if (status < ST_STATUS_RAN_TO_COMPLETION) {
         /* to the builder: "wait for me" (to asyncio: a future, I2) */
-        *presult = await_yield(g_st, Py_NewRef(op));
+        *presult = g_hooks.await_yield(g_st, Py_NewRef(op));
         return *presult != NULL ? PYGEN_NEXT : PYGEN_ERROR;
     }
     *presult = task_get_result(g_st, t);
@@ -991,14 +1004,54 @@ task_new(PyTypeObject *tp, PyObject *args, PyObject *kwds)
 /* The object a registered node keeps alive, or NULL (GC support). */
 
 
+PyObject *
+task_cont_owner(st_cont_t *c)
+{
+    return (PyObject *)st_container_of(c, TaskObject, task_cont);
+}
+
+/* The node kinds of the files above (task_register_node_kind, at module
+ * exec; read-only after). */
+static const task_node_kind *g_node_kinds[TASK_NODE_KINDS_MAX];
+static int g_n_node_kinds;
+
+int
+task_register_node_kind(const task_node_kind *kind)
+{
+    for (int i = 0; i < g_n_node_kinds; i++) {
+        if (g_node_kinds[i] == kind) {
+            return 0; /* a second module exec (refused later): no-op */
+        }
+    }
+    if (g_n_node_kinds >= TASK_NODE_KINDS_MAX) {
+        PyErr_SetString(PyExc_SystemError,
+                        "sharptask: too many task node kinds");
+        return -1;
+    }
+    g_node_kinds[g_n_node_kinds++] = kind;
+    return 0;
+}
+
+static const task_node_kind *
+node_kind(st_cont_t *c)
+{
+    for (int i = 0; i < g_n_node_kinds; i++) {
+        if (g_node_kinds[i]->fn == c->fn) {
+            return g_node_kinds[i];
+        }
+    }
+    return NULL;
+}
+
 static PyObject *
 cont_owner(st_cont_t *c)
 {
-    if (c->fn == box_on_complete || c->fn == continuation_on_complete
-        || c->fn == proxy_on_complete || c->fn == unwrap_outer_done) {
-        return (PyObject *)st_container_of(c, TaskObject, task_cont);
+    const task_node_kind *k;
+    if (c->fn == continuation_on_complete || c->fn == proxy_on_complete) {
+        return task_cont_owner(c);
     }
-    return cancel_cont_owner(c); /* a token registration's watch node */
+    k = node_kind(c);
+    return k != NULL && k->owner != NULL ? k->owner(c) : NULL;
 }
 
 typedef struct visit_ctx {
@@ -1018,11 +1071,11 @@ visit_cont(st_cont_t *c, void *p)
     if ((owner = cont_owner(c)) != NULL) {
         vc->rc = vc->visit(owner, vc->arg);
     }
-    else if (c->fn == cb_node_fire) {
-        vc->rc = vc->visit(((cb_node *)c)->action, vc->arg);
-    }
-    else if (c->fn == when_all_node_fn || c->fn == when_any_node_fn) {
-        vc->rc = when_node_traverse(c, vc->visit, vc->arg);
+    else {
+        const task_node_kind *k = node_kind(c);
+        if (k != NULL && k->owner == NULL && k->visit != NULL) {
+            vc->rc = k->visit(c, vc->visit, vc->arg);
+        }
     }
 }
 
@@ -1038,11 +1091,11 @@ abandon_conts(TaskObject *t)
         if (owner != NULL) {
             Py_DECREF(owner); /* the registration's reference */
         }
-        else if (c->fn == cb_node_fire) {
-            cb_node_free((cb_node *)c);
-        }
-        else if (c->fn == when_all_node_fn || c->fn == when_any_node_fn) {
-            when_node_abandon(c);
+        else {
+            const task_node_kind *k = node_kind(c);
+            if (k != NULL && k->owner == NULL && k->abandon != NULL) {
+                k->abandon(c); /* a when_all/any node, an awaiter's ... */
+            }
         }
         /* a SIGNAL waiter cannot be here: its thread holds the task */
     }
@@ -1170,20 +1223,16 @@ Task_dealloc(PyObject *op)
     if (t->task_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
-    box_registry_remove(t);
+    g_hooks.box_registry_remove(t);
     (void)Task_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
     Py_TRASHCAN_END
 }
 
-static PyMethodDef Task_methods[] = {
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
-               "Raise typ (an exception, or a class called with val) at\n"
-               "the await: the generator protocol, by which asyncio\n"
-               "cancels an await; answers asyncio's \"bad yield\" with an\n"
-               "asyncio future (I2).")},
+/* Task's own methods; task_compose_methods appends those of the files
+ * above (issue 10). */
+static PyMethodDef task_own_methods[] = {
     {"__await__", await_method_iter, METH_NOARGS | METH_COEXIST,
      PyDoc_STR("__await__($self, /)\n--\n\n"
                "An iterator over the await's steps (for `yield from`).")},
@@ -1192,30 +1241,6 @@ static PyMethodDef Task_methods[] = {
      PyDoc_STR("wait($self, /, timeout=None, cancellation_token=None)\n--\n\n"
                "Block until the task completes (like Task.Wait); return\n"
                "False on timeout.  Raises AggregateError if it failed.")},
-    {"get_awaiter", task_get_awaiter, METH_NOARGS,
-     PyDoc_STR("get_awaiter($self, /)\n--\n\n"
-               "Return the task's awaiter (like Task.GetAwaiter).")},
-    {"configure_await", task_configure_await, METH_O,
-     PyDoc_STR("configure_await($self, options, /)\n--\n\n"
-               "Return an awaitable that resumes on the captured context\n"
-               "only if options is True or has CONTINUE_ON_CAPTURED_CONTEXT\n"
-               "(like Task.ConfigureAwait).")},
-    {"continue_with", (PyCFunction)(void (*)(void))task_continue_with,
-     METH_VARARGS | METH_KEYWORDS,
-     PyDoc_STR("continue_with($self, fn, /, state=..., "
-               "cancellation_token=None, options=0, scheduler=None)\n--\n\n"
-               "Run fn(antecedent) (or fn(antecedent, state)) when this task\n"
-               "completes; return its Task (like Task.ContinueWith).")},
-    {"unwrap", task_unwrap, METH_NOARGS,
-     PyDoc_STR("unwrap($self, /)\n--\n\n"
-               "For a Task of a Task: a Task that mirrors the inner one\n"
-               "(like TaskExtensions.Unwrap).")},
-    {"wait_async", (PyCFunction)(void (*)(void))task_wait_async,
-     METH_VARARGS | METH_KEYWORDS,
-     PyDoc_STR("wait_async($self, /, timeout=None, cancellation_token=None, "
-               "time_provider=None)\n--\n\n"
-               "A Task that completes like this one, or faults with\n"
-               "TimeoutError / is canceled first (like Task.WaitAsync).")},
     {"as_future", task_as_future, METH_NOARGS,
      PyDoc_STR("as_future($self, /)\n--\n\n"
                "A concurrent.futures.Future completed like this task.")},
@@ -1226,66 +1251,41 @@ static PyMethodDef Task_methods[] = {
                "completed like this task: its value, its exception object,\n"
                "or TaskCanceledError.  Cancelling the future does not\n"
                "cancel the task (I2).")},
-    {"run", (PyCFunction)(void (*)(void))task_run,
-     METH_FASTCALL | METH_KEYWORDS | METH_STATIC,
-     PyDoc_STR("run(fn, /, *args, cancellation_token=None)\n--\n\n"
-               "Queue fn(*args) to the thread pool and return its Task\n"
-               "(like Task.Run).  A returned Task or coroutine is unwrapped.")},
-    {"_start_new", task_start_new_raw, METH_VARARGS | METH_STATIC,
-     PyDoc_STR("_start_new(fn, args, options, scheduler=None, "
-               "cancellation_token=None, /)\n--\n\n"
-               "Internal: TaskFactory.start_new on the default scheduler.")},
-    {"delay", (PyCFunction)(void (*)(void))task_delay,
-     METH_VARARGS | METH_KEYWORDS | METH_STATIC,
-     PyDoc_STR("delay(seconds, /, cancellation_token=None, "
-               "time_provider=None)\n--\n\n"
-               "A Task that completes after the delay (like Task.Delay);\n"
-               "with a time_provider, on that provider's clock (P6a).")},
-    {"yield_", task_yield, METH_NOARGS | METH_STATIC,
-     PyDoc_STR("yield_()\n--\n\n"
-               "An awaitable that always suspends and resumes on the\n"
-               "current context or the pool (like Task.Yield).")},
-    {"from_result", task_from_result_meth, METH_O | METH_STATIC,
-     PyDoc_STR("from_result(value, /)\n--\n\n"
-               "A completed Task (like Task.FromResult); cached for None,\n"
-               "booleans and -1..8.")},
-    {"from_exception", task_from_exception, METH_O | METH_STATIC,
-     PyDoc_STR("from_exception(exception, /)\n--\n\n"
-               "A faulted Task (like Task.FromException).")},
-    {"from_canceled", task_from_canceled, METH_O | METH_STATIC,
-     PyDoc_STR("from_canceled(token, /)\n--\n\n"
-               "A canceled Task for a canceled token (like "
-               "Task.FromCanceled).")},
     {"current_id", task_current_id, METH_NOARGS | METH_STATIC,
      PyDoc_STR("current_id()\n--\n\n"
                "The id of the task whose delegate runs on this thread, or\n"
                "None (like Task.CurrentId).")},
-    {"from_future", task_from_future, METH_O | METH_STATIC,
-     PyDoc_STR("from_future(future, /)\n--\n\n"
-               "A Task that completes with a concurrent.futures.Future,\n"
-               "or with an asyncio future or task (I1).")},
-    {"when_all", (PyCFunction)(void (*)(void))task_when_all,
-     METH_FASTCALL | METH_STATIC,
-     PyDoc_STR("when_all(*tasks)\n--\n\n"
-               "A Task of the list of results, in argument order (like\n"
-               "Task.WhenAll).  Also accepts one iterable of tasks.")},
-    {"when_any", (PyCFunction)(void (*)(void))task_when_any,
-     METH_FASTCALL | METH_STATIC,
-     PyDoc_STR("when_any(*tasks)\n--\n\n"
-               "A Task of the first task to complete (like Task.WhenAny).")},
-    {"wait_all", (PyCFunction)(void (*)(void))task_wait_all,
-     METH_FASTCALL | METH_KEYWORDS | METH_STATIC,
-     PyDoc_STR("wait_all(*tasks, timeout=None)\n--\n\n"
-               "Block until all complete (like Task.WaitAll).")},
-    {"wait_any", (PyCFunction)(void (*)(void))task_wait_any,
-     METH_FASTCALL | METH_KEYWORDS | METH_STATIC,
-     PyDoc_STR("wait_any(*tasks, timeout=None)\n--\n\n"
-               "Block until one completes; its index, or -1 on timeout\n"
-               "(like Task.WaitAny).")},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,
      PyDoc_STR("See PEP 585")},
     {NULL, NULL, 0, NULL},
 };
+
+/* The composed table the type points at (static: the type keeps
+ * pointers into it). */
+static PyMethodDef Task_methods[TASK_METHODS_MAX + 1];
+
+int
+task_compose_methods(PyMethodDef *const *parts, size_t nparts)
+{
+    size_t n = 0;
+    const PyMethodDef *d;
+    for (d = task_own_methods; d->ml_name != NULL; d++) {
+        Task_methods[n++] = *d; /* fewer than TASK_METHODS_MAX (asserted
+                                   by the check below on each append) */
+    }
+    for (size_t i = 0; i < nparts; i++) {
+        for (d = parts[i]; d->ml_name != NULL; d++) {
+            if (n >= TASK_METHODS_MAX) {
+                PyErr_SetString(PyExc_SystemError,
+                                "sharptask: TASK_METHODS_MAX too small");
+                return -1;
+            }
+            Task_methods[n++] = *d;
+        }
+    }
+    memset(&Task_methods[n], 0, sizeof(Task_methods[n])); /* sentinel */
+    return 0;
+}
 
 static PyGetSetDef Task_getset[] = {
     {"status", task_status_get, NULL, PyDoc_STR("The TaskStatus."), NULL},
@@ -1347,30 +1347,38 @@ PyType_Spec Task_spec = {
     .slots = Task_slots,
 };
 
-PyMethodDef task_module_methods[] = {
-    {"_try_execute_task", mod_try_execute_task, METH_VARARGS,
-     PyDoc_STR("_try_execute_task(task, scheduler, /)\n--\n\n"
-               "Internal: TaskScheduler.try_execute_task.")},
-    {"_task_delegate", mod_task_delegate, METH_VARARGS,
-     PyDoc_STR("_task_delegate(task, scheduler, /)\n--\n\n"
-               "Internal: (fn, args) of a queued task, or None (I3).")},
-    {"_complete_delegate", mod_complete_delegate, METH_VARARGS,
-     PyDoc_STR("_complete_delegate(task, scheduler, ok, value, /)\n--\n\n"
-               "Internal: complete a queued task with the outcome of its\n"
-               "delegate run elsewhere; False if it ran or was canceled "
-               "(I3).")},
-    {"_current_scheduler", mod_current_scheduler, METH_NOARGS,
-     PyDoc_STR("_current_scheduler()\n--\n\n"
-               "Internal: the custom scheduler running now, or None.")},
-    {"_wait_any", mod_wait_any, METH_VARARGS,
-     PyDoc_STR("_wait_any(tasks, timeout, /)\n--\n\n"
-               "Internal: Task.wait_any's wait; index or -1.")},
-    {"_wait_quiet", mod_wait_quiet, METH_VARARGS,
-     PyDoc_STR("_wait_quiet(task, timeout, /)\n--\n\n"
-               "Internal: wait for completion; False on timeout; observes "
-               "nothing.")},
-    {"_wait_async_timeout", mod_wait_async_timeout, METH_VARARGS,
-     PyDoc_STR("_wait_async_timeout(task, timeout, /)\n--\n\n"
-               "Internal: Task.wait_async with a timeout only.")},
-    {NULL, NULL, 0, NULL},
-};
+/* ------------------------------------- used by the builder (issue 10) */
+
+/* _scheduled_resume(box_action, scheduler) -> Task: a delegate task that
+ * runs box_action() on scheduler (an await that captured it, R7.2). */
+PyObject *
+task_new_on_scheduler(st_state *st, PyObject *fn, PyObject *scheduler)
+{
+    TaskObject *t = task_alloc(st, TASK_DELEGATE, ST_STATUS_WAITING_TO_RUN,
+                               0x1 /* PREFER_FAIRNESS */);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->task_fn = Py_NewRef(fn);
+    t->task_arg = PyTuple_New(0);
+    t->task_scheduler = Py_NewRef(scheduler);
+    if (t->task_arg == NULL || task_queue_work(st, t, task_work_run) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+/* The builder sees through a TaskAwaiter / ConfiguredTaskAwaitable. */
+int
+awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
+               int *options)
+{
+    if (Py_TYPE(op) != st->ConfiguredAwaitable_type
+        && Py_TYPE(op) != st->TaskAwaiter_type) {
+        return 0;
+    }
+    *task = AwaiterObject_CAST(op)->aw_task;
+    *options = AwaiterObject_CAST(op)->aw_options;
+    return 1;
+}

@@ -77,4 +77,83 @@ int pending_exc_restore(void);
  * new; borrows t. */
 PyObject *make_task_canceled(st_state *st, TaskObject *t);
 
+/* ---- for the builder (issue 10: it sits below the awaiters and the
+ * factories) ---- */
+/* A delegate task running fn() queued to scheduler.queue_task.  Refs:
+ * new; borrows fn and scheduler (the task takes its own). */
+PyObject *task_new_on_scheduler(st_state *st, PyObject *fn,
+                                PyObject *scheduler);
+/* If op is a TaskAwaiter or ConfiguredTaskAwaitable: its task and options
+ * (ConfigureAwaitOptions bits), and 1; else 0.  Refs: *task is borrowed
+ * from op (valid while op is alive); borrows op. */
+int awaiter_unpack(st_state *st, PyObject *op, TaskObject **task,
+                   int *options);
+/* ConfigureAwaitOptions bits of an awaiter (Refs: none). */
+#define CAO_CONTINUE 0x1
+#define CAO_SUPPRESS 0x2
+#define CAO_FORCE 0x4
+
+/* ---- what the files above give the task layer (issue 10) ----
+ * py_task.c calls nothing above itself.  What it needs from the builder,
+ * the contexts, cancellation and the waits reaches it through the hooks
+ * below, which module.c sets once at module exec, before any task
+ * exists; each has the contract of the function named beside it. */
+
+/* A continuation node kind of a file above, for the GC and for a task
+ * destroyed while pending.  owner: the object the node's registration
+ * holds one reference to (visited; dropped on abandon), or NULL for a
+ * node of another kind; when the kind has no owner fn, visit visits
+ * what the node holds and abandon releases the node without running it.
+ * Refs: owner returns a borrowed reference; visit borrows; abandon
+ * consumes the node and what it holds. */
+typedef struct task_node_kind {
+    st_cont_fn fn;
+    PyObject *(*owner)(st_cont_t *c);
+    int (*visit)(st_cont_t *c, visitproc visit, void *arg);
+    void (*abandon)(st_cont_t *c);
+} task_node_kind;
+/* Adds a node kind (at most TASK_NODE_KINDS_MAX); 0, or -1 with an
+ * error.  kind must stay valid (static data).  Refs: none. */
+#define TASK_NODE_KINDS_MAX 8
+int task_register_node_kind(const task_node_kind *kind);
+/* The owner fn of a node that is a TaskObject's task_cont (a box's or an
+ * unwrap proxy's registration holds the task).  Refs: borrowed. */
+PyObject *task_cont_owner(st_cont_t *c);
+
+/* The calls the task layer makes upward, as pointers.  Refs: as the
+ * function each member names (await_yield steals its argument;
+ * builder_start steals coro; the others borrow or take none). */
+typedef struct task_hooks {
+    /* py_builder.c: await_yield, builder_start */
+    PyObject *(*await_yield)(st_state *st, PyObject *waiting);
+    PyObject *(*builder_start)(st_state *st, PyObject *coro,
+                               TaskObject *box);
+    /* py_context.c: thread_running_push/pop, box_registry_remove */
+    void (*thread_running_push)(TaskObject *t);
+    void (*thread_running_pop)(TaskObject *t);
+    void (*box_registry_remove)(TaskObject *box);
+    /* py_cancel_reg.c: cancel_token_requested, cancel_error_is_own_token,
+     * cancel_release_deferred */
+    int (*cancel_token_requested)(st_state *st, PyObject *token);
+    int (*cancel_error_is_own_token)(st_state *st, TaskObject *t);
+    void (*cancel_release_deferred)(void);
+    /* py_combinators.c: task_wait_blocking */
+    int (*wait_blocking)(st_state *st, TaskObject *t, uint64_t timeout_ns);
+} task_hooks;
+/* Sets the hooks (copied; every member must be set).  Refs: none. */
+void task_set_hooks(const task_hooks *hooks);
+
+/* Task's methods: py_task.c's own and, appended, the parts given
+ * (NULL-terminated PyMethodDef tables of the files above: awaiters,
+ * combinators, factories), composed before the Task type is made.  0,
+ * or -1 with an error (more than TASK_METHODS_MAX in all).  The parts
+ * must stay valid (static data).  Refs: none. */
+#define TASK_METHODS_MAX 40
+int task_compose_methods(PyMethodDef *const *parts, size_t nparts);
+
+/* The Task type and the module functions of py_task.c, for module.c
+ * (static data; Refs: none). */
+extern PyType_Spec Task_spec;
+extern PyMethodDef task_module_methods[];
+
 #endif /* ST_PY_TASK_H */

@@ -143,4 +143,15 @@ void task_work_run(st_work_t *w);
 int scheduler_is_default(st_state *st, PyObject *sched);
 int scheduler_check(st_state *st, PyObject *sched);
 
+/* A TaskAwaiter / ConfiguredTaskAwaitable (py_awaiter.c makes them;
+ * awaiter_unpack, in py_task.c, reads them for the builder). */
+typedef struct AwaiterObject {
+    PyObject_HEAD
+    TaskObject *aw_task;
+    uint8_t aw_options; /* CAO_* */
+    uint8_t aw_yielded; /* FORCE_YIELDING: suspended once already */
+} AwaiterObject;
+
+#define AwaiterObject_CAST(op) ((AwaiterObject *)(op))
+
 #endif /* ST_PY_TASK_IMPL_H */

@@ -6,6 +6,9 @@
 #include "binding.h"
 #include "py_task.h"
 #include "py_task_impl.h"
+#include "py_args.h"
+#include "py_state.h"
+#include "py_tcs.h"
 
 /* ---------------------------------------------- TaskCompletionSource */
 

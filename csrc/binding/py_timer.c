@@ -26,6 +26,11 @@
  * PeriodicTimer, TimeProvider and FakeTimeProvider are plain Python.
  */
 #include "binding.h"
+#include "py_args.h"
+#include "py_errors.h"
+#include "py_pool.h"
+#include "py_state.h"
+#include "py_timer.h"
 
 #include <string.h> /* memset */
 

@@ -18,6 +18,7 @@
  * merge of every thread's buffer) runs with it released.
  */
 #include "py_trace.h"
+#include "py_args.h"
 
 #include <string.h> /* strlen */
 

@@ -961,9 +961,6 @@ valuetask_module_exec(PyObject *mod, st_state *st)
     int i, ncpu;
 
     if (add_vt_type(mod, &ValueTask_spec, &vs->ValueTask_type, 1) < 0
-        || add_vt_type(mod, &VTAwaiter_spec, &vs->VTAwaiter_type, 1) < 0
-        || add_vt_type(mod, &VTConfigured_spec, &vs->VTConfigured_type, 1)
-               < 0
         || add_vt_type(mod, &MRVTSC_spec, &vs->MRVTSC_type, 1) < 0
         || add_vt_type(mod, &AsyncValueMethod_spec,
                        &vs->AsyncValueMethod_type, 1) < 0

@@ -244,8 +244,12 @@ PyObject *vt_pool_stats(PyObject *mod, PyObject *unused);
 /* The type specs (static data; Refs: none): py_vt_awaiter.c's awaiters,
  * py_vt_source.c's ManualResetValueTaskSourceCore, py_vt_pool.c's thread
  * slot, py_method.c's AsyncValueMethod. */
-extern PyType_Spec VTAwaiter_spec;
-extern PyType_Spec VTConfigured_spec;
+/* py_vt_awaiter.c: makes ValueTaskAwaiter and
+ * ConfiguredValueTaskAwaitable and adds them to the module (module.c
+ * calls it after valuetask_module_exec).  0, or -1 with an error set.
+ * Refs: borrows mod; stores strong references to the types in st->vt
+ * (valuetask_module_clear drops them). */
+int vt_awaiter_module_exec(PyObject *mod, st_state *st);
 extern PyType_Spec MRVTSC_spec;
 extern PyType_Spec BoxSlot_spec;
 extern PyType_Spec AsyncValueMethod_spec;

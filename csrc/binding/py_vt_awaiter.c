@@ -251,3 +251,22 @@ PyType_Spec VTConfigured_spec = {
              | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = VTConfigured_slots,
 };
+
+int
+vt_awaiter_module_exec(PyObject *mod, st_state *st)
+{
+    st_vt_state *vs = &st->vt;
+    vs->VTAwaiter_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        mod, &VTAwaiter_spec, NULL);
+    if (vs->VTAwaiter_type == NULL
+        || PyModule_AddType(mod, vs->VTAwaiter_type) < 0) {
+        return -1;
+    }
+    vs->VTConfigured_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        mod, &VTConfigured_spec, NULL);
+    if (vs->VTConfigured_type == NULL
+        || PyModule_AddType(mod, vs->VTConfigured_type) < 0) {
+        return -1;
+    }
+    return 0;
+}

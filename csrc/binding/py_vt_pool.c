@@ -6,6 +6,7 @@
  * versioned and why a stale ValueTask can never reach a reused box.
  */
 #include "binding.h"
+#include "py_deadlock.h" /* box_registry_remove */
 #include "py_task.h"
 #include "py_vt.h"
 
