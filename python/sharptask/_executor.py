@@ -53,12 +53,19 @@ class _Future(_cf.Future):
     and a blocking ``result()`` / ``exception()`` waits on a sharptask task
     made on demand: a short spin without the GIL, then a sleep (not a
     condition variable's sleep/wake, 19-25 us here).  asyncio's
-    ``wrap_future`` callback is delivered in batches (_LoopDelivery)."""
+    ``wrap_future`` callback is delivered in batches (_LoopDelivery).
+
+    Per item it allocates as little as it can (W14: with 100k futures
+    alive, every object tracked by the garbage collector brings its next
+    collection closer): the call to make is kept on the future itself (no
+    work-item tuple), the callback list and the waiter list are made on
+    demand, and asyncio's callback is two slots (no callback object)."""
 
     # Slots for every field, the base class's included: no per-future
     # __dict__ (less to allocate and for the GC to walk per item, W14).
     __slots__ = ("_condition", "_state", "_result", "_exception", "_w",
-                 "_done_callbacks", "_st_done")
+                 "_cbs", "_st_done", "_fn", "_args", "_kwargs",
+                 "_dest", "_delivery")
 
     def __init__(self) -> None:
         # a plain lock where the base class has a Condition: every method
@@ -70,12 +77,21 @@ class _Future(_cf.Future):
         self._exception = None
         # wait() / as_completed() waiters, made on demand
         self._w: list[Any] | None = None
-        self._done_callbacks: list = []
+        # done callbacks, made on demand
+        self._cbs: list | None = None
         # a TaskCompletionSource once someone waits
         self._st_done: TaskCompletionSource[None] | None = None
+        # the call Executor.submit queued (cleared when it runs)
+        self._fn: Any = None
+        self._args: Any = None
+        self._kwargs: Any = None
+        # asyncio's wrap_future: its destination and that loop's delivery
+        self._dest: Any = None
+        self._delivery: _LoopDelivery | None = None
 
-    # a read-only property where the base class has a list attribute:
-    # wait() and as_completed() only append to it and remove from it
+    # read-only properties where the base class has list attributes:
+    # wait() and as_completed() only append to _waiters and remove from
+    # it; the base class's _invoke_callbacks iterates _done_callbacks
     @property
     def _waiters(self) -> list:  # type: ignore[override]
         """concurrent.futures.wait and as_completed append here (under
@@ -85,15 +101,34 @@ class _Future(_cf.Future):
             w = self._w = []
         return w
 
+    @property
+    def _done_callbacks(self) -> list:  # type: ignore[override]
+        """The done callbacks not run yet (asyncio's batched one apart)."""
+        cbs = self._cbs
+        if cbs is None:
+            cbs = self._cbs = []
+        return cbs
+
     def _finish(self) -> None:
         """After a change to a done state (lock released): wake the
-        blocked waiters, run the callbacks."""
+        blocked waiters, run the callbacks (each once: a callback is
+        added under the lock while not done, so the list is fixed once
+        the state is done)."""
         done = self._st_done
         if done is not None:
             done.try_set_result(None)
-        if self._done_callbacks:
-            # the base class's own (typeshed does not declare it)
-            self._invoke_callbacks()  # type: ignore[attr-defined]
+        dest = self._dest
+        if dest is not None:
+            self._dest = None
+            self._delivery.add(dest, self)  # type: ignore[union-attr]
+        cbs = self._cbs
+        if cbs:
+            for fn in cbs:
+                try:
+                    fn(self)
+                except Exception:
+                    _base.LOGGER.exception(
+                        "exception calling callback for %r", self)
 
     def cancel(self) -> bool:
         with self._condition:
@@ -102,6 +137,7 @@ class _Future(_cf.Future):
             if self._state is not _PENDING:
                 return True
             self._state = _CANCELLED
+            self._fn = self._args = self._kwargs = None
         self._finish()
         return True
 
@@ -132,7 +168,7 @@ class _Future(_cf.Future):
         return self._state in _DONE_STATES
 
     def result(self, timeout: float | None = None) -> Any:
-        if not self._wait(timeout):
+        if self._state is not _FINISHED and not self._wait(timeout):
             raise _cf.TimeoutError()
         if self._state is _FINISHED:
             exc = self._exception
@@ -145,7 +181,7 @@ class _Future(_cf.Future):
         raise _cf.CancelledError()
 
     def exception(self, timeout: float | None = None) -> Any:
-        if not self._wait(timeout):
+        if self._state is not _FINISHED and not self._wait(timeout):
             raise _cf.TimeoutError()
         if self._state is _FINISHED:
             return self._exception
@@ -156,12 +192,20 @@ class _Future(_cf.Future):
         ``wrap_future``: ``run_in_executor``, ``to_thread``) is replaced
         by a batched delivery to its loop (see _LoopDelivery)."""
         target = _asyncio_chain_target(fn)
-        if target is not None:
-            fn = _LoopDelivery.for_loop(target[1]).deliverer(target[0])
         with self._condition:
             if self._state not in _DONE_STATES:
-                self._done_callbacks.append(fn)
+                if target is None:
+                    self._done_callbacks.append(fn)
+                elif self._delivery is None:
+                    self._dest = target[0]
+                    self._delivery = _LoopDelivery.for_loop(target[1])
+                else:  # a second wrap_future of this future
+                    self._done_callbacks.append(
+                        _LoopDelivery.for_loop(target[1]).deliverer(
+                            target[0]))
                 return
+        if target is not None:
+            fn = _LoopDelivery.for_loop(target[1]).deliverer(target[0])
         try:
             fn(self)
         except Exception:
@@ -174,8 +218,10 @@ class _Future(_cf.Future):
                 return True
             if self._state is _CANCELLED:
                 self._state = _CANCELLED_AND_NOTIFIED
-                for waiter in self._w or ():
-                    waiter.add_cancelled(self)
+                w = self._w
+                if w:
+                    for waiter in w:
+                        waiter.add_cancelled(self)
                 return False
         raise RuntimeError("Future in unexpected state")
 
@@ -186,8 +232,10 @@ class _Future(_cf.Future):
                     f"{self._state}: <Future at {id(self):#x}>")
             self._result = result
             self._state = _FINISHED
-            for waiter in self._w or ():
-                waiter.add_result(self)
+            w = self._w
+            if w:
+                for waiter in w:
+                    waiter.add_result(self)
         self._finish()
 
     def set_exception(self, exception: BaseException | None) -> None:
@@ -197,8 +245,10 @@ class _Future(_cf.Future):
                     f"{self._state}: <Future at {id(self):#x}>")
             self._exception = exception
             self._state = _FINISHED
-            for waiter in self._w or ():
-                waiter.add_exception(self)
+            w = self._w
+            if w:
+                for waiter in w:
+                    waiter.add_exception(self)
         self._finish()
 
 
@@ -379,18 +429,31 @@ class Executor(_cf.ThreadPoolExecutor):
 
     # ------------------------------------------------------------ running
 
-    def _run(self, item: tuple) -> None:
-        """A pool work item: fn(*args, **kwargs) into the future."""
-        f, fn, args, kwargs = item
+    def _run(self, f: _Future) -> None:
+        """A pool work item: the call kept on f, into f (the steps of
+        set_running_or_notify_cancel and set_result, inlined: no other
+        thread changes a running future)."""
         try:
-            if f.set_running_or_notify_cancel():
+            lock = f._condition
+            with lock:
+                fn, args, kwargs = f._fn, f._args, f._kwargs
+                f._fn = f._args = f._kwargs = None
+                state = f._state
+                if state is _PENDING:
+                    f._state = _RUNNING
+            if state is _PENDING:
                 try:
                     r = fn(*args, **kwargs)
                 except BaseException as exc:  # as ThreadPoolExecutor
+                    fn = args = kwargs = None
                     f.set_exception(exc)  # (exc is unbound after this)
                 else:
+                    fn = args = kwargs = None
                     f.set_result(r)
                     r = None
+            elif state is _CANCELLED:
+                f.set_running_or_notify_cancel()  # notify wait()
+            # else completed by its owner's set_result already: nothing
         finally:
             self._items.pop(f, None)
             if self._max_workers is not None:
@@ -413,21 +476,24 @@ class Executor(_cf.ThreadPoolExecutor):
             raise TypeError(f"submit(): fn must be callable, not "
                             f"{type(fn).__name__}")
         f = _Future()
-        item = (f, fn, args, kwargs)
+        f._fn = fn
+        f._args = args
+        f._kwargs = kwargs
         self._items[f] = None
         if self._max_workers is None:
-            _queue_item(self._run_item, item)
+            _queue_item(self._run_item, f)
             return f
         with self._shutdown_lock:
             if self._shutdown:
                 del self._items[f]
+                f._fn = f._args = f._kwargs = None
                 raise RuntimeError("cannot schedule new futures after "
                                    "shutdown")
             if self._running >= self._max_workers:
-                self._waiting.append(item)
+                self._waiting.append(f)
                 return f
             self._running += 1
-        _queue_item(self._run_item, item)
+        _queue_item(self._run_item, f)
         return f
 
     # ---------------------------------------------------------------- map
@@ -494,8 +560,7 @@ class Executor(_cf.ThreadPoolExecutor):
             if cancel_futures:
                 waiting = list(self._waiting)
                 self._waiting.clear()
-        for item in waiting:  # never queued: finish them here
-            f = item[0]
+        for f in waiting:  # never queued: finish them here
             f.cancel()
             f.set_running_or_notify_cancel()
             self._items.pop(f, None)
