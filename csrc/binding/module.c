@@ -14,6 +14,7 @@
 #include "binding.h"
 #include "py_task.h"
 #include "py_trace.h" /* trace_methods (issue 12) */
+#include "py_executor.h" /* _FutureCore (issue 11) */
 
 #include <math.h>   /* isnan, HUGE_VAL */
 #include <unistd.h> /* getpid */
@@ -604,6 +605,9 @@ module_exec(PyObject *mod)
         return -1;
     }
     if (timer_module_exec(mod, st) < 0) { /* py_timer.c (issue 3) */
+        return -1;
+    }
+    if (executor_module_exec(mod, st) < 0) { /* py_executor.c (11) */
         return -1;
     }
     return 0;

@@ -22,7 +22,6 @@ import concurrent.futures as _cf
 import itertools
 import threading
 import time
-from _thread import allocate_lock as _allocate_lock  # threading.Lock()
 from concurrent.futures import _base
 from typing import Any, Callable, Iterable, Iterator
 
@@ -44,213 +43,38 @@ _CANCELLED = _base.CANCELLED
 _DONE_STATES = (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _FINISHED)
 
 
-class _Future(_cf.Future):
+class _Future(_native._FutureCore, _cf.Future):  # type: ignore[misc]
     """A ``concurrent.futures.Future`` made for the pool's hand-offs.
 
     Same state machine and attributes as the base class (so that
     ``concurrent.futures.wait``, ``as_completed`` and asyncio's
-    ``wrap_future`` work on it), but its ``_condition`` is a plain lock
-    and a blocking ``result()`` / ``exception()`` waits on a sharptask task
-    made on demand: a short spin without the GIL, then a sleep (not a
-    condition variable's sleep/wake, 19-25 us here).  asyncio's
-    ``wrap_future`` callback is delivered in batches (_LoopDelivery).
+    ``wrap_future`` work on it), kept in C (csrc/binding/py_executor.c):
+    a pool worker runs the submitted call and completes the future in one
+    C function, ``result()`` / ``exception()`` poll the state briefly
+    without the GIL and then sleep on an event (not a condition
+    variable's sleep/wake, 19-25 us here), and ``_condition`` is a plain
+    lock made only when something reads it (wait(), as_completed(),
+    repr).  Per item nothing else is allocated (W14: with 100k futures
+    alive, every object the garbage collector tracks brings its next
+    collection closer): asyncio's ``wrap_future`` callback is two fields
+    delivered in batches (_LoopDelivery), not a callback object."""
 
-    Per item it allocates as little as it can (W14: with 100k futures
-    alive, every object tracked by the garbage collector brings its next
-    collection closer): the call to make is kept on the future itself (no
-    work-item tuple), the callback list and the waiter list are made on
-    demand, and asyncio's callback is two slots (no callback object)."""
-
-    # Slots for every field, the base class's included: no per-future
-    # __dict__ (less to allocate and for the GC to walk per item, W14).
-    __slots__ = ("_condition", "_state", "_result", "_exception", "_w",
-                 "_cbs", "_st_done", "_fn", "_args", "_kwargs",
-                 "_dest", "_delivery")
-
-    def __init__(self) -> None:
-        # a plain lock where the base class has a Condition: every method
-        # that would notify it is overridden here (waits go through
-        # _st_done)
-        self._condition = _allocate_lock()  # type: ignore[assignment]
-        self._state = _PENDING
-        self._result = None
-        self._exception = None
-        # wait() / as_completed() waiters, made on demand
-        self._w: list[Any] | None = None
-        # done callbacks, made on demand
-        self._cbs: list | None = None
-        # a TaskCompletionSource once someone waits
-        self._st_done: TaskCompletionSource[None] | None = None
-        # the call Executor.submit queued (cleared when it runs)
-        self._fn: Any = None
-        self._args: Any = None
-        self._kwargs: Any = None
-        # asyncio's wrap_future: its destination and that loop's delivery
-        self._dest: Any = None
-        self._delivery: _LoopDelivery | None = None
-
-    # read-only properties where the base class has list attributes:
-    # wait() and as_completed() only append to _waiters and remove from
-    # it; the base class's _invoke_callbacks iterates _done_callbacks
-    @property
-    def _waiters(self) -> list:  # type: ignore[override]
-        """concurrent.futures.wait and as_completed append here (under
-        ``_condition``)."""
-        w = self._w
-        if w is None:
-            w = self._w = []
-        return w
-
-    @property
-    def _done_callbacks(self) -> list:  # type: ignore[override]
-        """The done callbacks not run yet (asyncio's batched one apart)."""
-        cbs = self._cbs
-        if cbs is None:
-            cbs = self._cbs = []
-        return cbs
-
-    def _finish(self) -> None:
-        """After a change to a done state (lock released): wake the
-        blocked waiters, run the callbacks (each once: a callback is
-        added under the lock while not done, so the list is fixed once
-        the state is done)."""
-        done = self._st_done
-        if done is not None:
-            done.try_set_result(None)
-        dest = self._dest
-        if dest is not None:
-            self._dest = None
-            self._delivery.add(dest, self)  # type: ignore[union-attr]
-        cbs = self._cbs
-        if cbs:
-            for fn in cbs:
-                try:
-                    fn(self)
-                except Exception:
-                    _base.LOGGER.exception(
-                        "exception calling callback for %r", self)
-
-    def cancel(self) -> bool:
-        with self._condition:
-            if self._state is _RUNNING or self._state is _FINISHED:
-                return False
-            if self._state is not _PENDING:
-                return True
-            self._state = _CANCELLED
-            self._fn = self._args = self._kwargs = None
-        self._finish()
-        return True
-
-    def cancelled(self) -> bool:
-        return self._state is _CANCELLED or \
-            self._state is _CANCELLED_AND_NOTIFIED
-
-    def running(self) -> bool:
-        return self._state is _RUNNING
-
-    def done(self) -> bool:
-        return self._state in _DONE_STATES
-
-    def _wait(self, timeout: float | None) -> bool:
-        """Wait until done (natively); False on timeout."""
-        if self._state in _DONE_STATES:
-            return True
-        with self._condition:
-            if self._state in _DONE_STATES:
-                return True
-            done = self._st_done
-            if done is None:
-                done = TaskCompletionSource()
-                self._st_done = done
-        if timeout is not None and timeout < 0:
-            timeout = 0
-        _wait_quiet(done.task, timeout)
-        return self._state in _DONE_STATES
-
-    def result(self, timeout: float | None = None) -> Any:
-        if self._state is not _FINISHED and not self._wait(timeout):
-            raise _cf.TimeoutError()
-        if self._state is _FINISHED:
-            exc = self._exception
-            if exc is None:
-                return self._result
-            try:
-                raise exc
-            finally:
-                del exc, self  # no reference cycle through the frame
-        raise _cf.CancelledError()
-
-    def exception(self, timeout: float | None = None) -> Any:
-        if self._state is not _FINISHED and not self._wait(timeout):
-            raise _cf.TimeoutError()
-        if self._state is _FINISHED:
-            return self._exception
-        raise _cf.CancelledError()
+    __slots__ = ()
 
     def add_done_callback(self, fn: Callable) -> None:
         """As Future.add_done_callback; asyncio's own callback (from
         ``wrap_future``: ``run_in_executor``, ``to_thread``) is replaced
         by a batched delivery to its loop (see _LoopDelivery)."""
         target = _asyncio_chain_target(fn)
-        with self._condition:
-            if self._state not in _DONE_STATES:
-                if target is None:
-                    self._done_callbacks.append(fn)
-                elif self._delivery is None:
-                    self._dest = target[0]
-                    self._delivery = _LoopDelivery.for_loop(target[1])
-                else:  # a second wrap_future of this future
-                    self._done_callbacks.append(
-                        _LoopDelivery.for_loop(target[1]).deliverer(
-                            target[0]))
-                return
         if target is not None:
-            fn = _LoopDelivery.for_loop(target[1]).deliverer(target[0])
-        try:
-            fn(self)
-        except Exception:
-            _base.LOGGER.exception("exception calling callback for %r", self)
+            delivery = _LoopDelivery.for_loop(target[1])
+            if self._add_delivery(target[0], delivery):
+                return
+            fn = delivery.deliverer(target[0])
+        _native._FutureCore.add_done_callback(self, fn)
 
-    def set_running_or_notify_cancel(self) -> bool:
-        with self._condition:
-            if self._state is _PENDING:
-                self._state = _RUNNING
-                return True
-            if self._state is _CANCELLED:
-                self._state = _CANCELLED_AND_NOTIFIED
-                w = self._w
-                if w:
-                    for waiter in w:
-                        waiter.add_cancelled(self)
-                return False
-        raise RuntimeError("Future in unexpected state")
 
-    def set_result(self, result: Any) -> None:
-        with self._condition:
-            if self._state in _DONE_STATES:
-                raise _cf.InvalidStateError(
-                    f"{self._state}: <Future at {id(self):#x}>")
-            self._result = result
-            self._state = _FINISHED
-            w = self._w
-            if w:
-                for waiter in w:
-                    waiter.add_result(self)
-        self._finish()
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        with self._condition:
-            if self._state in _DONE_STATES:
-                raise _cf.InvalidStateError(
-                    f"{self._state}: <Future at {id(self):#x}>")
-            self._exception = exception
-            self._state = _FINISHED
-            w = self._w
-            if w:
-                for waiter in w:
-                    waiter.add_exception(self)
-        self._finish()
-
+_run_queued = _native._FutureCore._run_queued
 
 # ------------------------------------------- asyncio's wrap_future, batched
 
@@ -425,39 +249,8 @@ class Executor(_cf.ThreadPoolExecutor):
         #: max_workers: items waiting for a slot, and the running count
         self._waiting: collections.deque = collections.deque()
         self._running = 0
-        self._run_item = self._run
 
     # ------------------------------------------------------------ running
-
-    def _run(self, f: _Future) -> None:
-        """A pool work item: the call kept on f, into f (the steps of
-        set_running_or_notify_cancel and set_result, inlined: no other
-        thread changes a running future)."""
-        try:
-            lock = f._condition
-            with lock:
-                fn, args, kwargs = f._fn, f._args, f._kwargs
-                f._fn = f._args = f._kwargs = None
-                state = f._state
-                if state is _PENDING:
-                    f._state = _RUNNING
-            if state is _PENDING:
-                try:
-                    r = fn(*args, **kwargs)
-                except BaseException as exc:  # as ThreadPoolExecutor
-                    fn = args = kwargs = None
-                    f.set_exception(exc)  # (exc is unbound after this)
-                else:
-                    fn = args = kwargs = None
-                    f.set_result(r)
-                    r = None
-            elif state is _CANCELLED:
-                f.set_running_or_notify_cancel()  # notify wait()
-            # else completed by its owner's set_result already: nothing
-        finally:
-            self._items.pop(f, None)
-            if self._max_workers is not None:
-                self._release()
 
     def _release(self) -> None:
         with self._shutdown_lock:
@@ -466,7 +259,7 @@ class Executor(_cf.ThreadPoolExecutor):
             else:
                 self._running -= 1
                 return
-        _queue_item(self._run_item, nxt)
+        _queue_item(_run_queued, nxt)
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> _Future:
         """Queue fn(*args, **kwargs) to the pool; its Future."""
@@ -476,24 +269,24 @@ class Executor(_cf.ThreadPoolExecutor):
             raise TypeError(f"submit(): fn must be callable, not "
                             f"{type(fn).__name__}")
         f = _Future()
-        f._fn = fn
-        f._args = args
-        f._kwargs = kwargs
-        self._items[f] = None
         if self._max_workers is None:
-            _queue_item(self._run_item, f)
+            f._prepare(fn, args, kwargs, self._items, None)
+            self._items[f] = None
+            _queue_item(_run_queued, f)
             return f
+        f._prepare(fn, args, kwargs, self._items, self._release)
+        self._items[f] = None
         with self._shutdown_lock:
             if self._shutdown:
                 del self._items[f]
-                f._fn = f._args = f._kwargs = None
+                f.cancel()
                 raise RuntimeError("cannot schedule new futures after "
                                    "shutdown")
             if self._running >= self._max_workers:
                 self._waiting.append(f)
                 return f
             self._running += 1
-        _queue_item(self._run_item, f)
+        _queue_item(_run_queued, f)
         return f
 
     # ---------------------------------------------------------------- map
@@ -572,7 +365,7 @@ class Executor(_cf.ThreadPoolExecutor):
                 for f in list(self._items):
                     f._wait(None)
                 if self._items:
-                    time.sleep(0.0005)  # done, not yet forgotten by _run
+                    time.sleep(0.0005)  # done, not yet forgotten by _run_queued
 
     def __repr__(self) -> str:
         bound = "None" if self._max_workers is None else self._max_workers
