@@ -46,6 +46,7 @@
 #include "py_executor.h"
 
 #include "st_atomic.h"
+#include "st_list.h"   /* st_container_of */
 #include "st_pool.h"   /* st_pool_current, st_pool_spin_pause */
 #include "st_thread.h" /* st_event_t, st_now_ns, st_cpu_count */
 
@@ -94,6 +95,8 @@ typedef struct FutObject {
     PyObject *dest;        /* asyncio's destination future, or NULL */
     PyObject *delivery;    /* its loop's _LoopDelivery, or NULL */
     st_event_t *ev;        /* for blocking waits, or NULL */
+    st_work_t work;        /* the pool's node while queued (no malloc) */
+    int queued;            /* work was handed to the pool once */
 } FutObject;
 
 #define FUT(op) ((FutObject *)(op))
@@ -907,6 +910,98 @@ fut_run_queued(PyObject *op, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* On a worker, GIL held (a domain item): the queued future's run; drops
+ * the reference the queue held. */
+static void
+fut_work_run(st_work_t *w)
+{
+    FutObject *f = st_container_of(w, FutObject, work);
+    PyObject *r = fut_run_queued((PyObject *)f, NULL);
+    if (r == NULL) {
+        PyErr_WriteUnraisable((PyObject *)f);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(f);
+}
+
+/* Hands f's prepared call to the pool's global queue (as
+ * unsafe_queue_user_work_item: no context flows).  0, or -1 with an
+ * exception set. */
+static int
+fut_queue(FutObject *f)
+{
+    if (f->queued) {
+        PyErr_SetString(PyExc_RuntimeError, "_queue(): queued already");
+        return -1;
+    }
+    if (f->fn == NULL && fut_state(f) == FS_PENDING) {
+        /* (a cancelled one is queued all the same: its run notifies
+         * wait() and calls release) */
+        PyErr_SetString(PyExc_RuntimeError, "_queue(): nothing to run");
+        return -1;
+    }
+    f->queued = 1;
+    f->work.next = NULL;
+    f->work.run = fut_work_run;
+    f->work.flags = ST_WORK_DOMAIN;
+    Py_INCREF(f); /* the queue's, dropped by fut_work_run */
+    if (pool_submit_global(g_st, &f->work) < 0) {
+        f->queued = 0;
+        Py_DECREF(f);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+fut_queue_method(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    if (fut_queue(FUT(op)) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* _submit(fn, args, kwargs, items): _prepare without release, then
+ * items[self] = None and _queue(), in one call (Executor.submit without
+ * max_workers). */
+static PyObject *
+fut_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *pargs[5], *r;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "_submit() takes 4 arguments");
+        return NULL;
+    }
+    if (!PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "_submit(): items must be a dict");
+        return NULL;
+    }
+    pargs[0] = args[0];
+    pargs[1] = args[1];
+    pargs[2] = args[2];
+    pargs[3] = args[3];
+    pargs[4] = Py_None;
+    r = fut_prepare(op, pargs, 5);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (PyDict_SetItem(args[3], op, Py_None) < 0) {
+        return NULL;
+    }
+    if (fut_queue(FUT(op)) < 0) {
+        PyObject *exc = PyErr_GetRaisedException();
+        if (PyDict_DelItem(args[3], op) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_SetRaisedException(exc);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------ getters */
 
 static PyObject *
@@ -1027,6 +1122,12 @@ static PyMethodDef Fut_methods[] = {
     {"_prepare", (PyCFunction)(void (*)(void))fut_prepare, METH_FASTCALL,
      PyDoc_STR("_prepare($self, fn, args, kwargs, items, release, /)\n--\n"
                "\nThe call a pool worker will make (Executor.submit).")},
+    {"_queue", fut_queue_method, METH_NOARGS,
+     PyDoc_STR("_queue($self, /)\n--\n\n"
+               "Hand the prepared call to the pool (once).")},
+    {"_submit", (PyCFunction)(void (*)(void))fut_submit, METH_FASTCALL,
+     PyDoc_STR("_submit($self, fn, args, kwargs, items, /)\n--\n\n"
+               "_prepare, items[self] = None and _queue in one call.")},
     {"_run_queued", fut_run_queued, METH_NOARGS,
      PyDoc_STR("_run_queued($self, /)\n--\n\n"
                "The pool work item: run the prepared call into the "

@@ -74,8 +74,6 @@ class _Future(_native._FutureCore, _cf.Future):  # type: ignore[misc]
         _native._FutureCore.add_done_callback(self, fn)
 
 
-_run_queued = _native._FutureCore._run_queued
-
 # ------------------------------------------- asyncio's wrap_future, batched
 
 #: asyncio's _call_set_state code object once seen, and where its
@@ -259,7 +257,7 @@ class Executor(_cf.ThreadPoolExecutor):
             else:
                 self._running -= 1
                 return
-        _queue_item(_run_queued, nxt)
+        nxt._queue()
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> _Future:
         """Queue fn(*args, **kwargs) to the pool; its Future."""
@@ -270,9 +268,7 @@ class Executor(_cf.ThreadPoolExecutor):
                             f"{type(fn).__name__}")
         f = _Future()
         if self._max_workers is None:
-            f._prepare(fn, args, kwargs, self._items, None)
-            self._items[f] = None
-            _queue_item(_run_queued, f)
+            f._submit(fn, args, kwargs, self._items)
             return f
         f._prepare(fn, args, kwargs, self._items, self._release)
         self._items[f] = None
@@ -286,7 +282,7 @@ class Executor(_cf.ThreadPoolExecutor):
                 self._waiting.append(f)
                 return f
             self._running += 1
-        _queue_item(_run_queued, f)
+        f._queue()
         return f
 
     # ---------------------------------------------------------------- map
@@ -365,7 +361,7 @@ class Executor(_cf.ThreadPoolExecutor):
                 for f in list(self._items):
                     f._wait(None)
                 if self._items:
-                    time.sleep(0.0005)  # done, not yet forgotten by _run_queued
+                    time.sleep(0.0005)  # done, not yet forgotten by its run
 
     def __repr__(self) -> str:
         bound = "None" if self._max_workers is None else self._max_workers
