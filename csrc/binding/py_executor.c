@@ -40,7 +40,12 @@
  * so a waiter that sleeps after the completion returns at once.  Waits
  * are sliced (Ctrl-C: PyErr_CheckSignals after each slice) and announce
  * themselves to the pool when made on a pool thread (the pool adds a
- * worker, as for a blocking Task wait).
+ * worker, as for a blocking Task wait); at exit a pool item or the
+ * exiting thread gives up as a Task wait does (H5).
+ *
+ * The pool node.  A future is queued at most once, its st_work_t embedded
+ * in it (no allocation per item); the queue holds a reference to it until
+ * fut_work_run drops it.
  */
 #include "binding.h"
 #include "py_executor.h"
@@ -268,7 +273,8 @@ fut_wait(FutObject *f, uint64_t timeout_ns)
 {
     uint64_t deadline, now, slice;
     st_pool_t *pool;
-    int spin, rc = 0;
+    st_state *st = g_st;
+    int spin, rc = 0, abandon = -1;
     if (fs_done(fut_state(f))) {
         return 1;
     }
@@ -328,6 +334,20 @@ fut_wait(FutObject *f, uint64_t timeout_ns)
         if (PyErr_CheckSignals() < 0) {
             rc = -1;
             break;
+        }
+        /* H5, as a blocking Task wait: at exit a pool item or the
+         * exiting thread gives up; a daemon thread waits on until
+         * finalization stops it.  Relaxed: a flag polled per slice. */
+        if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+            if (abandon < 0) {
+                abandon = exit_should_abandon();
+            }
+            if (abandon) {
+                raise_exiting(st, "the wait was abandoned: the "
+                              "interpreter is shutting down");
+                rc = -1;
+                break;
+            }
         }
     }
     if (pool != NULL) {
@@ -918,7 +938,7 @@ fut_work_run(st_work_t *w)
     FutObject *f = st_container_of(w, FutObject, work);
     PyObject *r = fut_run_queued((PyObject *)f, NULL);
     if (r == NULL) {
-        PyErr_WriteUnraisable((PyObject *)f);
+        write_unraisable((PyObject *)f); /* quiet if exiting (H5) */
     }
     Py_XDECREF(r);
     Py_DECREF(f);
