@@ -605,6 +605,12 @@ fut_result(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     }
     if (s == FS_FINISHED) {
         if (f->exception != NULL) {
+            if (!PyExceptionInstance_Check(f->exception)) {
+                /* set_exception(5): what `raise 5` would say */
+                PyErr_SetString(PyExc_TypeError,
+                                "exceptions must derive from BaseException");
+                return NULL;
+            }
             PyErr_SetRaisedException(Py_NewRef(f->exception));
             return NULL;
         }

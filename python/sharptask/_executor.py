@@ -43,7 +43,7 @@ _CANCELLED = _base.CANCELLED
 _DONE_STATES = (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _FINISHED)
 
 
-class _Future(_native._FutureCore, _cf.Future):  # type: ignore[misc]
+class _Future(_native._FutureCore, _cf.Future):  # type: ignore[override]
     """A ``concurrent.futures.Future`` made for the pool's hand-offs.
 
     Same state machine and attributes as the base class (so that

@@ -651,6 +651,10 @@ def test_I2_issue11_future_state_machine_as_concurrent_futures(make, caplog):
     with pytest.raises(KeyError) as info:
         h.result()
     assert info.value is err
+    odd = make()
+    odd.set_exception(5)  # not an exception: what `raise 5` says
+    with pytest.raises(TypeError):
+        odd.result()
 
     # a callback that raises is logged, not raised, before and after done
     def bad(_):

@@ -51,7 +51,7 @@ class _NullExecutor(cf.ThreadPoolExecutor):
         super().__init__(1)
 
     def submit(self, fn, /, *args, **kwargs):
-        f = cf.Future()
+        f: cf.Future = cf.Future()
         f.set_running_or_notify_cancel()
         f.set_result(fn(*args, **kwargs))
         return f
