@@ -12,9 +12,8 @@
 #                    (built with ST_WERROR=1: no compiler warning, H1)
 #   make test        every check (each runs even if another failed):
 #                    check-c, then pytest (tests/python in the venv),
-#                    docs, check-py-asan, check-py-tsan,
-#                    check-py-versions in two lanes at once (not yet
-#                    check-refleaks: tools/make-test.sh says why); logs in
+#                    docs, check-py-asan, check-py-tsan, check-refleaks,
+#                    check-py-versions in two lanes at once; logs in
 #                    build/test-logs/, a summary with each stage's time
 #                    (tools/make-test.sh)
 #   make check-py-asan   pytest against an ASan+UBSan build

@@ -11,7 +11,7 @@
 #    each stage with SKIP_VENV=1 (the venvs are ready) and its output in
 #    build/test-logs/STAGE.log:
 #      lane 1: pytest, docs, check-py-asan
-#      lane 2: check-py-tsan, check-py-versions (check-refleaks: see lane2)
+#      lane 2: check-py-tsan, check-refleaks, check-py-versions
 #    Most of these runs wait (timeouts, sleeps, child processes) more than
 #    they compute, so two lanes on two cores take about the time of the
 #    longer lane.
@@ -58,13 +58,9 @@ lane() {
 
 run check-c
 run venv
+run venv-dbg
 lane1=(pytest docs check-py-asan)
-# check-refleaks is not a stage yet: run by hand (make check-refleaks) it
-# found a leak that is not fixed (issue 9: 6 references per run in
-# test_issue9_item20_own_token_check_runs_no_python_with_error_set once
-# the input fuzzing ran before it) and order-dependent failures; it joins
-# this lane when they are fixed.
-lane2=(check-py-tsan check-py-versions)
+lane2=(check-py-tsan check-refleaks check-py-versions)
 if [ "$jobs" -ge 2 ]; then
     lane "${lane1[@]}" &
     pid1=$!

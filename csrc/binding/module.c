@@ -32,6 +32,7 @@
 #include "py_trace.h"
 #include "py_vt.h"
 #include "py_deadlock.h"
+#include "py_executor.h" /* _FutureCore (issue 11) */
 
 #include <unistd.h> /* getpid */
 
@@ -385,6 +386,9 @@ module_exec(PyObject *mod)
         return -1;
     }
     if (timer_module_exec(mod, st) < 0) { /* py_timer.c (issue 3) */
+        return -1;
+    }
+    if (executor_module_exec(mod, st) < 0) { /* py_executor.c (11) */
         return -1;
     }
     return 0;

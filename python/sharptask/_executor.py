@@ -22,7 +22,6 @@ import concurrent.futures as _cf
 import itertools
 import threading
 import time
-from _thread import allocate_lock as _allocate_lock  # threading.Lock()
 from concurrent.futures import _base
 from typing import Any, Callable, Iterable, Iterator
 
@@ -44,112 +43,23 @@ _CANCELLED = _base.CANCELLED
 _DONE_STATES = (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _FINISHED)
 
 
-class _Future(_cf.Future):
+class _Future(_native._FutureCore, _cf.Future):  # type: ignore[override]
     """A ``concurrent.futures.Future`` made for the pool's hand-offs.
 
     Same state machine and attributes as the base class (so that
     ``concurrent.futures.wait``, ``as_completed`` and asyncio's
-    ``wrap_future`` work on it), but its ``_condition`` is a plain lock
-    and a blocking ``result()`` / ``exception()`` waits on a sharptask task
-    made on demand: a short spin without the GIL, then a sleep (not a
-    condition variable's sleep/wake, 19-25 us here).  asyncio's
-    ``wrap_future`` callback is delivered in batches (_LoopDelivery)."""
+    ``wrap_future`` work on it), kept in C (csrc/binding/py_executor.c):
+    a pool worker runs the submitted call and completes the future in one
+    C function, ``result()`` / ``exception()`` poll the state briefly
+    without the GIL and then sleep on an event (not a condition
+    variable's sleep/wake, 19-25 us here), and ``_condition`` is a plain
+    lock made only when something reads it (wait(), as_completed(),
+    repr).  Per item nothing else is allocated (W14: with 100k futures
+    alive, every object the garbage collector tracks brings its next
+    collection closer): asyncio's ``wrap_future`` callback is two fields
+    delivered in batches (_LoopDelivery), not a callback object."""
 
-    # Slots for every field, the base class's included: no per-future
-    # __dict__ (less to allocate and for the GC to walk per item, W14).
-    __slots__ = ("_condition", "_state", "_result", "_exception", "_w",
-                 "_done_callbacks", "_st_done")
-
-    def __init__(self) -> None:
-        # a plain lock where the base class has a Condition: every method
-        # that would notify it is overridden here (waits go through
-        # _st_done)
-        self._condition = _allocate_lock()  # type: ignore[assignment]
-        self._state = _PENDING
-        self._result = None
-        self._exception = None
-        # wait() / as_completed() waiters, made on demand
-        self._w: list[Any] | None = None
-        self._done_callbacks: list = []
-        # a TaskCompletionSource once someone waits
-        self._st_done: TaskCompletionSource[None] | None = None
-
-    # a read-only property where the base class has a list attribute:
-    # wait() and as_completed() only append to it and remove from it
-    @property
-    def _waiters(self) -> list:  # type: ignore[override]
-        """concurrent.futures.wait and as_completed append here (under
-        ``_condition``)."""
-        w = self._w
-        if w is None:
-            w = self._w = []
-        return w
-
-    def _finish(self) -> None:
-        """After a change to a done state (lock released): wake the
-        blocked waiters, run the callbacks."""
-        done = self._st_done
-        if done is not None:
-            done.try_set_result(None)
-        if self._done_callbacks:
-            # the base class's own (typeshed does not declare it)
-            self._invoke_callbacks()  # type: ignore[attr-defined]
-
-    def cancel(self) -> bool:
-        with self._condition:
-            if self._state is _RUNNING or self._state is _FINISHED:
-                return False
-            if self._state is not _PENDING:
-                return True
-            self._state = _CANCELLED
-        self._finish()
-        return True
-
-    def cancelled(self) -> bool:
-        return self._state is _CANCELLED or \
-            self._state is _CANCELLED_AND_NOTIFIED
-
-    def running(self) -> bool:
-        return self._state is _RUNNING
-
-    def done(self) -> bool:
-        return self._state in _DONE_STATES
-
-    def _wait(self, timeout: float | None) -> bool:
-        """Wait until done (natively); False on timeout."""
-        if self._state in _DONE_STATES:
-            return True
-        with self._condition:
-            if self._state in _DONE_STATES:
-                return True
-            done = self._st_done
-            if done is None:
-                done = TaskCompletionSource()
-                self._st_done = done
-        if timeout is not None and timeout < 0:
-            timeout = 0
-        _wait_quiet(done.task, timeout)
-        return self._state in _DONE_STATES
-
-    def result(self, timeout: float | None = None) -> Any:
-        if not self._wait(timeout):
-            raise _cf.TimeoutError()
-        if self._state is _FINISHED:
-            exc = self._exception
-            if exc is None:
-                return self._result
-            try:
-                raise exc
-            finally:
-                del exc, self  # no reference cycle through the frame
-        raise _cf.CancelledError()
-
-    def exception(self, timeout: float | None = None) -> Any:
-        if not self._wait(timeout):
-            raise _cf.TimeoutError()
-        if self._state is _FINISHED:
-            return self._exception
-        raise _cf.CancelledError()
+    __slots__ = ()
 
     def add_done_callback(self, fn: Callable) -> None:
         """As Future.add_done_callback; asyncio's own callback (from
@@ -157,49 +67,11 @@ class _Future(_cf.Future):
         by a batched delivery to its loop (see _LoopDelivery)."""
         target = _asyncio_chain_target(fn)
         if target is not None:
-            fn = _LoopDelivery.for_loop(target[1]).deliverer(target[0])
-        with self._condition:
-            if self._state not in _DONE_STATES:
-                self._done_callbacks.append(fn)
+            delivery = _LoopDelivery.for_loop(target[1])
+            if self._add_delivery(target[0], delivery):
                 return
-        try:
-            fn(self)
-        except Exception:
-            _base.LOGGER.exception("exception calling callback for %r", self)
-
-    def set_running_or_notify_cancel(self) -> bool:
-        with self._condition:
-            if self._state is _PENDING:
-                self._state = _RUNNING
-                return True
-            if self._state is _CANCELLED:
-                self._state = _CANCELLED_AND_NOTIFIED
-                for waiter in self._w or ():
-                    waiter.add_cancelled(self)
-                return False
-        raise RuntimeError("Future in unexpected state")
-
-    def set_result(self, result: Any) -> None:
-        with self._condition:
-            if self._state in _DONE_STATES:
-                raise _cf.InvalidStateError(
-                    f"{self._state}: <Future at {id(self):#x}>")
-            self._result = result
-            self._state = _FINISHED
-            for waiter in self._w or ():
-                waiter.add_result(self)
-        self._finish()
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        with self._condition:
-            if self._state in _DONE_STATES:
-                raise _cf.InvalidStateError(
-                    f"{self._state}: <Future at {id(self):#x}>")
-            self._exception = exception
-            self._state = _FINISHED
-            for waiter in self._w or ():
-                waiter.add_exception(self)
-        self._finish()
+            fn = delivery.deliverer(target[0])
+        _native._FutureCore.add_done_callback(self, fn)
 
 
 # ------------------------------------------- asyncio's wrap_future, batched
@@ -375,26 +247,8 @@ class Executor(_cf.ThreadPoolExecutor):
         #: max_workers: items waiting for a slot, and the running count
         self._waiting: collections.deque = collections.deque()
         self._running = 0
-        self._run_item = self._run
 
     # ------------------------------------------------------------ running
-
-    def _run(self, item: tuple) -> None:
-        """A pool work item: fn(*args, **kwargs) into the future."""
-        f, fn, args, kwargs = item
-        try:
-            if f.set_running_or_notify_cancel():
-                try:
-                    r = fn(*args, **kwargs)
-                except BaseException as exc:  # as ThreadPoolExecutor
-                    f.set_exception(exc)  # (exc is unbound after this)
-                else:
-                    f.set_result(r)
-                    r = None
-        finally:
-            self._items.pop(f, None)
-            if self._max_workers is not None:
-                self._release()
 
     def _release(self) -> None:
         with self._shutdown_lock:
@@ -403,7 +257,7 @@ class Executor(_cf.ThreadPoolExecutor):
             else:
                 self._running -= 1
                 return
-        _queue_item(self._run_item, nxt)
+        nxt._queue()
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> _Future:
         """Queue fn(*args, **kwargs) to the pool; its Future."""
@@ -413,21 +267,22 @@ class Executor(_cf.ThreadPoolExecutor):
             raise TypeError(f"submit(): fn must be callable, not "
                             f"{type(fn).__name__}")
         f = _Future()
-        item = (f, fn, args, kwargs)
-        self._items[f] = None
         if self._max_workers is None:
-            _queue_item(self._run_item, item)
+            f._submit(fn, args, kwargs, self._items)
             return f
+        f._prepare(fn, args, kwargs, self._items, self._release)
+        self._items[f] = None
         with self._shutdown_lock:
             if self._shutdown:
                 del self._items[f]
+                f.cancel()
                 raise RuntimeError("cannot schedule new futures after "
                                    "shutdown")
             if self._running >= self._max_workers:
-                self._waiting.append(item)
+                self._waiting.append(f)
                 return f
             self._running += 1
-        _queue_item(self._run_item, item)
+        f._queue()
         return f
 
     # ---------------------------------------------------------------- map
@@ -494,8 +349,7 @@ class Executor(_cf.ThreadPoolExecutor):
             if cancel_futures:
                 waiting = list(self._waiting)
                 self._waiting.clear()
-        for item in waiting:  # never queued: finish them here
-            f = item[0]
+        for f in waiting:  # never queued: finish them here
             f.cancel()
             f.set_running_or_notify_cancel()
             self._items.pop(f, None)
@@ -507,7 +361,7 @@ class Executor(_cf.ThreadPoolExecutor):
                 for f in list(self._items):
                     f._wait(None)
                 if self._items:
-                    time.sleep(0.0005)  # done, not yet forgotten by _run
+                    time.sleep(0.0005)  # done, not yet forgotten by its run
 
     def __repr__(self) -> str:
         bound = "None" if self._max_workers is None else self._max_workers

@@ -585,6 +585,312 @@ def test_I2_executor_as_default_executor_to_thread_and_run_in_executor():
     assert (a, ok, away, pending) == (3, True, True, {})
 
 
+# ---------------------------------- issue 11: the Executor's C futures
+
+def _gated(ex, gate):
+    """A submitted item that waits for gate, and when it has started."""
+    f = ex.submit(gate.wait, 20)
+    deadline = time.monotonic() + 10
+    while not f.running() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert f.running()
+    return f
+
+
+def _bare_futures():
+    from sharptask._executor import _Future
+    return [_Future, cf.Future]
+
+
+@pytest.mark.parametrize("make", _bare_futures(),
+                         ids=["sharptask", "concurrent.futures"])
+def test_I2_issue11_future_state_machine_as_concurrent_futures(make, caplog):
+    """SPEC I2, issue 11: the Executor's future (state in C) follows
+    concurrent.futures.Future's state machine step by step; the same
+    assertions run on the base class itself."""
+    f = make()
+    assert isinstance(f, cf.Future)
+    assert not f.done() and not f.running() and not f.cancelled()
+    assert f._state == "PENDING"
+    seen = []
+    f.add_done_callback(seen.append)
+    assert f.cancel() is True and f.cancel() is True
+    assert f.cancelled() and f.done() and seen == [f]
+    with pytest.raises(cf.CancelledError):
+        f.result(0)
+    with pytest.raises(cf.CancelledError):
+        f.exception(0)
+    assert f.set_running_or_notify_cancel() is False
+    assert f._state == "CANCELLED_AND_NOTIFIED"
+    with pytest.raises(cf.InvalidStateError):
+        f.set_result(1)
+
+    g = make()
+    assert g.set_running_or_notify_cancel() is True
+    assert g.running() and g.cancel() is False
+    with pytest.raises(RuntimeError):
+        g.set_running_or_notify_cancel()
+    with pytest.raises(cf.TimeoutError):
+        g.result(timeout=0.01)
+    with pytest.raises(cf.TimeoutError):
+        g.exception(timeout=-1)  # negative: no wait, as the base class
+    g.set_result([1])
+    assert g.result() == [1] and g.exception() is None
+    assert g._state == "FINISHED" and g._result == [1]
+    assert g.cancel() is False
+    with pytest.raises(cf.InvalidStateError):
+        g.set_exception(ValueError())
+    late = []
+    g.add_done_callback(late.append)  # done: runs now
+    assert late == [g]
+
+    h = make()
+    err = KeyError("k")
+    h.set_exception(err)
+    assert h.exception() is err and h._exception is err
+    with pytest.raises(KeyError) as info:
+        h.result()
+    assert info.value is err
+    odd = make()
+    odd.set_exception(5)  # not an exception: what `raise 5` says
+    with pytest.raises(TypeError):
+        odd.result()
+
+    # a callback that raises is logged, not raised, before and after done
+    def bad(_):
+        raise ValueError("callback")
+    k = make()
+    k.add_done_callback(bad)
+    k.add_done_callback(seen.append)
+    with caplog.at_level("ERROR", logger="concurrent.futures"):
+        k.set_result(None)
+        k.add_done_callback(bad)
+    assert seen[-1] is k
+    assert sum("exception calling callback" in r.getMessage()
+               for r in caplog.records) == 2
+    assert "state=finished" in repr(k)
+
+
+def test_I2_issue11_result_timeout_argument_names_the_parameter():
+    """SPEC I2, issue 11: result()/exception() take timeout positionally
+    or by name; a bad one is a TypeError/ValueError naming it."""
+    with st.Executor() as ex:
+        f = ex.submit(operator.add, 1, 2)
+        assert f.result(10) == 3 and f.result(timeout=10.0) == 3
+        assert f.exception(timeout=None) is None
+        for bad, exc in (("1", TypeError), (True, TypeError),
+                         (math.nan, ValueError)):
+            with pytest.raises(exc, match="timeout"):
+                f.result(bad)
+            with pytest.raises(exc, match="timeout"):
+                f.exception(timeout=bad)
+        with pytest.raises(TypeError):
+            f.result(1, 2)
+        with pytest.raises(TypeError):
+            f.result(tmeout=1)
+        assert f.result(10**400) == 3  # too large for a double: no limit
+
+
+@pytest.mark.timeout(30)
+def test_I2_issue11_ctrl_c_interrupts_a_blocked_result():
+    """SPEC I2, issue 11: Ctrl-C (here interrupt_main) during a blocking
+    result() raises KeyboardInterrupt in the waiting thread; the item
+    keeps running and its future completes later."""
+    import _thread
+    ex = st.Executor()
+    gate = threading.Event()
+    f = _gated(ex, gate)
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        f.result()
+    assert time.monotonic() - t0 < 10
+    assert not f.done()
+    gate.set()
+    assert f.result(10) is True
+    ex.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_I2_issue11_wait_and_as_completed_see_later_completions():
+    """SPEC I2, issue 11: concurrent.futures.wait and as_completed install
+    their waiters on our futures (_condition, _waiters) and are woken by
+    completions, exceptions and cancellations that come after the call."""
+    ex = st.Executor(max_workers=1)
+    gate = threading.Event()
+    first = _gated(ex, gate)
+    queued = ex.submit(operator.add, 1, 1)
+    threading.Timer(0.1, gate.set).start()
+    done, not_done = cf.wait([first, queued],
+                             return_when=cf.FIRST_COMPLETED, timeout=10)
+    assert first in done
+    done, not_done = cf.wait([first, queued], timeout=10)
+    assert not not_done and queued.result() == 2
+
+    gate2 = threading.Event()
+    blocker = _gated(ex, gate2)
+
+    def boom():
+        raise ValueError("x")
+    failing = ex.submit(boom)
+    later = ex.submit(time.sleep, 0)
+    cancelled = ex.submit(time.sleep, 0)
+    assert cancelled.cancel()
+    done, not_done = cf.wait([failing, later], timeout=0.05)
+    assert not done  # all waiting behind the blocker
+    threading.Timer(0.1, gate2.set).start()
+    done, not_done = cf.wait([failing, later, cancelled],
+                             return_when=cf.FIRST_EXCEPTION, timeout=10)
+    assert failing in done
+    order = list(cf.as_completed([blocker, later, cancelled], timeout=10))
+    assert set(order) == {blocker, later, cancelled}
+    ex.shutdown()
+    for f in (first, queued, blocker, failing, later, cancelled):
+        assert f._waiters == []  # every waiter took itself off
+
+
+def test_I2_issue11_wrap_future_value_exception_and_cancel_both_ways():
+    """SPEC I2, issue 11: asyncio.wrap_future on our futures: the value,
+    the exception object, cancelling the asyncio side cancels a queued
+    item, a cancelled item cancels the asyncio side, and two wrappers of
+    one future both complete."""
+    async def main():
+        ex = st.Executor(max_workers=1)
+        gate = threading.Event()
+        blocker = ex.submit(gate.wait, 20)
+        queued = ex.submit(operator.add, 2, 3)
+        w1 = asyncio.wrap_future(queued)
+        w2 = asyncio.wrap_future(queued)
+        doomed = ex.submit(operator.add, 0, 0)
+        wd = asyncio.wrap_future(doomed)
+        wd.cancel()
+        await asyncio.sleep(0)
+        source_cancelled = doomed.cancelled()
+        other = ex.submit(operator.add, 0, 0)
+        wo = asyncio.wrap_future(other)
+        other.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await wo
+        err = ValueError("v")
+
+        def boom():
+            raise err
+        we = asyncio.wrap_future(ex.submit(boom))
+        gate.set()
+        values = (await w1, await w2)
+        try:
+            await we
+        except ValueError as e:
+            caught = e
+        await asyncio.wrap_future(blocker)
+        ex.shutdown()
+        return values, caught is err, source_cancelled
+    assert run_async(main) == ((5, 5), True, True)
+
+
+def test_I2_issue11_call_and_arguments_released_after_run_or_cancel():
+    """Issue 11: the future keeps the call only until it runs or is
+    cancelled (C references dropped: no leak of fn or its arguments)."""
+    import weakref
+
+    class Arg:
+        pass
+    with st.Executor(max_workers=1) as ex:
+        a, b = Arg(), Arg()
+        ra, rb = weakref.ref(a), weakref.ref(b)
+        f = ex.submit(lambda x, y=None: 1, a, y=b)
+        del a, b
+        assert f.result(10) == 1
+        gc.collect()
+        assert ra() is None and rb() is None
+        gate = threading.Event()
+        blocker = _gated(ex, gate)
+        c = Arg()
+        rc = weakref.ref(c)
+        g = ex.submit(id, c)
+        del c
+        assert g.cancel()
+        gc.collect()
+        assert rc() is None
+        gate.set()
+        assert blocker.result(10) is True
+
+
+@pytest.mark.timeout(60)
+def test_I2_issue11_stress_submit_cancel_wait_callbacks_many_threads():
+    """Issue 11 stress: 6 threads submit, cancel, wait (result, wait(),
+    as_completed) and add callbacks on one bounded Executor at once, for
+    a bounded time; every future ends cancelled (its call never ran) or
+    finished with its value, each callback runs exactly once, and the
+    executor forgets every item."""
+    ex = st.Executor(max_workers=2)
+    ran = set()
+    ran_lock = threading.Lock()
+    calls = {}
+    calls_lock = threading.Lock()
+    errors = []
+
+    def item(key):
+        with ran_lock:
+            ran.add(key)
+        return key
+
+    def on_done(f):
+        with calls_lock:
+            calls[f] = calls.get(f, 0) + 1
+
+    all_futures = []
+    all_lock = threading.Lock()
+
+    def worker(k):
+        try:
+            end = time.monotonic() + 1.5
+            i = 0
+            while time.monotonic() < end:
+                fs = []
+                for j in range(20):
+                    key = (k, i, j)
+                    f = ex.submit(item, key)
+                    f.add_done_callback(on_done)
+                    fs.append((key, f))
+                for key, f in fs[::3]:
+                    f.cancel()
+                mode = i % 3
+                if mode == 0:
+                    for key, f in fs:
+                        if not f.cancelled():
+                            assert f.result(20) == key
+                elif mode == 1:
+                    done, not_done = cf.wait([f for _, f in fs], timeout=20)
+                    assert not not_done
+                else:
+                    got = list(cf.as_completed([f for _, f in fs],
+                                               timeout=20))
+                    assert len(got) == len(fs)
+                with all_lock:
+                    all_futures.extend(fs)
+                i += 1
+        except BaseException as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    ex.shutdown(wait=True)
+    assert errors == []
+    assert all_futures
+    for key, f in all_futures:
+        assert f.done()
+        if f.cancelled():
+            assert key not in ran
+        else:
+            assert f.result() == key and key in ran
+        assert calls.get(f) == 1
+    assert ex._items == {}
+
+
 # ------------------------------------------------------------------- I3
 
 def _settle(task, timeout=30):

@@ -44,7 +44,7 @@ MAX_LINES = 1500  # no binding .c file over this (issue 10)
 LAYERS = [
     ("state", ["st_compat", "binding", "py_state", "py_errors", "py_args",
                "py_gil", "py_trace"]),
-    ("pool and timers", ["py_pool", "py_timer"]),
+    ("pool and timers", ["py_pool", "py_timer", "py_executor"]),
     ("task", ["py_task", "py_tcs"]),
     ("thread records and deadlock detection", ["py_deadlock"]),
     ("builder", ["py_builder"]),

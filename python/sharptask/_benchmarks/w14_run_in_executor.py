@@ -5,8 +5,12 @@ default executor (a ThreadPoolExecutor) (BENCHMARKS.md, issue 11).
 One round: N `loop.run_in_executor(None, f, i)` calls, then one
 `asyncio.gather` of them all; the figure is the round's time per item.
 Both sides pay asyncio's own per-item cost (wrap_future, the loop's
-callbacks, gather); a note gives that floor, measured with an executor
-that runs each call inline at submit.  Target: ≤ 1/5 per item.
+callbacks, gather); the notes give that floor, measured in the same
+rounds with two executors that run each call inline at submit: one into
+sharptask's futures (their batched delivery to the loop), one into a plain
+`concurrent.futures.Future` (asyncio's own path: one
+`call_soon_threadsafe`, a self-pipe write, per item).  Target: ≤ 1/5 per
+item.
 """
 
 import asyncio
@@ -34,6 +38,20 @@ class _InlineExecutor(cf.ThreadPoolExecutor):
     def submit(self, fn, /, *args, **kwargs):
         from sharptask._executor import _Future
         f = _Future()
+        f.set_running_or_notify_cancel()
+        f.set_result(fn(*args, **kwargs))
+        return f
+
+
+class _NullExecutor(cf.ThreadPoolExecutor):
+    """asyncio's floor through the public path: each call run at submit
+    into a plain concurrent.futures.Future."""
+
+    def __init__(self):
+        super().__init__(1)
+
+    def submit(self, fn, /, *args, **kwargs):
+        f: cf.Future = cf.Future()
         f.set_running_or_notify_cancel()
         f.set_result(fn(*args, **kwargs))
         return f
@@ -71,16 +89,23 @@ def run(ctx):
     peer = _side(cf.ThreadPoolExecutor, n)
     _side(st.Executor, 2_000)()  # warm-up at a small size
     _side(cf.ThreadPoolExecutor, 2_000)()
-    a, b = h.alternate(ctx, [ours, peer], warmup=0)
-    floor = _side(_InlineExecutor, n)()
+    a, b, fl, nul = h.alternate(
+        ctx, [ours, peer, _side(_InlineExecutor, n),
+              _side(_NullExecutor, n)], warmup=0)
     comp = h.Comparison(
         ID, f"{TITLE} (×{n:,})", "ns/item",
         h.Series("sharptask.Executor as default executor", a),
         h.Series("the loop's default ThreadPoolExecutor", b),
         target_ratio=0.2, target_text="≤ 1/5",
         short="run_in_executor throughput")
+    floor = sorted(fl)[len(fl) // 2]
+    null = sorted(nul)[len(nul) // 2]
     comp.notes.append(
-        f"floor (each call run inline at submit into the same futures: "
-        f"asyncio's own cost): {h.fmt_ns(floor)} per item, "
-        f"{floor / comp.peer.median:.2f} of the peer")
+        f"floor, same rounds (each call run inline at submit into the same "
+        f"futures: asyncio's own cost): {h.fmt_ns(floor)} per item "
+        f"(median), {floor / comp.peer.median:.2f} of the peer")
+    comp.notes.append(
+        f"asyncio's floor with plain concurrent.futures futures done at "
+        f"submit: {h.fmt_ns(null)} per item (median), "
+        f"{null / comp.peer.median:.2f} of the peer")
     return [comp]
