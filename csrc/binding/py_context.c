@@ -238,19 +238,11 @@ stcontext_run(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
                 goto done;
             }
         }
-        else if (PyErr_CheckSignals() < 0) {
+        /* Ctrl-C; H5: a pool item or the exiting thread stops pumping,
+         * a daemon thread pumps on until finalization stops it */
+        else if (wait_slice_check(st, &abandon,
+                                  "the interpreter is shutting down") < 0) {
             goto done;
-        }
-        else if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-            /* H5: a pool item or the exiting thread stops pumping; a
-             * daemon thread pumps on until finalization stops it */
-            if (abandon < 0) {
-                abandon = exit_should_abandon();
-            }
-            if (abandon) {
-                raise_exiting(st, "the interpreter is shutting down");
-                goto done;
-            }
         }
     }
     result = task != NULL ? task_get_result(st, task) : Py_NewRef(r);

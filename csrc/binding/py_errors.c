@@ -255,3 +255,21 @@ exit_should_abandon(void)
     PyErr_SetRaisedException(saved);
     return r;
 }
+
+int
+wait_slice_check(st_state *st, int *abandon, const char *msg)
+{
+    if (PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+    /* relaxed: a flag polled once per slice */
+    if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
+        if (*abandon < 0) {
+            *abandon = exit_should_abandon();
+        }
+        if (*abandon) {
+            return raise_exiting(st, msg);
+        }
+    }
+    return 0;
+}

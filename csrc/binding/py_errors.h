@@ -35,5 +35,11 @@ void write_unraisable(PyObject *obj);
  * thread), 0 if it should go on quietly (a daemon thread: CPython stops
  * it at finalization).  GIL held; never sets an error.  Refs: none. */
 int exit_should_abandon(void);
+/* Once per slice of a blocking wait or pump, GIL held: -1 with an
+ * exception set when the wait must end - a signal handler raised (Ctrl-C)
+ * or, at exit (H5), this thread gives up (raise_exiting(st, msg)) - else
+ * 0 to wait on.  *abandon caches exit_should_abandon() for the wait's
+ * life: start it at -1.  Refs: none. */
+int wait_slice_check(st_state *st, int *abandon, const char *msg);
 
 #endif /* ST_PY_ERRORS_H */

@@ -48,7 +48,7 @@
  * fut_work_run drops it.
  */
 #include "binding.h"
-#include "py_errors.h" /* exit_should_abandon, raise_exiting */
+#include "py_errors.h" /* wait_slice_check */
 #include "py_executor.h"
 #include "py_gil.h"
 #include "py_pool.h"
@@ -335,23 +335,12 @@ fut_wait(FutObject *f, uint64_t timeout_ns)
             rc = 1;
             break;
         }
-        if (PyErr_CheckSignals() < 0) {
+        /* Ctrl-C; H5, as a blocking Task wait: at exit a pool item or
+         * the exiting thread gives up, a daemon thread waits on */
+        if (wait_slice_check(st, &abandon, "the wait was abandoned: the "
+                             "interpreter is shutting down") < 0) {
             rc = -1;
             break;
-        }
-        /* H5, as a blocking Task wait: at exit a pool item or the
-         * exiting thread gives up; a daemon thread waits on until
-         * finalization stops it.  Relaxed: a flag polled per slice. */
-        if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-            if (abandon < 0) {
-                abandon = exit_should_abandon();
-            }
-            if (abandon) {
-                raise_exiting(st, "the wait was abandoned: the "
-                              "interpreter is shutting down");
-                rc = -1;
-                break;
-            }
         }
     }
     if (pool != NULL) {

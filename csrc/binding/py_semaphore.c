@@ -409,23 +409,12 @@ block_queued(st_state *st, SemObject *self, st_sem_waiter_t *w,
             result = SEM_CANCELED;
             break;
         }
-        if (PyErr_CheckSignals() < 0) {
+        /* Ctrl-C; H5: a pool item or the exiting thread gives up
+         * (quietly reported), a daemon thread waits on */
+        if (wait_slice_check(st, &abandon, "the wait was abandoned: the "
+                             "interpreter is shutting down") < 0) {
             result = -1;
             break;
-        }
-        /* relaxed: a flag polled once per slice.  H5: a pool item or the
-         * exiting thread gives up (quietly reported); a daemon thread
-         * waits on until finalization stops it. */
-        if (st_atomic_load(&st->shutting_down, ST_RELAXED)) {
-            if (abandon < 0) {
-                abandon = exit_should_abandon();
-            }
-            if (abandon) {
-                raise_exiting(st, "the wait was abandoned: the "
-                              "interpreter is shutting down");
-                result = -1;
-                break;
-            }
         }
     }
     if (pool != NULL) {
