@@ -43,6 +43,7 @@
  */
 #include "binding.h"
 #include "py_task.h"
+#include "py_trace.h"
 
 #include "st_error.h"
 #include "st_list.h"  /* st_container_of */
@@ -508,6 +509,7 @@ report_deadlock(st_state *st, thread_rec *r, TaskObject *t)
         Py_DECREF(steps);
         return 0; /* gone meanwhile */
     }
+    ST_TRACE(ST_TRACE_DEADLOCK_DETECTED, trace_task_id(t), 0, 0); /* D2 */
     id = PyLong_FromUnsignedLong(r->ident);
     if (id != NULL) {
         PyObject *a[3] = {id, (PyObject *)t, steps};
@@ -1060,6 +1062,7 @@ stcontext_post_box(st_state *st, PyObject *ctx, TaskObject *box)
     box->task_work.run = stcontext_box_run;
     box->task_work.flags = 0;
     /* the queue owns the reference we were given */
+    TRACE_CONTEXT_POST(trace_task_id(box), ctx); /* D2 */
     if (st_workq_push(&c->stc_queue, &box->task_work) != 0) {
         PyErr_SetString(st->InvalidOperationError,
                         "the SingleThreadSynchronizationContext is closed");
@@ -1115,6 +1118,7 @@ stcontext_post(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     node = action_queue_node(action); /* steals action */
+    TRACE_CONTEXT_POST(0, op); /* D2 */
     if (st_workq_push(&c->stc_queue, node) != 0) {
         action_queue_node_drop(node);
         PyErr_SetString(st->InvalidOperationError,

@@ -86,14 +86,50 @@ def _args(name: str, ts: int, arg: int, arg2: int) -> dict[str, Any]:
             out["completed" if arg2 == 1 else "acquired"] = bool(arg)
         return out
     if name == "method.suspend":
+        out = {}
         awaits = _string(arg2)
-        return {"awaits": awaits} if awaits is not None else {}
+        if awaits is not None:
+            out["awaits"] = awaits
+        if arg:
+            out["awaited_task"] = arg  # the id of the Task it awaits
+        return out
     if name == "context.post":
         context = _string(arg2)
         return {"context": context} if context is not None else {}
+    if name == "continuation.queued":
+        target = _string(arg2)
+        return {"target": target} if target is not None else {}
     if arg or arg2:
         return {"arg": arg, "arg2": arg2}
     return {}
+
+
+class _NameHook:
+    """While a trace records, each thread started from the threading module
+    tells its native id and name as it starts (threading.setprofile), so
+    that a thread that ends before the trace is collected keeps its Python
+    name ("UI") rather than the OS's ("python").  Installed only when no
+    threading profile function is set; the hook removes itself from each
+    thread at its first call."""
+
+    def __init__(self, names: dict[int, str]) -> None:
+        self.names = names
+        self.installed = False
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        sys.setprofile(None)
+        t = threading.current_thread()
+        self.names.setdefault(threading.get_native_id(), t.name)
+
+    def install(self) -> None:
+        if threading.getprofile() is None:
+            threading.setprofile(self)
+            self.installed = True
+
+    def remove(self) -> None:
+        if self.installed and threading.getprofile() is self:
+            threading.setprofile(None)  # type: ignore[arg-type]
+        self.installed = False
 
 
 def _python_thread_names() -> dict[int, str]:
@@ -137,6 +173,7 @@ class Trace:
         self._state = "new"  # new -> recording -> done
         self._lock = threading.Lock()
         self._py_names: dict[int, str] = {}
+        self._name_hook = _NameHook(self._py_names)
 
     def __repr__(self) -> str:
         return (f"<sharptask.Trace {self._state}: {len(self._events)} "
@@ -151,6 +188,7 @@ class Trace:
                 "a Trace records once: call sharptask.trace() again")
         self._py_names.update(_python_thread_names())
         _native._trace_start(self._buffer_size)  # InvalidOperationError
+        self._name_hook.install()
         self._state = "recording"
         return self
 
@@ -158,6 +196,7 @@ class Trace:
         if self._state != "recording":
             return
         _native._trace_stop()
+        self._name_hook.remove()
         self._drain()
         self._state = "done"
 
