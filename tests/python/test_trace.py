@@ -241,8 +241,8 @@ def test_D2_save_writes_valid_chrome_json_with_flows(tmp_path):
     """D2: save() writes {"traceEvents": [...]} with microsecond ts, pid,
     tid, thread-name metadata, pool items as X slices, the rest as
     instants, and flow arrows (s/f, same id) that cross threads: here from
-    pool.item.queued to pool.item.start (suspend -> resume flows need the
-    binding's method events; see the synthetic test below)."""
+    pool.item.queued to pool.item.start (suspend -> resume flows:
+    test_D2_json_resume_flow_pairs_cross_threads)."""
     with st.trace() as tr:
         tasks = [st.Task.run(_work, i) for i in range(10)]
         st.Task.when_all(tasks).wait(20)
@@ -271,8 +271,8 @@ def test_D2_save_writes_valid_chrome_json_with_flows(tmp_path):
 def _synthetic_method_events():
     """A method (task 7) that starts on the main thread, suspends awaiting
     a Task, resumes on a pool thread and completes there, while another
-    method (task 8) runs inside its first step.  Synthetic: these names
-    are recorded by the binding's event sites (next slice)."""
+    method (task 8) runs inside its first step.  Synthetic, to pin the
+    layout exactly (the real events: test_D2_method_events_*)."""
     main, pool = 101, 202
 
     def ev(name, ts, tid, task, **args):
@@ -291,7 +291,7 @@ def _synthetic_method_events():
 
 
 def test_D2_chrome_json_method_steps_and_resume_flow_synthetic():
-    """D2 (synthetic events, until the binding records method.*): method
+    """D2 (synthetic events, an exact layout): method
     steps are X slices (start/resume to suspend/complete, nested calls
     included), and a flow arrow goes from each method.suspend to its
     method.resume on another thread, binding inside both slices."""
@@ -338,7 +338,7 @@ def test_D2_save_png_draws_a_timeline(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_D2_save_png_resume_arrows_synthetic(tmp_path):
-    """D2 (synthetic events, until the binding records method.*): the
+    """D2 (synthetic events): the
     timeline draws method steps and the suspend -> resume arrow."""
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
     from sharptask._trace import _png
@@ -789,3 +789,79 @@ def test_D2_json_resume_flow_pairs_cross_threads(tmp_path):
     assert second["tid"] == resumed_on
     assert first["ts"] <= s["ts"] <= first["ts"] + first["dur"]
     assert f["ts"] == second["ts"]
+
+
+@pytest.mark.timeout(120)
+def test_D2_demo_deadlock_trace_shows_the_hang(tmp_path):
+    """D2 / issue 12: `demo deadlock --trace F.json --png F.png` also saves
+    the hanging child's own trace (F-hang.json, F-hang.png): its UI thread
+    blocks in .result and never wakes, and the method's continuation is
+    posted to the UI context and never resumes; the timeline draws it
+    waiting in the queue to the end of the recording."""
+    out, png = tmp_path / "d.json", tmp_path / "d.png"
+    args = ["-m", "sharptask", "demo", "deadlock", "--trace", out]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--png", png]
+    except ImportError:
+        png = None
+    proc = _run(*args, cwd=tmp_path, timeout=110)
+    assert proc.returncode == 0, proc.stderr
+    main = json.loads(out.read_text("utf-8"))["traceEvents"]
+    assert any(e["name"] == "deadlock.detected" for e in main)  # part 1
+    hang = json.loads((tmp_path / "d-hang.json").read_text("utf-8"))
+    evs = hang["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in evs
+             if e["name"] == "thread_name"}
+    ui = [tid for tid, n in names.items() if n == "MainThread"]
+    assert len(ui) == 1
+    ui = ui[0]
+    on_ui = [e["name"] for e in evs if e["tid"] == ui and e["ph"] == "i"]
+    assert "wait.block" in on_ui and "wait.wake" not in on_ui
+    posts = [e for e in evs if e["name"] == "context.post"
+             and "task_id" in e["args"]]
+    assert len(posts) == 1 and posts[0]["tid"] != ui
+    task = posts[0]["args"]["task_id"]
+    steps = [e for e in evs if e["ph"] == "X"
+             and e["args"].get("task_id") == task]
+    assert [s["args"]["ended_by"] for s in steps] == ["suspend"]
+    assert steps[0]["tid"] == ui
+    assert not [e for e in evs if e["ph"] == "f"
+                and e["name"] == "resume"]
+    if png is not None:
+        assert (tmp_path / "d-hang.png").read_bytes()[:4] == b"\x89PNG"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_D2_unresumed_post_is_a_waiting_span_synthetic():
+    """D2 (synthetic): a continuation posted to a context and never resumed
+    is drawn as waiting on the suspended thread's lane from the post to
+    the end of the recording (with a post arrow); one that resumes waits
+    from its post to its resume, on the resuming thread."""
+    from sharptask._trace import _analyse
+    ui, pool = 1, 2
+
+    def ev(name, ts, tid, task, **args):
+        return TraceEvent(name, ts, tid, "t", task, args)
+    events = [
+        ev("method.start", 0, ui, 5),
+        ev("method.suspend", 10, ui, 5, awaits="sharptask.Task"),
+        ev("method.start", 11, ui, 6),
+        ev("method.suspend", 12, ui, 6, awaits="sharptask.Task"),
+        ev("wait.block", 20, ui, 5, on="task"),
+        ev("context.post", 50, pool, 6, context="C"),
+        ev("method.resume", 60, ui, 6),
+        ev("method.complete", 61, ui, 6),
+        ev("context.post", 70, pool, 5, context="C"),
+    ]
+    spans, _instants, flows = _analyse(events, end_ns=500)
+    waiting = sorted((s.task_id, s.tid, s.start, s.end, s.done)
+                     for s in spans if s.kind == "waiting")
+    assert waiting == [(5, ui, 70, 500, False), (6, ui, 50, 60, True)]
+    blocked = [s for s in spans if s.kind == "blocked"]
+    assert [(b.start, b.end, b.done) for b in blocked] == [(20, 500, False)]
+    posts = [(f.src_tid, f.dst_tid) for f in flows if f.kind == "post"]
+    assert posts == [(pool, ui)]
+    data = _chrome(events, {ui: "UI", pool: "w"}, 0, end_ns=500)
+    assert not [e for e in data["traceEvents"]
+                if e.get("name") == "post"]  # PNG only
