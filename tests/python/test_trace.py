@@ -865,3 +865,60 @@ def test_D2_unresumed_post_is_a_waiting_span_synthetic():
     data = _chrome(events, {ui: "UI", pool: "w"}, 0, end_ns=500)
     assert not [e for e in data["traceEvents"]
                 if e.get("name") == "post"]  # PNG only
+
+
+@pytest.mark.timeout(60)
+def test_D2_stress_method_events_from_many_threads():
+    """D2 stress: 4 threads call async methods that suspend (resumed on
+    pool threads, some nested) while tracing; every method's events carry
+    one id, no two calls share an id, each method's steps are in order
+    (start, suspend, resume..., complete) and its task.created (one) and
+    task.completed carry the same id."""
+    @st.async_method
+    async def leaf(i):
+        await st.Task.delay(0.0005)
+        return i
+
+    @st.async_method
+    async def node(i):
+        a = await leaf(i)
+        await st.Task.yield_()
+        return a + 1
+
+    errors: list = []
+    tasks: list = []
+    lock = threading.Lock()
+
+    def caller(k):
+        try:
+            mine = [node(k * 1000 + j) for j in range(60)]
+            for j, t in enumerate(mine):
+                assert t.wait(20) and t.result == k * 1000 + j + 1
+            with lock:
+                tasks.extend(mine)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with st.trace(buffer_size=1 << 18) as tr:
+        threads = [threading.Thread(target=caller, args=(k,))
+                   for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+    assert not errors, errors
+    assert tr.dropped == 0
+    ids = [t.id for t in tasks]
+    assert len(set(ids)) == len(ids) == 240
+    by_task: dict = {}
+    for e in tr.events:
+        if e.task_id is not None:
+            by_task.setdefault(e.task_id, []).append(e)
+    for tid in ids:
+        evs = by_task[tid]
+        steps = [e.name for e in evs if e.name.startswith("method.")]
+        assert steps[0] == "method.start" and steps[-1] == "method.complete"
+        assert steps.count("method.suspend") == 2
+        assert steps.count("method.resume") == 2
+        assert [e.name for e in evs].count("task.created") == 1
+        assert [e.name for e in evs].count("task.completed") == 1
