@@ -129,7 +129,7 @@ class _NameHook:
 
     def remove(self) -> None:
         if self.installed and threading.getprofile() is self:
-            threading.setprofile(None)  # type: ignore[arg-type]
+            threading.setprofile(None)
         self.installed = False
 
 
