@@ -39,6 +39,7 @@
 #include "py_pool.h"
 #include "py_state.h"
 #include "py_deadlock.h"
+#include "py_trace.h" /* the D2 event sites (issue 12) */
 
 #include <stddef.h>       /* offsetof */
 #include <structmember.h> /* PyMemberDef (3.11) */
@@ -243,11 +244,21 @@ can_inline_here(st_state *st, PyObject *target)
     return current_scheduler() == target; /* already on that scheduler */
 }
 
+/* The id of the box an Action resumes, or 0 (a trace helper).  Refs:
+ * borrows callable. */
+static uint32_t action_trace_id(st_state *st, PyObject *callable);
+
 int
 post_to_target(st_state *st, PyObject *target, PyObject *callable)
 {
-    PyObject *r = PyObject_CallMethodObjArgs(target, st->str_post, callable,
-                                             Py_None, NULL);
+    PyObject *r;
+    /* D2: before the post (the built-in context records its own) */
+    if (ST_UNLIKELY(st_trace_on()) && Py_TYPE(target) != st->STContext_type) {
+        st_trace_emit(ST_TRACE_CONTEXT_POST, action_trace_id(st, callable),
+                      0, trace_type_name(target));
+    }
+    r = PyObject_CallMethodObjArgs(target, st->str_post, callable, Py_None,
+                                   NULL);
     if (r == NULL) {
         return -1;
     }
@@ -300,6 +311,16 @@ action_new(st_state *st, PyObject *fn, PyObject *args, PyObject *context)
         a->act_context = Py_XNewRef(context);
     }
     return (PyObject *)a;
+}
+
+static uint32_t
+action_trace_id(st_state *st, PyObject *callable)
+{
+    if (Py_TYPE(callable) == st->Action_type
+        && ActionObject_CAST(callable)->act_box != NULL) {
+        return trace_task_id(ActionObject_CAST(callable)->act_box);
+    }
+    return 0;
 }
 
 /* An action that resumes box; takes its own reference to box. */
@@ -509,6 +530,9 @@ box_schedule(TaskObject *box)
     st_state *st = g_st;
     PyObject *target = box->task_target;
 
+    /* D2: before anything can run it */
+    ST_TRACE(ST_TRACE_CONTINUATION_QUEUED, trace_task_id(box), 0,
+             target != NULL ? trace_type_name(target) : 0);
     if (target != NULL && Py_TYPE(target) == st->STContext_type) {
         /* the built-in context: the box itself goes in its queue (the
          * type exists only once module exec has set g_post_box) */
@@ -561,13 +585,15 @@ builder_await_foreign(st_state *st, TaskObject *box, PyObject *yielded)
     }
     Py_XSETREF(box->task_arg, Py_NewRef(yielded));
     Py_CLEAR(box->task_target);
+    ST_TRACE(ST_TRACE_METHOD_SUSPEND, trace_task_id(box), 0,
+             trace_type_name(yielded)); /* D2: before it registers */
     r = call_impl(st, "builder_await_foreign", args, 2, NULL);
     Py_DECREF(args[1]);
-    if (r == NULL) {
-        return -1;
+    handled = r == NULL ? -1 : PyObject_IsTrue(r);
+    Py_XDECREF(r);
+    if (handled <= 0) { /* not suspended after all: the step goes on */
+        ST_TRACE(ST_TRACE_METHOD_RESUME, trace_task_id(box), 0, 0);
     }
-    handled = PyObject_IsTrue(r);
-    Py_DECREF(r);
     return handled;
 }
 
@@ -590,6 +616,8 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
             /* Task.yield_(): always posted or queued, never inline */
             Py_XSETREF(box->task_target, capture_target(st));
             Py_XSETREF(box->task_arg, Py_NewRef(yielded));
+            ST_TRACE(ST_TRACE_METHOD_SUSPEND, trace_task_id(box), 0,
+                     trace_type_name(yielded));
             Py_INCREF(box);
             box_schedule(box);
             return 0;
@@ -625,10 +653,13 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
         }
         Py_XSETREF(box->task_arg, Py_NewRef(yielded));
         Py_CLEAR(box->task_target);
+        ST_TRACE(ST_TRACE_METHOD_SUSPEND, trace_task_id(box), 0,
+                 trace_type_name(yielded)); /* D2: before it registers */
         PyObject *r = PyObject_CallOneArg(meth, action);
         Py_DECREF(meth);
         Py_DECREF(action);
-        if (r == NULL) {
+        if (r == NULL) { /* thrown into the coroutine: the step goes on */
+            ST_TRACE(ST_TRACE_METHOD_RESUME, trace_task_id(box), 0, 0);
             return -1;
         }
         Py_DECREF(r);
@@ -640,6 +671,9 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
     Py_XSETREF(box->task_arg, Py_NewRef(awaited));
     box->task_cont.fn = box_on_complete;
     box->task_cont.kind = ST_CONT_AWAIT;
+    /* D2: before the registration lets the completer resume it */
+    ST_TRACE(ST_TRACE_METHOD_SUSPEND, trace_task_id(box),
+             trace_task_id(awaited), trace_type_name(yielded));
     Py_INCREF(box); /* the registration's reference */
     if (((options & CAO_FORCE) && st_task_is_completed(&awaited->task_core))
         || st_task_add_cont(&awaited->task_core, &box->task_cont) != 0) {
@@ -712,7 +746,8 @@ translate_asyncio_cancel(st_state *st)
 enum { STEP_SUSPENDED = 0, STEP_RETURNED = 1, STEP_RAISED = 2 };
 
 static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
-                           PyObject *ctx, PyObject **out_value);
+                           PyObject *ctx, PyObject **out_value,
+                           uint32_t trace_id);
 
 /* Where run_steps gets a box at the first suspension: NULL allocates a
  * new Task; the pooling ValueTask builder sets its rent function for the
@@ -729,7 +764,7 @@ static ST_THREAD_LOCAL void *g_rent_arg;
  * inside a registration is turned into another step here. */
 static int
 run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
-          PyObject **out_value)
+          PyObject **out_value, uint32_t trace_id)
 {
     TaskObject *running = *pbox;
     int rc;
@@ -737,9 +772,14 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
         running->task_flags |= TF_RUNNING_BOX;
         thread_running_push(running);
     }
-    rc = run_steps_inner(st, pbox, coro, ctx, out_value);
+    rc = run_steps_inner(st, pbox, coro, ctx, out_value, trace_id);
     if (running != NULL) {
         thread_running_pop(running);
+    }
+    if (rc != STEP_SUSPENDED) {
+        /* D2: before the caller completes the task */
+        ST_TRACE(ST_TRACE_METHOD_COMPLETE,
+                 *pbox != NULL ? trace_task_id(*pbox) : trace_id, 0, 0);
     }
     if (*pbox != NULL) {
         (*pbox)->task_flags &= ~(TF_RUNNING_BOX | TF_RESUME_PENDING);
@@ -754,7 +794,7 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
 
 static int
 run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
-                PyObject *ctx, PyObject **out_value)
+                PyObject *ctx, PyObject **out_value, uint32_t trace_id)
 {
     PyObject *val = NULL, *exc = NULL;
     PySendResult r;
@@ -780,6 +820,9 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
         }
         if (*pbox == NULL) {
             TaskObject *box;
+            if (trace_id != 0) {
+                trace_claim_id(trace_id); /* task.created takes the call's */
+            }
             if (g_rent_box != NULL) {
                 TaskObject *(*rent)(void *) = g_rent_box;
                 g_rent_box = NULL; /* one box per start */
@@ -787,6 +830,13 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             }
             else {
                 box = (TaskObject *)task_new_promise(st, NULL, 0);
+            }
+            if (trace_id != 0) {
+                trace_claim_id(0);
+                if (box != NULL) { /* D2: the Task the call returns */
+                    box->task_id = trace_id;
+                    st_task_set_trace_id(&box->task_core, trace_id);
+                }
             }
             if (box == NULL) {
                 Py_DECREF(val);
@@ -803,6 +853,11 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
         if (rc == 0) {
             if ((*pbox)->task_flags & TF_RESUME_PENDING) {
                 (*pbox)->task_flags &= ~TF_RESUME_PENDING;
+                if (ST_UNLIKELY(st_trace_on())) { /* resumed inline */
+                    uint32_t id = trace_task_id(*pbox);
+                    st_trace_emit(ST_TRACE_CONTINUATION_INLINE, id, 0, 0);
+                    st_trace_emit(ST_TRACE_METHOD_RESUME, id, 0, 0);
+                }
                 continue; /* completed during registration: step again */
             }
             return STEP_SUSPENDED;
@@ -828,8 +883,14 @@ start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
 {
     PyObject *ctx, *saved;
     TaskObject *(*outer_rent)(void *);
+    uint32_t trace_id = 0;
     int rc;
 
+    if (ST_UNLIKELY(st_trace_on())) {
+        /* D2: the id of the Task the call returns, before it exists */
+        trace_id = *pbox != NULL ? trace_task_id(*pbox) : trace_new_id(st);
+        st_trace_emit(ST_TRACE_METHOD_START, trace_id, 0, 0);
+    }
     ctx = PyContext_CopyCurrent();
     if (ctx == NULL || PyContext_Enter(ctx) < 0) {
         Py_XDECREF(ctx);
@@ -844,7 +905,7 @@ start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
     saved = sync_context_save();
     outer_rent = g_rent_box;
     if (outer_rent == NULL && rent_box == NULL) {
-        rc = run_steps(st, pbox, coro, ctx, value); /* the common case */
+        rc = run_steps(st, pbox, coro, ctx, value, trace_id); /* common */
     }
     else {
         /* an enclosing pooled start's supplier is not ours (g_rent_box):
@@ -852,7 +913,7 @@ start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
         void *outer_arg = g_rent_arg;
         g_rent_box = rent_box;
         g_rent_arg = arg;
-        rc = run_steps(st, pbox, coro, ctx, value);
+        rc = run_steps(st, pbox, coro, ctx, value, trace_id);
         g_rent_box = outer_rent;
         g_rent_arg = outer_arg;
     }
@@ -982,7 +1043,8 @@ box_resume(TaskObject *box)
         goto done;
     }
     saved = sync_context_save();
-    rc = run_steps(st, &b, coro, ctx, &value);
+    ST_TRACE(ST_TRACE_METHOD_RESUME, trace_task_id(box), 0, 0);
+    rc = run_steps(st, &b, coro, ctx, &value, 0);
     PyContext_Exit(ctx);
     if (rc == STEP_RETURNED) {
         sync_context_restore(st, saved);
@@ -1013,6 +1075,7 @@ box_on_complete(st_cont_t *c, st_task_t *core, int how)
     TaskObject *box = st_container_of(c, TaskObject, task_cont);
     (void)core;
     if (how == ST_RUN_INLINE && can_inline_here(st, box->task_target)) {
+        ST_TRACE(ST_TRACE_CONTINUATION_INLINE, trace_task_id(box), 0, 0);
         tls_inline_depth++;
         box_resume(box);
         tls_inline_depth--;

@@ -19,6 +19,7 @@
 #include "py_errors.h"
 #include "py_state.h"
 #include "py_task.h"
+#include "py_trace.h"
 
 #include "st_error.h"
 #include "st_list.h"  /* st_container_of */
@@ -51,6 +52,7 @@ stcontext_post_box(st_state *st, PyObject *ctx, TaskObject *box)
     box->task_work.run = stcontext_box_run;
     box->task_work.flags = 0;
     /* the queue owns the reference we were given */
+    TRACE_CONTEXT_POST(trace_task_id(box), ctx); /* D2 */
     if (st_workq_push(&c->stc_queue, &box->task_work) != 0) {
         PyErr_SetString(st->InvalidOperationError,
                         "the SingleThreadSynchronizationContext is closed");
@@ -106,6 +108,7 @@ stcontext_post(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     node = action_queue_node(action); /* steals action */
+    TRACE_CONTEXT_POST(0, op); /* D2 */
     if (st_workq_push(&c->stc_queue, node) != 0) {
         action_queue_node_drop(node);
         PyErr_SetString(st->InvalidOperationError,

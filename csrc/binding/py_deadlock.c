@@ -35,6 +35,7 @@
  * only sees one pattern.
  */
 #include "binding.h"
+#include "py_trace.h" /* deadlock.detected (D2) */
 #include "py_deadlock.h"
 #include "py_errors.h"
 #include "py_state.h"
@@ -503,6 +504,7 @@ report_deadlock(st_state *st, thread_rec *r, TaskObject *t)
         Py_DECREF(steps);
         return 0; /* gone meanwhile */
     }
+    ST_TRACE(ST_TRACE_DEADLOCK_DETECTED, trace_task_id(t), 0, 0); /* D2 */
     id = PyLong_FromUnsignedLong(r->ident);
     if (id != NULL) {
         PyObject *a[3] = {id, (PyObject *)t, steps};

@@ -696,6 +696,7 @@ continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
         task_try_complete(ct, ST_STATUS_CANCELED, NULL, NULL);
     }
     else if (how == ST_RUN_INLINE && ct->task_scheduler == NULL) {
+        ST_TRACE(ST_TRACE_CONTINUATION_INLINE, trace_task_id(ct), 0, 0);
         task_execute(ct);
     }
     else if (how == ST_RUN_INLINE && scheduler_try_inline(ct) != 0) {

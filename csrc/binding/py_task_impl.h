@@ -9,6 +9,7 @@
 
 #include "binding.h"
 #include "py_task.h"
+#include "py_trace.h"
 
 #include "st_thread.h" /* ST_THREAD_LOCAL */
 
@@ -64,6 +65,7 @@ task_alloc(st_state *st, int kind, int status, uint32_t options)
     t->task_work.run = NULL;
     t->task_work.flags = ST_WORK_DOMAIN;
     PyObject_GC_Track(t);
+    TRACE_TASK_CREATED(t); /* D2 */
     return t;
 }
 

@@ -23,7 +23,8 @@
 #include <string.h> /* strlen */
 
 #include "st_error.h" /* ST_E* codes */
-#include "st_trace.h" /* the recorder */
+#include "st_thread.h" /* ST_THREAD_LOCAL */
+#include "st_trace.h"  /* the recorder */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -84,6 +85,55 @@ threads_list(const st_trace_dump_t *d)
         PyList_SET_ITEM(list, (Py_ssize_t)i, item); /* steals item */
     }
     return list;
+}
+
+/* ------------------------------------------------ event-site helpers */
+
+/* The id the next task.created on this thread takes (0: none).  A plain
+ * number, never an object. */
+static ST_THREAD_LOCAL uint32_t tls_claimed_id;
+
+uint32_t
+trace_new_id(st_state *st)
+{
+    if (++st->next_task_id == 0) { /* skip 0 on wrap-around, as Task.id */
+        ++st->next_task_id;
+    }
+    return st->next_task_id;
+}
+
+uint32_t
+trace_task_id(TaskObject *t)
+{
+    if (t->task_id == 0) {
+        t->task_id = trace_new_id(g_st);
+    }
+    if (st_task_trace_id(&t->task_core) != t->task_id) {
+        st_task_set_trace_id(&t->task_core, t->task_id);
+    }
+    return t->task_id;
+}
+
+void
+trace_claim_id(uint32_t id)
+{
+    tls_claimed_id = id;
+}
+
+void
+trace_task_created(TaskObject *t)
+{
+    if (tls_claimed_id != 0 && t->task_id == 0) {
+        t->task_id = tls_claimed_id;
+        tls_claimed_id = 0;
+    }
+    st_trace_emit(ST_TRACE_TASK_CREATED, trace_task_id(t), 0, 0);
+}
+
+uint32_t
+trace_type_name(PyObject *obj)
+{
+    return st_trace_intern(Py_TYPE(obj)->tp_name);
 }
 
 /* ------------------------------------------------------------ methods */

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -86,14 +87,50 @@ def _args(name: str, ts: int, arg: int, arg2: int) -> dict[str, Any]:
             out["completed" if arg2 == 1 else "acquired"] = bool(arg)
         return out
     if name == "method.suspend":
+        out = {}
         awaits = _string(arg2)
-        return {"awaits": awaits} if awaits is not None else {}
+        if awaits is not None:
+            out["awaits"] = awaits
+        if arg:
+            out["awaited_task"] = arg  # the id of the Task it awaits
+        return out
     if name == "context.post":
         context = _string(arg2)
         return {"context": context} if context is not None else {}
+    if name == "continuation.queued":
+        target = _string(arg2)
+        return {"target": target} if target is not None else {}
     if arg or arg2:
         return {"arg": arg, "arg2": arg2}
     return {}
+
+
+class _NameHook:
+    """While a trace records, each thread started from the threading module
+    tells its native id and name as it starts (threading.setprofile), so
+    that a thread that ends before the trace is collected keeps its Python
+    name ("UI") rather than the OS's ("python").  Installed only when no
+    threading profile function is set; the hook removes itself from each
+    thread at its first call."""
+
+    def __init__(self, names: dict[int, str]) -> None:
+        self.names = names
+        self.installed = False
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        sys.setprofile(None)
+        t = threading.current_thread()
+        self.names.setdefault(threading.get_native_id(), t.name)
+
+    def install(self) -> None:
+        if threading.getprofile() is None:
+            threading.setprofile(self)
+            self.installed = True
+
+    def remove(self) -> None:
+        if self.installed and threading.getprofile() is self:
+            threading.setprofile(None)
+        self.installed = False
 
 
 def _python_thread_names() -> dict[int, str]:
@@ -137,6 +174,8 @@ class Trace:
         self._state = "new"  # new -> recording -> done
         self._lock = threading.Lock()
         self._py_names: dict[int, str] = {}
+        self._name_hook = _NameHook(self._py_names)
+        self._end_ns = 0  # when the last drain ran: where open spans end
 
     def __repr__(self) -> str:
         return (f"<sharptask.Trace {self._state}: {len(self._events)} "
@@ -151,6 +190,7 @@ class Trace:
                 "a Trace records once: call sharptask.trace() again")
         self._py_names.update(_python_thread_names())
         _native._trace_start(self._buffer_size)  # InvalidOperationError
+        self._name_hook.install()
         self._state = "recording"
         return self
 
@@ -158,6 +198,7 @@ class Trace:
         if self._state != "recording":
             return
         _native._trace_stop()
+        self._name_hook.remove()
         self._drain()
         self._state = "done"
 
@@ -166,6 +207,7 @@ class Trace:
         with self._lock:
             self._py_names.update(_python_thread_names())
             raw, threads, dropped = _native._trace_collect()
+            self._end_ns = time.monotonic_ns()
             self._dropped += dropped
             for tid, name, named, _exited in threads:
                 # the core's name for its own threads ("sharptask-worker-
@@ -217,7 +259,9 @@ class Trace:
     def to_chrome(self) -> dict[str, Any]:
         """The trace as a Chrome trace-event object (what :meth:`save`
         writes)."""
-        return _chrome(self.events, self.threads, self.dropped)
+        events = self.events
+        return _chrome(events, self.threads, self.dropped,
+                       end_ns=self._end_ns)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the trace as Chrome trace-event JSON, which Perfetto
@@ -240,7 +284,9 @@ class Trace:
         suspension to its resumption, a legend.  Without matplotlib it
         raises ImportError naming the extra to install
         (``pip install sharptask[plot]``)."""
-        _png(self.events, self.threads, self.dropped, path, title)
+        events = self.events
+        _png(events, self.threads, self.dropped, path, title,
+             end_ns=self._end_ns)
 
 
 def trace(*, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Trace:
@@ -266,7 +312,7 @@ def trace(*, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Trace:
 
 @dataclass
 class _Span:
-    kind: str          # "pool item", "method step", "blocked"
+    kind: str          # "pool item", "method step", "blocked", "waiting"
     tid: int
     start: int
     end: int
@@ -277,7 +323,7 @@ class _Span:
 
 @dataclass
 class _Flow:
-    kind: str  # "resume", "queue"
+    kind: str  # "resume", "queue", "post"
     src_tid: int
     src_ts: int
     dst_tid: int
@@ -288,20 +334,31 @@ _STEP_OPEN = ("method.start", "method.resume")
 _STEP_CLOSE = ("method.suspend", "method.complete")
 
 
-def _analyse(events: Sequence[TraceEvent]):
-    """Spans (pool items, method steps, blocked waits), instants, flows."""
+def _analyse(events: Sequence[TraceEvent], end_ns: int = 0):
+    """Spans (pool items, method steps, blocked waits, continuations
+    waiting in a context's queue), instants, flows.
+
+    A continuation posted to a context (context.post with a task id) waits
+    from the post to its method.resume; one never resumed waits to the end
+    of the trace, drawn on the lane of the thread where the method
+    suspended (the context's thread, for a context that has one)."""
     spans: list[_Span] = []
     instants: list[TraceEvent] = []
     flows: list[_Flow] = []
-    end_ts = events[-1].ts_ns if events else 0
+    # what is still open ends where the recording was last collected
+    end_ts = max(events[-1].ts_ns if events else 0, end_ns)
     items: dict[tuple[int, int], TraceEvent] = {}
     steps: dict[int, list[TraceEvent]] = {}
     blocks: dict[int, list[TraceEvent]] = {}
     queued: dict[int, TraceEvent] = {}
     suspended: dict[int, TraceEvent] = {}
+    posted: dict[int, TraceEvent] = {}
     for ev in events:
         name, tid = ev.name, ev.thread_id
-        if name == "pool.item.queued":
+        if name == "context.post" and ev.task_id is not None:
+            posted[ev.task_id] = ev
+            instants.append(ev)
+        elif name == "pool.item.queued":
             queued[ev.args.get("item", 0)] = ev
             instants.append(ev)
         elif name == "pool.item.start":
@@ -325,6 +382,10 @@ def _analyse(events: Sequence[TraceEvent]):
                 if src is not None:
                     flows.append(_Flow("resume", src.thread_id, src.ts_ns,
                                        tid, ev.ts_ns))
+                post = posted.pop(ev.task_id, None)
+                if post is not None:
+                    spans.append(_Span("waiting", tid, post.ts_ns, ev.ts_ns,
+                                       ev.task_id, dict(post.args)))
         elif name in _STEP_CLOSE:
             stack = steps.get(tid, [])
             for i in range(len(stack) - 1, -1, -1):
@@ -362,6 +423,13 @@ def _analyse(events: Sequence[TraceEvent]):
         for start in stack:
             spans.append(_Span("blocked", tid, start.ts_ns, end_ts,
                                start.task_id, dict(start.args), done=False))
+    for task_id, post in posted.items():
+        src = suspended.get(task_id)
+        if src is not None:  # posted, never resumed: it waits still
+            spans.append(_Span("waiting", src.thread_id, post.ts_ns, end_ts,
+                               task_id, dict(post.args), done=False))
+            flows.append(_Flow("post", post.thread_id, post.ts_ns,
+                               src.thread_id, post.ts_ns))
     return spans, instants, flows
 
 
@@ -378,7 +446,7 @@ def _lanes(events: Sequence[TraceEvent], threads: dict[int, str]):
 # -------------------------------------------------------------- Chrome JSON
 
 def _chrome(events: Sequence[TraceEvent], threads: dict[int, str],
-            dropped: int) -> dict[str, Any]:
+            dropped: int, end_ns: int = 0) -> dict[str, Any]:
     pid = os.getpid()
     t0 = events[0].ts_ns if events else 0
 
@@ -394,10 +462,10 @@ def _chrome(events: Sequence[TraceEvent], threads: dict[int, str],
                     "args": {"name": threads.get(tid, f"thread {tid}")}})
         out.append({"name": "thread_sort_index", "ph": "M", "pid": pid,
                     "tid": tid, "args": {"sort_index": index}})
-    spans, instants, flows = _analyse(events)
+    spans, instants, flows = _analyse(events, end_ns)
     for span in spans:
-        if span.kind == "blocked":
-            continue  # D2: waits are instants (wait.block, wait.wake)
+        if span.kind in ("blocked", "waiting"):
+            continue  # D2: waits are instants (wait.*, context.post)
         if span.kind == "pool item":
             name, cat = "pool item", "pool"
         else:
@@ -417,7 +485,7 @@ def _chrome(events: Sequence[TraceEvent], threads: dict[int, str],
         out.append({"name": ev.name, "cat": ev.name.split(".", 1)[0],
                     "ph": "i", "s": "t", "pid": pid, "tid": ev.thread_id,
                     "ts": us(ev.ts_ns), "args": args})
-    for fid, flow in enumerate(flows, 1):
+    for fid, flow in enumerate((f for f in flows if f.kind != "post"), 1):
         # The start binds to the slice that encloses it on its thread: a
         # suspension ends its slice, so the arrow leaves just before.
         src_ts = us(flow.src_ts) - (0.001 if flow.kind == "resume" else 0)
@@ -446,6 +514,7 @@ _COLOURS = {
     "pool item": "#4C78A8",
     "method step": "#F58518",
     "blocked": "#BAB0AC",
+    "waiting": "#F4A6A6",
 }
 _MARKERS = {
     # name: (marker, colour, legend label)
@@ -464,7 +533,8 @@ _MAX_MARKERS_PER_KIND = 5000
 
 
 def _png(events: Sequence[TraceEvent], threads: dict[int, str], dropped: int,
-         path: str | os.PathLike[str], title: str | None) -> None:
+         path: str | os.PathLike[str], title: str | None,
+         end_ns: int = 0) -> None:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -481,7 +551,7 @@ def _png(events: Sequence[TraceEvent], threads: dict[int, str], dropped: int,
     def ms(ns: int) -> float:
         return (ns - t0) / 1e6
 
-    spans, instants, flows = _analyse(events)
+    spans, instants, flows = _analyse(events, end_ns)
     height = 1.5 + 0.55 * max(len(lanes), 1)
     fig = Figure(figsize=(12, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -519,6 +589,30 @@ def _png(events: Sequence[TraceEvent], threads: dict[int, str], dropped: int,
                    edgecolors="white", linewidths=0.5)
         handles.append(Line2D([], [], marker=marker, color=colour,
                               linestyle="none", label=label))
+    waits: dict[int, list[tuple[float, float]]] = {}
+    for span in spans:
+        if span.kind == "waiting":
+            waits.setdefault(span.tid, []).append(
+                (ms(span.start), max(ms(span.end) - ms(span.start), 1e-4)))
+    for tid, ranges in waits.items():
+        # a strip above the lane: the continuation queued for this thread
+        ax.broken_barh(ranges, (row[tid] - 0.46, 0.14),
+                       facecolors=_COLOURS["waiting"], edgecolor="#D62728",
+                       linewidth=0.6, zorder=3)
+    if waits:
+        handles.append(Patch(facecolor=_COLOURS["waiting"],
+                             edgecolor="#D62728",
+                             label="continuation waiting in the\n"
+                                   "context's queue"))
+    for flow in (f for f in flows if f.kind == "post"):
+        ax.annotate("", xy=(ms(flow.dst_ts), row[flow.dst_tid] - 0.39),
+                    xytext=(ms(flow.src_ts), row[flow.src_tid]),
+                    arrowprops={"arrowstyle": "-|>", "color": "#9D755D",
+                                "linewidth": 1.0, "linestyle": "--"},
+                    zorder=5)
+    if any(f.kind == "post" for f in flows):
+        handles.append(Line2D([], [], color="#9D755D", linestyle="--",
+                              label="posted, never run"))
     queue_flows = [f for f in flows if f.kind == "queue"]
     drawn_queue = queue_flows if len(queue_flows) <= _MAX_QUEUE_ARROWS else []
     for flow in drawn_queue:

@@ -593,13 +593,17 @@ def _child_env():
 # The child of part 4: the classic deadlock with the detector set to
 # sys.argv[1] ("off" or "warn"). A watchdog thread only *looks* (it posts
 # nothing and completes nothing) and reports what it sees, then the parent
-# kills the child.
+# kills the child.  Under `demo deadlock --trace/--png` the "off" child
+# records itself too (SPEC D2) and its watchdog saves what it recorded
+# before it reports done (the child is killed, so nothing runs after).
 _HANG_CHILD = r'''
-import sys, threading, time
+import os, sys, threading, time
 import sharptask as st
 
 st.set_deadlock_detection(sys.argv[1])
 seen = {}
+_out = os.environ.get("SHARPTASK_DEMO_HANG_TRACE")
+tr = st.trace().__enter__() if _out else None
 
 @st.async_method
 async def get_json_async(uri):
@@ -619,6 +623,18 @@ def watchdog(ctx, t0):
           f"callbacks waiting in the UI queue: {ctx.pending}")
     for line in str(st.dump_async()).splitlines():
         print("dump_async: " + line)
+    if tr is not None:
+        json_path, png_path = _out.split("\n")
+        if json_path:
+            tr.save(json_path)
+            print("watchdog: trace saved to " + json_path)
+        if png_path:
+            try:
+                tr.save_png(png_path, title="demo deadlock, detector off: "
+                            "the UI thread (MainThread) hangs in .result")
+                print("watchdog: timeline drawn to " + png_path)
+            except ImportError as exc:
+                print("watchdog: " + str(exc))
     print("watchdog: done")
 
 def button1_click(ctx):
@@ -635,11 +651,30 @@ print("ui: the message loop ended normally")
 '''
 
 
+# (json path, png path) for the hanging "off" child to save its own trace
+# to, each "" for none; set by main() under --trace/--png.
+_HANG_TRACE: tuple[str, str] | None = None
+
+
+def _hang_paths(json_path: str | None,
+                png_path: str | None) -> tuple[str, str]:
+    """FILE.json -> FILE-hang.json (and the same for the PNG)."""
+    def derive(path: str | None) -> str:
+        if not path:
+            return ""
+        root, ext = os.path.splitext(path)
+        return os.path.abspath(f"{root}-hang{ext}")
+    return derive(json_path), derive(png_path)
+
+
 class _HangingChild:
     """Runs _HANG_CHILD in a subprocess and collects its output."""
 
     def __init__(self, mode: str) -> None:
         import subprocess
+        env = _child_env()
+        if mode == "off" and _HANG_TRACE is not None:
+            env["SHARPTASK_DEMO_HANG_TRACE"] = "\n".join(_HANG_TRACE)
         self.mode = mode
         self.lines: list[str] = []
         self.done = threading.Event()
@@ -647,7 +682,7 @@ class _HangingChild:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _HANG_CHILD, mode],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=_child_env())
+            env=env)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -2345,8 +2380,13 @@ def main(argv=None, prog="python -m sharptask demo") -> int:
     args = parser.parse_args(argv)
     if args.trace or args.png:
         from . import _trace
-        with _trace.trace() as tr:
-            status = main([args.name] if args.name else [], prog)
+        global _HANG_TRACE
+        _HANG_TRACE = _hang_paths(args.trace, args.png)
+        try:
+            with _trace.trace() as tr:
+                status = main([args.name] if args.name else [], prog)
+        finally:
+            _HANG_TRACE = None
         title = f"demo {args.name or 'all'}"
         return status or _trace.write_outputs(tr, args.trace, args.png,
                                               title=title)

@@ -2,12 +2,12 @@
 save() writes Chrome trace JSON, save_png() a per-thread timeline; the
 `python -m sharptask trace` and `demo --trace` command lines.
 
-The event sites of this slice are the core's (pool items, pool threads,
-timers, task completion, sync waits).  The binding's method.*,
-continuation.*, context.post, task.created and deadlock.detected sites
-come with the binding restructure: until then the suspend -> resume flows
-and method-step slices are checked on synthetic events (marked so below).
-The cost of recording is measured by the WT benchmark, never here.
+The core's event sites (pool items, pool threads, timers, task
+completion, sync waits) and the binding's (method.*, continuation.*,
+context.post, task.created, deadlock.detected: issue 12's second slice)
+are checked on real runs; the Chrome JSON and PNG layouts also on
+synthetic events (marked so below).  The cost of recording is measured by
+the WT benchmark, never here.
 """
 
 from __future__ import annotations
@@ -241,8 +241,8 @@ def test_D2_save_writes_valid_chrome_json_with_flows(tmp_path):
     """D2: save() writes {"traceEvents": [...]} with microsecond ts, pid,
     tid, thread-name metadata, pool items as X slices, the rest as
     instants, and flow arrows (s/f, same id) that cross threads: here from
-    pool.item.queued to pool.item.start (suspend -> resume flows need the
-    binding's method events; see the synthetic test below)."""
+    pool.item.queued to pool.item.start (suspend -> resume flows:
+    test_D2_json_resume_flow_pairs_cross_threads)."""
     with st.trace() as tr:
         tasks = [st.Task.run(_work, i) for i in range(10)]
         st.Task.when_all(tasks).wait(20)
@@ -271,8 +271,8 @@ def test_D2_save_writes_valid_chrome_json_with_flows(tmp_path):
 def _synthetic_method_events():
     """A method (task 7) that starts on the main thread, suspends awaiting
     a Task, resumes on a pool thread and completes there, while another
-    method (task 8) runs inside its first step.  Synthetic: these names
-    are recorded by the binding's event sites (next slice)."""
+    method (task 8) runs inside its first step.  Synthetic, to pin the
+    layout exactly (the real events: test_D2_method_events_*)."""
     main, pool = 101, 202
 
     def ev(name, ts, tid, task, **args):
@@ -291,7 +291,7 @@ def _synthetic_method_events():
 
 
 def test_D2_chrome_json_method_steps_and_resume_flow_synthetic():
-    """D2 (synthetic events, until the binding records method.*): method
+    """D2 (synthetic events, an exact layout): method
     steps are X slices (start/resume to suspend/complete, nested calls
     included), and a flow arrow goes from each method.suspend to its
     method.resume on another thread, binding inside both slices."""
@@ -338,7 +338,7 @@ def test_D2_save_png_draws_a_timeline(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_D2_save_png_resume_arrows_synthetic(tmp_path):
-    """D2 (synthetic events, until the binding records method.*): the
+    """D2 (synthetic events): the
     timeline draws method steps and the suspend -> resume arrow."""
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
     from sharptask._trace import _png
@@ -516,3 +516,409 @@ def test_D2_stress_threads_record_while_traces_start_stop_and_drain():
             t.join(30)
     assert not errors, errors
     assert not _native._trace_active()
+
+
+# ------------------------------------------------- the binding's events
+
+def _of(events, task_id, *names):
+    """The events about task_id, only those named (all if none)."""
+    return [e for e in events if e.task_id == task_id
+            and (not names or e.name in names)]
+
+
+@st.async_method
+async def _suspends_once(delay_box):
+    d = st.Task.delay(0.01)
+    delay_box.append(d)
+    await d
+    return threading.get_native_id()
+
+
+@pytest.mark.timeout(30)
+def test_D2_method_events_follow_one_task_across_threads():
+    """D2: an async method that suspends on the main thread and resumes on
+    a pool thread records method.start and method.suspend (awaiting the
+    delay's Task) on the main thread, then method.resume and
+    method.complete on the pool thread, all with the id of the Task the
+    call returns (assigned at method.start, before the Task existed:
+    task.created carries the same id, later); suspend before resume,
+    complete before task.completed (cause order)."""
+    me = threading.get_native_id()
+    box: list = []
+    with st.trace() as tr:
+        t = _suspends_once(box)
+        resumed_on = t.wait(10) and t.result
+    events = tr.events
+    tid = t.id
+    assert tid
+    mine = _of(events, tid, "method.start", "method.suspend",
+               "method.resume", "method.complete")
+    assert [e.name for e in mine] == ["method.start", "method.suspend",
+                                      "method.resume", "method.complete"]
+    start, suspend, resume, complete = mine
+    assert start.thread_id == suspend.thread_id == me
+    assert resume.thread_id == complete.thread_id == resumed_on != me
+    assert resume.thread_name.startswith("sharptask-")
+    assert start.ts_ns <= suspend.ts_ns < resume.ts_ns <= complete.ts_ns
+    assert suspend.args["awaits"] == "sharptask.Task"
+    assert suspend.args["awaited_task"] == box[0].id
+    created = _of(events, tid, "task.created")
+    assert len(created) == 1 and created[0].thread_id == me
+    assert start.ts_ns <= created[0].ts_ns <= suspend.ts_ns
+    done = _of(events, tid, "task.completed")
+    assert len(done) == 1 and done[0].ts_ns >= complete.ts_ns
+    assert done[0].args["status"] == "RAN_TO_COMPLETION"
+    # resumed inline by the thread that completed the delay's Task
+    inline = _of(events, tid, "continuation.inline")
+    assert inline and inline[0].thread_id == resumed_on
+    assert suspend.ts_ns < inline[0].ts_ns <= resume.ts_ns
+    # the delay's own Task: created and completed with its id too
+    assert _of(events, box[0].id, "task.created")
+    assert _of(events, box[0].id, "task.completed")
+
+
+@pytest.mark.timeout(30)
+def test_D2_method_that_completes_synchronously_start_and_complete():
+    """D2: a method that never suspends records method.start and
+    method.complete with the same (new) id on the calling thread, no
+    suspend, no resume."""
+    @st.async_method
+    async def sync(x):
+        return x * 2
+
+    with st.trace() as tr:
+        assert sync(21).result == 42
+    steps = [e for e in tr.events if e.name.startswith("method.")]
+    assert [e.name for e in steps] == ["method.start", "method.complete"]
+    assert steps[0].task_id is not None
+    assert steps[0].task_id == steps[1].task_id
+    assert steps[0].thread_id == threading.get_native_id()
+
+
+@pytest.mark.timeout(30)
+def test_D2_value_task_methods_record_the_same_steps():
+    """D2 (V5 modes share the driver): @async_value_method, pooled or not,
+    records start/suspend/resume/complete with one id across threads."""
+    for pooling in (False, True):
+        @st.async_value_method(pooling=pooling)
+        async def vm():
+            await st.Task.delay(0.005)
+            return threading.get_native_id()
+
+        with st.trace() as tr:
+            vt = vm()
+            other = vt.as_task().result
+        steps = [e for e in tr.events if e.name.startswith("method.")]
+        assert [e.name for e in steps] == [
+            "method.start", "method.suspend", "method.resume",
+            "method.complete"], pooling
+        assert len({e.task_id for e in steps}) == 1, pooling
+        assert steps[0].task_id is not None
+        assert steps[2].thread_id == other != threading.get_native_id()
+
+
+@pytest.mark.timeout(30)
+def test_D2_task_run_of_an_async_def_carries_the_run_tasks_id():
+    """D2: Task.run(async def): the method's events carry the id of the
+    Task that Task.run returned (the box is that Task), created on the
+    calling thread, started on a pool thread."""
+    async def body():
+        await st.Task.delay(0.005)
+        return 1
+
+    with st.trace() as tr:
+        t = st.Task.run(body)
+        assert t.result == 1
+    mine = _of(tr.events, t.id)
+    names = [e.name for e in mine]
+    assert names[0] == "task.created"
+    assert mine[0].thread_id == threading.get_native_id()
+    for n in ("method.start", "method.suspend", "method.resume",
+              "method.complete", "task.completed"):
+        assert n in names, names
+    assert _of(tr.events, t.id, "method.start")[0].thread_name.startswith(
+        "sharptask-")
+
+
+@pytest.mark.timeout(30)
+def test_D2_context_post_for_a_single_thread_context():
+    """D2: a method started on a UiThread's SingleThreadSynchronizationContext
+    suspends there; the pool thread that completes what it awaited
+    records continuation.queued then context.post (args: the context's
+    type, the method's task id), before the UI thread records
+    method.resume."""
+    with st.UiThread(name="ui-trace") as ui:
+        with st.trace() as tr:
+            box: list = []
+            t = ui.invoke(_suspends_once, box)
+            ran_on = t.result
+    ui_tid = ran_on
+    events = tr.events
+    assert tr.threads[ui_tid] == "ui-trace"  # named even though it ended
+    posts = _of(events, t.id, "context.post")
+    assert len(posts) == 1
+    post = posts[0]
+    assert post.args == {
+        "context": "sharptask.SingleThreadSynchronizationContext"}
+    assert post.thread_id != ui_tid
+    queued = _of(events, t.id, "continuation.queued")
+    assert queued and queued[0].ts_ns <= post.ts_ns
+    assert queued[0].args["target"] == \
+        "sharptask.SingleThreadSynchronizationContext"
+    resume = _of(events, t.id, "method.resume")
+    assert len(resume) == 1 and resume[0].thread_id == ui_tid
+    assert post.ts_ns < resume[0].ts_ns
+    suspend = _of(events, t.id, "method.suspend")[0]
+    assert suspend.thread_id == ui_tid
+    # UiThread.invoke posts its callback: context.post without a task
+    assert any(e.name == "context.post" and e.task_id is None
+               and e.thread_id == threading.get_native_id()
+               for e in events)
+
+
+@pytest.mark.timeout(30)
+def test_D2_deadlock_detected_recorded_on_the_blocked_thread():
+    """D2 / C6: the sync-over-async deadlock on a UI thread records
+    wait.block then deadlock.detected (with the id of the method's task)
+    on the UI thread, before DeadlockError is raised there."""
+    assert st.get_deadlock_detection() == "raise"
+
+    def click(box):
+        box.append(None)
+        t = _suspends_once([])
+        box[0] = t
+        return t.result
+
+    box: list = []
+    with st.UiThread(name="ui-deadlock") as ui:
+        with st.trace() as tr:
+            with pytest.raises(st.DeadlockError):
+                ui.invoke(click, box)
+            box[0].wait(10)  # its continuation ran on the UI later
+    t = box[0]
+    found = _of(tr.events, t.id, "deadlock.detected")
+    assert len(found) == 1
+    ui_tid = found[0].thread_id
+    assert tr.threads[ui_tid] == "ui-deadlock"
+    block = _of(tr.events, t.id, "wait.block")
+    assert block and block[0].thread_id == ui_tid
+    assert block[0].ts_ns <= found[0].ts_ns
+    suspend = _of(tr.events, t.id, "method.suspend")[0]
+    resume = _of(tr.events, t.id, "method.resume")[0]
+    assert suspend.thread_id == resume.thread_id == ui_tid
+    assert found[0].ts_ns < resume.ts_ns
+
+
+@pytest.mark.timeout(30)
+def test_D2_yield_and_custom_awaiter_suspend_and_resume():
+    """D2: Task.yield_() suspends (awaits the YieldAwaitable) and queues
+    its continuation; an awaiter with on_completed records its type."""
+    class Later:
+        def __await__(self):
+            return (yield self)
+
+        def on_completed(self, action):
+            threading.Timer(0.005, action).start()
+
+    @st.async_method
+    async def m():
+        await st.Task.yield_()
+        await Later()
+        return 3
+
+    with st.trace() as tr:
+        t = m()
+        assert t.result == 3
+    mine = _of(tr.events, t.id)
+    suspends = [e for e in mine if e.name == "method.suspend"]
+    assert [e.args["awaits"] for e in suspends] == [
+        "sharptask.YieldAwaitable", "Later"]
+    assert [e.name for e in mine if e.name.startswith("method.")] == [
+        "method.start", "method.suspend", "method.resume",
+        "method.suspend", "method.resume", "method.complete"]
+    assert _of(tr.events, t.id, "continuation.queued")
+
+
+@pytest.mark.timeout(30)
+def test_D2_off_records_nothing_and_assigns_no_id():
+    """D2: with no trace active the event sites record nothing, and a
+    method's Task gets no id until it is read (ids stay lazy); while
+    tracing, the id is assigned at method.start."""
+    with st.trace():
+        pass
+    assert _native._trace_collect()[0] == []
+    box: list = []
+    t1 = _suspends_once(box)          # off: no id drawn
+    t2 = st.Task.delay(0.001)
+    id2 = t2.id
+    assert t1.id > id2                # drawn only now, lazily
+    t1.wait(10)
+    raw, _threads, dropped = _native._trace_collect()
+    assert raw == [] and dropped == 0
+    with st.trace():
+        t3 = _suspends_once(box)      # on: drawn at method.start
+        t4 = st.Task.delay(0.001)
+        id4 = t4.id                   # read first, drawn before t3's?
+        assert t3.id < id4            # no: t3's was drawn at its start
+        t3.wait(10)
+
+
+@pytest.mark.timeout(30)
+def test_D2_json_resume_flow_pairs_cross_threads(tmp_path):
+    """D2: save() draws a flow ("s" then "f", same id, named "resume")
+    from the method.suspend on the main thread to its method.resume on a
+    pool thread, each binding to the method-step slice around it."""
+    with st.trace() as tr:
+        t = _suspends_once([])
+        resumed_on = t.result
+    path = tmp_path / "m.json"
+    tr.save(path)
+    data = json.loads(path.read_text("utf-8"))
+    flows = _check_chrome(data, tr.threads)
+    me = threading.get_native_id()
+    resumes = [(s, f) for s, f in flows.values() if s["name"] == "resume"]
+    assert len(resumes) == 1
+    s, f = resumes[0]
+    assert s["id"] == f["id"]
+    assert (s["tid"], f["tid"]) == (me, resumed_on)
+    steps = [e for e in data["traceEvents"] if e["ph"] == "X"
+             and e["args"].get("task_id") == t.id]
+    assert len(steps) == 2
+    first, second = sorted(steps, key=lambda e: e["ts"])
+    assert first["tid"] == me and first["args"]["ended_by"] == "suspend"
+    assert second["tid"] == resumed_on
+    assert first["ts"] <= s["ts"] <= first["ts"] + first["dur"]
+    assert f["ts"] == second["ts"]
+
+
+@pytest.mark.timeout(120)
+def test_D2_demo_deadlock_trace_shows_the_hang(tmp_path):
+    """D2 / issue 12: `demo deadlock --trace F.json --png F.png` also saves
+    the hanging child's own trace (F-hang.json, F-hang.png): its UI thread
+    blocks in .result and never wakes, and the method's continuation is
+    posted to the UI context and never resumes; the timeline draws it
+    waiting in the queue to the end of the recording."""
+    out, png = tmp_path / "d.json", tmp_path / "d.png"
+    args = ["-m", "sharptask", "demo", "deadlock", "--trace", out]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--png", png]
+    except ImportError:
+        png = None
+    proc = _run(*args, cwd=tmp_path, timeout=110)
+    assert proc.returncode == 0, proc.stderr
+    main = json.loads(out.read_text("utf-8"))["traceEvents"]
+    assert any(e["name"] == "deadlock.detected" for e in main)  # part 1
+    hang = json.loads((tmp_path / "d-hang.json").read_text("utf-8"))
+    evs = hang["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in evs
+             if e["name"] == "thread_name"}
+    ui = [tid for tid, n in names.items() if n == "MainThread"]
+    assert len(ui) == 1
+    ui = ui[0]
+    on_ui = [e["name"] for e in evs if e["tid"] == ui and e["ph"] == "i"]
+    assert "wait.block" in on_ui and "wait.wake" not in on_ui
+    posts = [e for e in evs if e["name"] == "context.post"
+             and "task_id" in e["args"]]
+    assert len(posts) == 1 and posts[0]["tid"] != ui
+    task = posts[0]["args"]["task_id"]
+    steps = [e for e in evs if e["ph"] == "X"
+             and e["args"].get("task_id") == task]
+    assert [s["args"]["ended_by"] for s in steps] == ["suspend"]
+    assert steps[0]["tid"] == ui
+    assert not [e for e in evs if e["ph"] == "f"
+                and e["name"] == "resume"]
+    if png is not None:
+        assert (tmp_path / "d-hang.png").read_bytes()[:4] == b"\x89PNG"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_D2_unresumed_post_is_a_waiting_span_synthetic():
+    """D2 (synthetic): a continuation posted to a context and never resumed
+    is drawn as waiting on the suspended thread's lane from the post to
+    the end of the recording (with a post arrow); one that resumes waits
+    from its post to its resume, on the resuming thread."""
+    from sharptask._trace import _analyse
+    ui, pool = 1, 2
+
+    def ev(name, ts, tid, task, **args):
+        return TraceEvent(name, ts, tid, "t", task, args)
+    events = [
+        ev("method.start", 0, ui, 5),
+        ev("method.suspend", 10, ui, 5, awaits="sharptask.Task"),
+        ev("method.start", 11, ui, 6),
+        ev("method.suspend", 12, ui, 6, awaits="sharptask.Task"),
+        ev("wait.block", 20, ui, 5, on="task"),
+        ev("context.post", 50, pool, 6, context="C"),
+        ev("method.resume", 60, ui, 6),
+        ev("method.complete", 61, ui, 6),
+        ev("context.post", 70, pool, 5, context="C"),
+    ]
+    spans, _instants, flows = _analyse(events, end_ns=500)
+    waiting = sorted((s.task_id, s.tid, s.start, s.end, s.done)
+                     for s in spans if s.kind == "waiting")
+    assert waiting == [(5, ui, 70, 500, False), (6, ui, 50, 60, True)]
+    blocked = [s for s in spans if s.kind == "blocked"]
+    assert [(b.start, b.end, b.done) for b in blocked] == [(20, 500, False)]
+    posts = [(f.src_tid, f.dst_tid) for f in flows if f.kind == "post"]
+    assert posts == [(pool, ui)]
+    data = _chrome(events, {ui: "UI", pool: "w"}, 0, end_ns=500)
+    assert not [e for e in data["traceEvents"]
+                if e.get("name") == "post"]  # PNG only
+
+
+@pytest.mark.timeout(60)
+def test_D2_stress_method_events_from_many_threads():
+    """D2 stress: 4 threads call async methods that suspend (resumed on
+    pool threads, some nested) while tracing; every method's events carry
+    one id, no two calls share an id, each method's steps are in order
+    (start, suspend, resume..., complete) and its task.created (one) and
+    task.completed carry the same id."""
+    @st.async_method
+    async def leaf(i):
+        await st.Task.delay(0.0005)
+        return i
+
+    @st.async_method
+    async def node(i):
+        a = await leaf(i)
+        await st.Task.yield_()
+        return a + 1
+
+    errors: list = []
+    tasks: list = []
+    lock = threading.Lock()
+
+    def caller(k):
+        try:
+            mine = [node(k * 1000 + j) for j in range(60)]
+            for j, t in enumerate(mine):
+                assert t.wait(20) and t.result == k * 1000 + j + 1
+            with lock:
+                tasks.extend(mine)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with st.trace(buffer_size=1 << 18) as tr:
+        threads = [threading.Thread(target=caller, args=(k,))
+                   for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+    assert not errors, errors
+    assert tr.dropped == 0
+    ids = [t.id for t in tasks]
+    assert len(set(ids)) == len(ids) == 240
+    by_task: dict = {}
+    for e in tr.events:
+        if e.task_id is not None:
+            by_task.setdefault(e.task_id, []).append(e)
+    for tid in ids:
+        evs = by_task[tid]
+        steps = [e.name for e in evs if e.name.startswith("method.")]
+        assert steps[0] == "method.start" and steps[-1] == "method.complete"
+        assert steps.count("method.suspend") == 2
+        assert steps.count("method.resume") == 2
+        assert [e.name for e in evs].count("task.created") == 1
+        assert [e.name for e in evs].count("task.completed") == 1
