@@ -702,10 +702,17 @@ continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
     else if (how == ST_RUN_INLINE && scheduler_try_inline(ct) != 0) {
         /* ran inline on its scheduler, or faulted trying */
     }
-    else if (task_queue_work(g_st, ct, task_work_run) < 0) {
-        /* R1.9/S3.6: a scheduler that throws faults the task */
-        if (task_complete_from_error(ct, 0) < 0) {
-            pending_exc_save();
+    else {
+        /* D2: queued (on the pool or its scheduler), recorded before
+         * anything can run it */
+        ST_TRACE(ST_TRACE_CONTINUATION_QUEUED, trace_task_id(ct), 0,
+                 ct->task_scheduler != NULL
+                     ? trace_type_name(ct->task_scheduler) : 0);
+        if (task_queue_work(g_st, ct, task_work_run) < 0) {
+            /* R1.9/S3.6: a scheduler that throws faults the task */
+            if (task_complete_from_error(ct, 0) < 0) {
+                pending_exc_save();
+            }
         }
     }
     Py_DECREF(ct); /* the registration's reference */

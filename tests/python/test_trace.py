@@ -922,3 +922,33 @@ def test_D2_stress_method_events_from_many_threads():
         assert steps.count("method.resume") == 2
         assert [e.name for e in evs].count("task.created") == 1
         assert [e.name for e in evs].count("task.completed") == 1
+
+
+@pytest.mark.timeout(30)
+def test_D2_continue_with_queued_and_inline_continuations():
+    """D2: a continue_with continuation that is scheduled (the default
+    options) records continuation.queued with its own task id, before it
+    runs; one with EXECUTE_SYNCHRONOUSLY records continuation.inline on the
+    completing thread instead."""
+    source = st.TaskCompletionSource()
+    ran_on = []
+    with st.trace() as tr:
+        queued = source.task.continue_with(
+            lambda t: ran_on.append(threading.get_ident()))
+        inline = source.task.continue_with(
+            lambda t: None,
+            options=st.TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY)
+        source.set_result(1)
+        queued.wait(10)
+        inline.wait(10)
+    events = tr.events
+    me = threading.get_native_id()
+    q = _of(events, queued.id, "continuation.queued")
+    assert len(q) == 1 and q[0].thread_id == me
+    assert not _of(events, queued.id, "continuation.inline")
+    done = _of(events, queued.id, "task.completed")
+    assert done and q[0].ts_ns <= done[0].ts_ns
+    i = _of(events, inline.id, "continuation.inline")
+    assert len(i) == 1 and i[0].thread_id == me
+    assert not _of(events, inline.id, "continuation.queued")
+    assert ran_on and ran_on[0] != threading.get_ident()
