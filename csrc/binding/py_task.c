@@ -742,14 +742,10 @@ task_status_get(PyObject *op, void *closure)
 static PyObject *
 task_id_get(PyObject *op, void *closure)
 {
-    TaskObject *t = TaskObject_CAST(op);
-    if (t->task_id == 0) {
-        if (++g_st->next_task_id == 0) { /* skip 0 on wrap-around */
-            ++g_st->next_task_id;
-        }
-        t->task_id = g_st->next_task_id;
-    }
-    return PyLong_FromUnsignedLong(t->task_id);
+    /* assigned on first read; the core's copy too, so that a task whose
+     * id was read before a trace started records its events with it (D2,
+     * task.completed comes from the core) */
+    return PyLong_FromUnsignedLong(trace_task_id(TaskObject_CAST(op)));
 }
 
 static PyObject *

@@ -952,3 +952,17 @@ def test_D2_continue_with_queued_and_inline_continuations():
     assert len(i) == 1 and i[0].thread_id == me
     assert not _of(events, inline.id, "continuation.queued")
     assert ran_on and ran_on[0] != threading.get_ident()
+
+
+@pytest.mark.timeout(30)
+def test_D2_task_whose_id_was_read_before_the_trace_keeps_it_in_events():
+    """D2: every event about a task carries its id: a task made and whose
+    id was read before the trace started, completed while it records, has
+    its task.completed (recorded by the core) under that id."""
+    source = st.TaskCompletionSource()
+    tid = source.task.id
+    with st.trace() as tr:
+        source.set_result(1)
+    done = _of(tr.events, tid, "task.completed")
+    assert len(done) == 1
+    assert done[0].args["status"] == "RAN_TO_COMPLETION"
