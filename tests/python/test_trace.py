@@ -337,6 +337,10 @@ def test_D2_save_png_draws_a_timeline(tmp_path):
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.refleaks_unmeasured(
+    reason="matplotlib draws with numpy, a release-built extension whose "
+           "reference counting the debug interpreter's total does not see "
+           "(about 100,000 per drawing); the binding is not involved")
 def test_D2_save_png_resume_arrows_synthetic(tmp_path):
     """D2 (synthetic events): the
     timeline draws method steps and the suspend -> resume arrow."""
