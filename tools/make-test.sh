@@ -10,8 +10,8 @@
 # 2. then two lanes at once, each running its stages one after the other,
 #    each stage with SKIP_VENV=1 (the venvs are ready) and its output in
 #    build/test-logs/STAGE.log:
-#      lane 1: pytest, docs, check-py-asan
-#      lane 2: check-py-tsan, check-refleaks, check-py-versions
+#      lane 1: pytest, docs, check-py-asan, check-py-versions
+#      lane 2: check-py-tsan, check-refleaks
 #    Most of these runs wait (timeouts, sleeps, child processes) more than
 #    they compute, so two lanes on two cores take about the time of the
 #    longer lane.
@@ -59,8 +59,10 @@ lane() {
 run check-c
 run venv
 run venv-dbg
-lane1=(pytest docs check-py-asan)
-lane2=(check-py-tsan check-refleaks check-py-versions)
+# balanced by their times on two busy cores: the refleak run is the
+# longest stage (about 20 minutes), so it has a lane nearly to itself
+lane1=(pytest docs check-py-asan check-py-versions)
+lane2=(check-py-tsan check-refleaks)
 if [ "$jobs" -ge 2 ]; then
     lane "${lane1[@]}" &
     pid1=$!
