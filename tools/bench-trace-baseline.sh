@@ -9,8 +9,8 @@
 # tools/bench_trace_baseline.py runs the sharptask side of W2, W4a and W5
 # alternately against both builds, one child process per measurement, and
 # prints per workload the two medians and their ratio off / norec (target:
-# no measurable change). With valgrind installed it also counts W2's
-# instructions per call under callgrind (PYTHONHASHSEED=0), which does not
+# no measurable change). With valgrind installed it also counts W2's and
+# W4a's instructions per operation under callgrind (PYTHONHASHSEED=0), which does not
 # depend on the machine's load.
 #
 #   tools/bench-trace-baseline.sh [--rounds N] [--quick] [--no-callgrind]
