@@ -8,8 +8,8 @@ measurement; each child warms up once and times one round. Prints per
 workload the median of each build and the ratio off / norec.
 
 With valgrind, W2 and W4a are also counted under callgrind: instructions
-per operation, from two runs of different lengths (the difference divided by the
-difference in calls, so that start-up cancels out).
+per operation, from two runs of different lengths (the difference divided
+by the difference in calls, so that start-up cancels out).
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ def callgrind_total(path, which, n):
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "cg.out")
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}",
+            ["valgrind", "--tool=callgrind",
+             f"--callgrind-out-file={out_file}",
              sys.executable, "-c", _CHILD, which, str(n), "nowarm"],
             env=_env(path, PYTHONHASHSEED="0"), capture_output=True,
             text=True, timeout=1200, check=True)

@@ -156,3 +156,28 @@ def test_D2_issue12_default_binding_site_macros_record(tmp_path):
     undefined = _undefined(obj)
     assert {"trace_task_created", "trace_type_name", "site_task_id",
             "st_trace_emit", "st__trace_on"} <= undefined
+
+
+@pytest.mark.timeout(120)
+def test_D2_issue12_baseline_driver_reports_each_workload(tmp_path):
+    """Issue 12 (D2's cost benchmark): tools/bench_trace_baseline.py, the
+    driver of tools/bench-trace-baseline.sh, runs W2, W4a and W5 in child
+    processes against two builds and prints both medians and their ratio
+    for each (here both "builds" are the installed package, one quick
+    round, no callgrind: only that it runs and reports)."""
+    import sys
+    import sharptask
+    here = os.path.dirname(os.path.dirname(os.path.abspath(
+        sharptask.__file__)))
+    driver = os.path.join(ROOT, "tools", "bench_trace_baseline.py")
+    done = subprocess.run(
+        [sys.executable, driver, "--off", here, "--norec", here, "--quick", "--rounds", "1",
+         "--no-callgrind"],
+        capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr
+    for which in ("W2", "W4a", "W5"):
+        lines = [line for line in done.stdout.splitlines()
+                 if line.startswith(which + " ")]
+        assert len(lines) == 1, done.stdout
+        assert "off" in lines[0] and "norec" in lines[0]
+        assert "ratio off/norec" in lines[0]
