@@ -171,8 +171,8 @@ def test_D2_issue12_baseline_driver_reports_each_workload(tmp_path):
         sharptask.__file__)))
     driver = os.path.join(ROOT, "tools", "bench_trace_baseline.py")
     done = subprocess.run(
-        [sys.executable, driver, "--off", here, "--norec", here, "--quick", "--rounds", "1",
-         "--no-callgrind"],
+        [sys.executable, driver, "--off", here, "--norec", here, "--quick",
+         "--rounds", "1", "--no-callgrind"],
         capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stderr
     for which in ("W2", "W4a", "W5"):
