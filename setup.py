@@ -12,6 +12,10 @@ Environment switches (as msgspec does):
                    result with LD_PRELOAD=$(gcc -print-file-name=libasan.so),
                    PYTHONMALLOC=malloc and ASAN_OPTIONS=detect_leaks=0
     ST_COVERAGE=1  gcov instrumentation (--coverage)
+    ST_NO_TRACE=1  -DST_TRACE_DISABLED: no tracing event site at all
+                   (st_trace.h; trace() records nothing): the "before the
+                   recorder existed" baseline of issue 12's cost benchmark,
+                   tools/bench-trace-baseline.sh
     ST_WERROR=1    -Werror: any compiler warning fails the build (SPEC H1;
                    used by the make targets, CI and
                    tools/check-py-versions.sh on 3.11, 3.12 and 3.13)
@@ -61,6 +65,7 @@ compile_args = [
 ]
 link_args = ["-pthread"]
 undef_macros = []
+define_macros = []
 
 if _flag("ST_DEBUG"):
     compile_args += ["-O0", "-g"]
@@ -70,6 +75,9 @@ if _flag("ST_SANITIZE"):
     sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
     compile_args += sanitize
     link_args += sanitize
+
+if _flag("ST_NO_TRACE"):
+    define_macros.append(("ST_TRACE_DISABLED", "1"))
 
 if _flag("ST_WERROR"):
     compile_args.append("-Werror")
@@ -90,6 +98,7 @@ native = Extension(
     ),
     include_dirs=["csrc/core", "csrc/binding"],
     undef_macros=undef_macros,
+    define_macros=define_macros,
     extra_compile_args=compile_args,
     extra_link_args=link_args,
     libraries=["pthread"],

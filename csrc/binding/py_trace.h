@@ -40,6 +40,16 @@ void trace_task_created(TaskObject *t);
  * table is full).  Refs: borrows obj. */
 uint32_t trace_type_name(PyObject *obj);
 
+#if defined(ST_TRACE_DISABLED)
+/* A build without event sites (st_trace.h, setup.py's ST_NO_TRACE=1):
+ * the sites are empty, their arguments never evaluated (sizeof). */
+#define TRACE_TASK_CREATED(t) ((void)sizeof(t))
+#define TRACE_CONTEXT_POST(task_id, ctx)                                    \
+    do {                                                                    \
+        (void)sizeof(task_id);                                              \
+        (void)sizeof(ctx);                                                  \
+    } while (0)
+#else
 /* The task.created site (task_alloc): one branch when off. */
 #define TRACE_TASK_CREATED(t)                                               \
     do {                                                                    \
@@ -52,5 +62,6 @@ uint32_t trace_type_name(PyObject *obj);
  * is evaluated only when on. */
 #define TRACE_CONTEXT_POST(task_id, ctx)                                    \
     ST_TRACE(ST_TRACE_CONTEXT_POST, (task_id), 0, trace_type_name(ctx))
+#endif
 
 #endif /* ST_PY_TRACE_H */

@@ -99,6 +99,18 @@ enum {
 /* 1 while a session records.  Read it through st_trace_on(). */
 extern ST_TRACE_HIDDEN ST_ATOMIC(int) st__trace_on;
 
+#if defined(ST_TRACE_DISABLED)
+/* A build without the event sites (setup.py with ST_NO_TRACE=1; issue 12's
+ * baseline "before the recorder existed"): every ST_TRACE below and every
+ * site behind st_trace_on() compiles to nothing, its arguments never
+ * evaluated.  The recorder itself stays (sharptask.trace() starts, stops
+ * and collects), but nothing records: its events are empty. */
+static inline int
+st_trace_on(void)
+{
+    return 0;
+}
+#else
 /* Any thread.  1 while a session records.  relaxed: a hint; a thread that
  * sees it late records one event more or less, and st_trace_emit
  * re-reads it with acquire before it records. */
@@ -107,6 +119,7 @@ st_trace_on(void)
 {
     return st_atomic_load(&st__trace_on, ST_RELAXED);
 }
+#endif
 
 /* Any thread, any lock held or none.  Records one event on the calling
  * thread's buffer (see the top).  Never blocks, never takes the GIL. */
@@ -114,12 +127,25 @@ void st_trace_emit(int name, uint64_t task_id, uint64_t arg, uint32_t arg2);
 
 /* The event site: one branch when off; the arguments are evaluated only
  * when on. */
+#if defined(ST_TRACE_DISABLED)
+/* ST_TRACE_DISABLED: no site at all.  sizeof does not evaluate its operand
+ * (no call, no side effect, no code): it only keeps the variables that
+ * exist for a site "used", so that -Wall stays quiet. */
+#define ST_TRACE(name, task_id, arg, arg2)                                  \
+    do {                                                                    \
+        (void)sizeof(name);                                                 \
+        (void)sizeof(task_id);                                              \
+        (void)sizeof(arg);                                                  \
+        (void)sizeof(arg2);                                                 \
+    } while (0)
+#else
 #define ST_TRACE(name, task_id, arg, arg2)                                  \
     do {                                                                    \
         if (ST_UNLIKELY(st_trace_on())) {                                   \
             st_trace_emit((name), (task_id), (arg), (arg2));                \
         }                                                                   \
     } while (0)
+#endif
 
 /* Any thread.  The dotted name of an event id ("pool.item.start"), or
  * NULL for an id out of range (ST_TRACE_NONE included). */

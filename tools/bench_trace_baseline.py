@@ -1,0 +1,189 @@
+"""The driver of tools/bench-trace-baseline.sh (issue 12, SPEC D2).
+
+Runs the sharptask side of W2, W4a and W5 (the same code as in
+sharptask._benchmarks) with tracing off, alternately against two builds
+given by their PYTHONPATH: --off (the default build, event sites present)
+and --norec (ST_NO_TRACE=1, no event site). One child process per
+measurement; each child warms up once and times one round. Prints per
+workload the median of each build and the ratio off / norec.
+
+With valgrind, W2 and W4a are also counted under callgrind: instructions
+per operation, from two runs of different lengths (the difference divided
+by the difference in calls, so that start-up cancels out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+# Child side: one measurement, printed as ns per operation.
+_CHILD = r'''
+import sys
+from time import perf_counter_ns
+import sharptask as st
+
+which, n = sys.argv[1], int(sys.argv[2])
+warm = len(sys.argv) < 4 or sys.argv[3] != "nowarm"
+
+
+def w2(count):
+    @st.async_method
+    async def noop():
+        return None
+
+    @st.async_method
+    async def main(count):
+        t0 = perf_counter_ns()
+        for _ in range(count):
+            await noop()
+        return perf_counter_ns() - t0
+
+    return st.run(main, count) / count
+
+
+class _State:
+    __slots__ = ("to_ping", "to_pong", "last")
+
+
+def w4a(count):
+    TCS = st.TaskCompletionSource
+
+    @st.async_method
+    async def pong(s, count):
+        for _ in range(count):
+            value = await s.to_pong.task
+            s.to_pong = TCS()
+            s.to_ping.set_result(value)
+
+    @st.async_method
+    async def ping(s, count):
+        for i in range(count):
+            s.to_ping = TCS()
+            s.to_pong.set_result(i)
+            s.last = await s.to_ping.task
+
+    @st.async_method
+    async def main(count):
+        s = _State()
+        s.to_pong = TCS()
+        t0 = perf_counter_ns()
+        a = pong(s, count)
+        b = ping(s, count)
+        await st.Task.when_all(b, a)
+        elapsed = perf_counter_ns() - t0
+        assert s.last == count - 1
+        return elapsed
+
+    return st.run(main, count) / count
+
+
+def _trivial():
+    return None
+
+
+def w5(count):
+    Task = st.Task
+    t0 = perf_counter_ns()
+    tasks = [Task.run(_trivial) for _ in range(count)]
+    results = Task.when_all(tasks).result
+    elapsed = perf_counter_ns() - t0
+    assert len(results) == count
+    return elapsed / count
+
+
+fn = {"W2": w2, "W4a": w4a, "W5": w5}[which]
+if warm:
+    fn(max(1, n // 5))
+print(fn(n))
+'''
+
+SIZES = {"W2": 1_000_000, "W4a": 100_000, "W5": 100_000}
+QUICK = {"W2": 100_000, "W4a": 10_000, "W5": 5_000}
+
+
+def _env(path, **extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = path
+    env.update(extra)
+    return env
+
+
+def measure(path, which, n):
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, which, str(n)], env=_env(path),
+        capture_output=True, text=True, timeout=600, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def callgrind_total(path, which, n):
+    with tempfile.TemporaryDirectory() as tmp:
+        out_file = os.path.join(tmp, "cg.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind",
+             f"--callgrind-out-file={out_file}",
+             sys.executable, "-c", _CHILD, which, str(n), "nowarm"],
+            env=_env(path, PYTHONHASHSEED="0"), capture_output=True,
+            text=True, timeout=1200, check=True)
+        with open(out_file) as f:
+            for line in f:
+                m = re.match(r"(?:summary|totals):\s+(\d+)", line)
+                if m:
+                    return int(m.group(1))
+    raise RuntimeError("no instruction total in callgrind's output")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--off", required=True,
+                        help="PYTHONPATH of the default build")
+    parser.add_argument("--norec", required=True,
+                        help="PYTHONPATH of the ST_NO_TRACE=1 build")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-callgrind", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else SIZES
+    builds = {"off": args.off, "norec": args.norec}
+    values = {(w, b): [] for w in sizes for b in builds}
+    for r in range(args.rounds):
+        order = list(builds) if r % 2 == 0 else list(reversed(builds))
+        for which, n in sizes.items():
+            for b in order:
+                values[which, b].append(measure(builds[b], which, n))
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    print(f"tracing off (default build) vs no event sites (ST_NO_TRACE=1), "
+          f"{args.rounds} rounds, medians [min-max]")
+    for which, n in sizes.items():
+        off, norec = values[which, "off"], values[which, "norec"]
+        mo, mn = statistics.median(off), statistics.median(norec)
+        print(f"{which:4} ×{n:>9,}  off {mo:9.1f} ns [{min(off):.1f}-"
+              f"{max(off):.1f}]  norec {mn:9.1f} ns [{min(norec):.1f}-"
+              f"{max(norec):.1f}]  ratio off/norec {mo / mn:.3f}")
+    if args.no_callgrind or shutil.which("valgrind") is None:
+        return 0
+    # W2 and W4a run on one thread (W5's pool threads make its count vary)
+    counted = {"W2": (2_000, 12_000) if args.quick else (10_000, 60_000),
+               "W4a": (1_000, 6_000) if args.quick else (5_000, 30_000)}
+    print("callgrind, PYTHONHASHSEED=0: instructions per operation, "
+          "(I(large) - I(small)) / (large - small), start-up cancels out")
+    for which, (small, large) in counted.items():
+        per = {}
+        for b, path in builds.items():
+            i_small = callgrind_total(path, which, small)
+            i_large = callgrind_total(path, which, large)
+            per[b] = (i_large - i_small) / (large - small)
+        print(f"{which:4} ({small:,} / {large:,})  off {per['off']:9.1f}  "
+              f"norec {per['norec']:9.1f}  ratio off/norec "
+              f"{per['off'] / per['norec']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
