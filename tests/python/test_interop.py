@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import pytest
@@ -1187,3 +1188,25 @@ def test_W15_await_from_asyncio_benchmark_runs_quick_I2():
 @pytest.mark.timeout(180)
 def test_W16_dask_fanout_benchmark_runs_quick_I3():
     _bench_quick("W16", "w16_dask_fanout.py")
+
+
+@pytest.mark.timeout(30)
+def test_I2_H3_issue11_executor_keeps_no_event_loop_alive():
+    """SPEC I2, H3 (issue 11, found by the refleak run): a loop whose
+    futures went through a sharptask.Executor (wrap_future and
+    run_in_executor take the batched delivery) is freed with the loop;
+    before, the delivery's registry kept every such loop for good."""
+    refs = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        refs.append(weakref.ref(loop))
+        with st.Executor(2) as ex:
+            assert await asyncio.wrap_future(
+                ex.submit(operator.add, 1, 2)) == 3
+            assert await loop.run_in_executor(ex, operator.add, 2, 2) == 4
+
+    for _ in range(3):
+        asyncio.run(main())
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
