@@ -170,6 +170,9 @@ def test_D2_issue12_baseline_driver_reports_each_workload(tmp_path):
     here = os.path.dirname(os.path.dirname(os.path.abspath(
         sharptask.__file__)))
     driver = os.path.join(ROOT, "tools", "bench_trace_baseline.py")
+    if not os.path.exists(driver):
+        # the ASan run and an installed copy of the tests have no tools/
+        pytest.skip("tools/ is not beside the tests")
     done = subprocess.run(
         [sys.executable, driver, "--off", here, "--norec", here, "--quick",
          "--rounds", "1", "--no-callgrind"],
