@@ -1,7 +1,7 @@
 """The driver of tools/bench-trace-baseline.sh (issue 12, SPEC D2).
 
-Runs the sharptask side of W2, W4a and W5 (the same code as in
-sharptask._benchmarks) with tracing off, alternately against two builds
+Runs the sharptask side of W2, W4a and W5 (sharptask._benchmarks's own
+sharptask_per_op) with tracing off, alternately against two builds
 given by their PYTHONPATH: --off (the default build, event sites present)
 and --norec (ST_NO_TRACE=1, no event site). One child process per
 measurement; each child warms up once and times one round. Prints per
@@ -25,80 +25,15 @@ import tempfile
 
 # Child side: one measurement, printed as ns per operation.
 _CHILD = r'''
+import importlib
 import sys
-from time import perf_counter_ns
-import sharptask as st
 
 which, n = sys.argv[1], int(sys.argv[2])
 warm = len(sys.argv) < 4 or sys.argv[3] != "nowarm"
-
-
-def w2(count):
-    @st.async_method
-    async def noop():
-        return None
-
-    @st.async_method
-    async def main(count):
-        t0 = perf_counter_ns()
-        for _ in range(count):
-            await noop()
-        return perf_counter_ns() - t0
-
-    return st.run(main, count) / count
-
-
-class _State:
-    __slots__ = ("to_ping", "to_pong", "last")
-
-
-def w4a(count):
-    TCS = st.TaskCompletionSource
-
-    @st.async_method
-    async def pong(s, count):
-        for _ in range(count):
-            value = await s.to_pong.task
-            s.to_pong = TCS()
-            s.to_ping.set_result(value)
-
-    @st.async_method
-    async def ping(s, count):
-        for i in range(count):
-            s.to_ping = TCS()
-            s.to_pong.set_result(i)
-            s.last = await s.to_ping.task
-
-    @st.async_method
-    async def main(count):
-        s = _State()
-        s.to_pong = TCS()
-        t0 = perf_counter_ns()
-        a = pong(s, count)
-        b = ping(s, count)
-        await st.Task.when_all(b, a)
-        elapsed = perf_counter_ns() - t0
-        assert s.last == count - 1
-        return elapsed
-
-    return st.run(main, count) / count
-
-
-def _trivial():
-    return None
-
-
-def w5(count):
-    Task = st.Task
-    t0 = perf_counter_ns()
-    tasks = [Task.run(_trivial) for _ in range(count)]
-    results = Task.when_all(tasks).result
-    elapsed = perf_counter_ns() - t0
-    assert len(results) == count
-    return elapsed / count
-
-
-fn = {"W2": w2, "W4a": w4a, "W5": w5}[which]
+module = {"W2": "w2_sync_call", "W4a": "w4a_pingpong",
+          "W5": "w5_run_many"}[which]
+fn = importlib.import_module("sharptask._benchmarks." + module) \
+    .sharptask_per_op
 if warm:
     fn(max(1, n // 5))
 print(fn(n))

@@ -26,10 +26,11 @@ class _State:
         self.last = -1
 
 
-def run(ctx):
+def sharptask_per_op(count):
+    """The sharptask side, ns per round trip (also run alone by
+    tools/bench_trace_baseline.py against two builds)."""
     import sharptask as st
 
-    n = ctx.n(full=100_000, quick=10_000)
     TCS = st.TaskCompletionSource
 
     @st.async_method
@@ -59,6 +60,12 @@ def run(ctx):
             raise AssertionError(f"W4a: last value {s.last} != {count - 1}")
         return elapsed
 
+    return st.run(st_main, count) / count
+
+
+def run(ctx):
+    n = ctx.n(full=100_000, quick=10_000)
+
     async def aio_pong(s, count, loop):
         for _ in range(count):
             value = await s.to_pong
@@ -85,7 +92,7 @@ def run(ctx):
     loop = h.new_asyncio_loop()
 
     def ours():
-        return st.run(st_main, n) / n
+        return sharptask_per_op(n)
 
     def peer():
         return loop.run_until_complete(aio_main(n)) / n

@@ -29,6 +29,21 @@ def _first(value):
     return value
 
 
+def sharptask_per_op(count):
+    """The sharptask side, ns per item (also run alone by
+    tools/bench_trace_baseline.py against two builds)."""
+    import sharptask as st
+
+    Task = st.Task
+    t0 = perf_counter_ns()
+    tasks = [Task.run(_trivial) for _ in range(count)]
+    results = Task.when_all(tasks).result
+    elapsed = perf_counter_ns() - t0
+    if len(results) != count:
+        raise AssertionError(f"W5: when_all gave {len(results)} results")
+    return elapsed / count
+
+
 def _set_workers(pool, n):
     """Make the pool use exactly `n` threads; return what it refused."""
     problems = []
@@ -58,16 +73,9 @@ def run(ctx):
     import sharptask as st
 
     n = ctx.n(full=100_000, quick=5_000)
-    Task = st.Task
 
     def ours():
-        t0 = perf_counter_ns()
-        tasks = [Task.run(_trivial) for _ in range(n)]
-        results = Task.when_all(tasks).result
-        elapsed = perf_counter_ns() - t0
-        if len(results) != n:
-            raise AssertionError(f"W5: when_all gave {len(results)} results")
-        return elapsed / n
+        return sharptask_per_op(n)
 
     executor = cf.ThreadPoolExecutor(2)
 
