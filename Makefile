@@ -205,8 +205,8 @@ venv: $(VENV)/.test-deps $(VENV)/.typing-deps $(VENV)/.test-deps-dask
 	ST_WERROR=1 $(VENV_PIP) install .
 
 # Every check, within the budget of a CI run on two cores: check-c, the
-# venvs, then two lanes at once (pytest, docs, check-py-asan,
-# check-py-versions | check-py-tsan, check-refleaks); every stage runs even when another
+# venvs, then two lanes at once (pytest, docs, check-py-asan |
+# check-py-tsan, check-refleaks, check-py-versions); every stage runs even when another
 # failed, its output in build/test-logs/, and the summary gives each
 # stage's time.  tools/make-test.sh says more; TEST_JOBS=1 for one lane.
 test:
