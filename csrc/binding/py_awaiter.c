@@ -206,15 +206,7 @@ awaiter_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 static PyObject *
 awaiter_iternext(PyObject *op)
 {
-    PyObject *res;
-    switch (awaiter_am_send(op, Py_None, &res)) {
-    case PYGEN_NEXT:
-        return res;
-    case PYGEN_RETURN:
-        return return_via_stop_iteration(res);
-    default:
-        return NULL;
-    }
+    return iternext_via_send(op, awaiter_am_send);
 }
 
 static PyObject *
@@ -229,7 +221,7 @@ awaiter_self_meth(PyObject *op, PyObject *unused)
     return Py_NewRef(op);
 }
 
-static int
+int
 Awaiter_traverse(PyObject *op, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(op));
@@ -237,14 +229,14 @@ Awaiter_traverse(PyObject *op, visitproc visit, void *arg)
     return 0;
 }
 
-static int
+int
 Awaiter_clear(PyObject *op)
 {
     Py_CLEAR(AwaiterObject_CAST(op)->aw_task);
     return 0;
 }
 
-static void
+void
 Awaiter_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
@@ -358,12 +350,7 @@ const task_node_kind awaiter_node_kind = {
 /* Task's methods that make its awaiters (and throw), composed into the
  * Task type by module.c (task_compose_methods). */
 PyMethodDef awaiter_task_methods[] = {
-    {"throw", (PyCFunction)(void (*)(void))await_throw_method, METH_FASTCALL,
-     PyDoc_STR("throw($self, typ, val=None, tb=None, /)\n--\n\n"
-               "Raise typ (an exception, or a class called with val) at\n"
-               "the await: the generator protocol, by which asyncio\n"
-               "cancels an await; answers asyncio's \"bad yield\" with an\n"
-               "asyncio future (I2).")},
+    ST_AWAIT_THROW_METHODDEF,
     {"get_awaiter", task_get_awaiter, METH_NOARGS,
      PyDoc_STR("get_awaiter($self, /)\n--\n\n"
                "Return the task's awaiter (like Task.GetAwaiter).")},

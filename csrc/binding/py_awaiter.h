@@ -46,4 +46,12 @@ extern PyMethodDef awaiter_task_methods[];
 
 /* ST_AWAIT_THROW_METHODDEF: in binding.h, beside await_throw_method. */
 
+/* The lifecycle of an awaiter that holds one object right after its
+ * header (TaskAwaiter and ConfiguredTaskAwaitable: the task; py_vt_awaiter.c's
+ * two: the ValueTask, checked there): GC traverse and clear, and a
+ * trashcan dealloc (H4).  Refs: clear and dealloc drop that reference. */
+int Awaiter_traverse(PyObject *op, visitproc visit, void *arg);
+int Awaiter_clear(PyObject *op);
+void Awaiter_dealloc(PyObject *op);
+
 #endif /* ST_PY_AWAITER_H */

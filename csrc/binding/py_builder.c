@@ -36,6 +36,7 @@
  */
 #include "binding.h"
 #include "py_task.h"
+#include "py_task_impl.h" /* iternext_via_send */
 #include "py_pool.h"
 #include "py_state.h"
 #include "py_deadlock.h"
@@ -591,8 +592,9 @@ builder_await_foreign(st_state *st, TaskObject *box, PyObject *yielded)
     Py_DECREF(args[1]);
     handled = r == NULL ? -1 : PyObject_IsTrue(r);
     Py_XDECREF(r);
-    if (handled <= 0) { /* not suspended after all: the step goes on */
-        ST_TRACE(ST_TRACE_METHOD_RESUME, trace_task_id(box), 0, 0);
+    if (ST_UNLIKELY(st_trace_on()) && handled <= 0) {
+        /* not suspended after all: the step goes on */
+        st_trace_emit(ST_TRACE_METHOD_RESUME, trace_task_id(box), 0, 0);
     }
     return handled;
 }
@@ -776,10 +778,10 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
     if (running != NULL) {
         thread_running_pop(running);
     }
-    if (rc != STEP_SUSPENDED) {
-        /* D2: before the caller completes the task */
-        ST_TRACE(ST_TRACE_METHOD_COMPLETE,
-                 *pbox != NULL ? trace_task_id(*pbox) : trace_id, 0, 0);
+    if (ST_UNLIKELY(st_trace_on()) && rc != STEP_SUSPENDED) {
+        /* D2: before the caller completes the task (off: one branch) */
+        st_trace_emit(ST_TRACE_METHOD_COMPLETE,
+                      *pbox != NULL ? trace_task_id(*pbox) : trace_id, 0, 0);
     }
     if (*pbox != NULL) {
         (*pbox)->task_flags &= ~(TF_RUNNING_BOX | TF_RESUME_PENDING);
@@ -1279,17 +1281,7 @@ yield_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 static PyObject *
 yield_iternext(PyObject *op)
 {
-    PyObject *res;
-    switch (yield_am_send(op, Py_None, &res)) {
-    case PYGEN_NEXT:
-        return res;
-    case PYGEN_RETURN:
-        Py_DECREF(res); /* None */
-        PyErr_SetNone(PyExc_StopIteration);
-        return NULL;
-    default:
-        return NULL;
-    }
+    return iternext_via_send(op, yield_am_send);
 }
 
 static PyObject *

@@ -29,10 +29,6 @@
 #include "st_list.h"   /* st_container_of */
 #include "st_thread.h" /* st_now_ns, st_cpu_count */
 
-#define WAIT_SLICE_NS 50000000u /* 50 ms: Ctrl-C latency bound (T6) */
-#define WAIT_SPIN_NS 20000u     /* 20 us of busy-poll before sleeping */
-
-static int g_ncpu = 0; /* st_cpu_count(), read once */
 
 /* ------------------------------------------------------------ waiting */
 
@@ -102,7 +98,7 @@ int
 task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
 {
     st_waiter_t w;
-    uint64_t deadline, now, slice;
+    uint64_t deadline, slice;
     st_pool_t *pool = st_pool_current();
     int rc = 0, done = 0, spin, abandon = -1;
 
@@ -112,12 +108,8 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     if (timeout_ns == 0) {
         return 0;
     }
-    if (g_ncpu == 0) {
-        g_ncpu = st_cpu_count();
-    }
-    spin = g_ncpu > 1; /* only with a second processor for the completer */
-    deadline = timeout_ns == UINT64_MAX ? UINT64_MAX
-                                        : st_now_ns() + timeout_ns;
+    spin = wait_spin_useful();
+    deadline = wait_deadline(timeout_ns);
     st_waiter_init(&w);
     if (st_task_add_waiter(&t->task_core, &w) != 0) {
         st_waiter_destroy(&w);
@@ -131,15 +123,7 @@ task_wait_blocking(st_state *st, TaskObject *t, uint64_t timeout_ns)
     if (pool != NULL) {
         st_pool_enter_blocking(pool);
     }
-    for (;;) {
-        now = st_now_ns();
-        if (now >= deadline) {
-            break;
-        }
-        slice = deadline - now;
-        if (slice > WAIT_SLICE_NS) {
-            slice = WAIT_SLICE_NS;
-        }
+    while ((slice = wait_next_slice(deadline)) != 0) {
         {
         PyThreadState *save = PyEval_SaveThread();
         gil_note_released(); /* py_gil.c: the hand-off hint */
@@ -863,7 +847,7 @@ mod_wait_any(PyObject *mod, PyObject *args)
     st_state *st = g_st;
     PyObject *seq, *timeout;
     Py_ssize_t i, n, idx;
-    uint64_t ns, deadline, now, slice;
+    uint64_t ns, deadline, slice;
     int infinite, rc = 0, err = 0, busy = 0;
     multi_node *nodes;
     st_event_t ev;
@@ -904,16 +888,9 @@ mod_wait_any(PyObject *mod, PyObject *args)
             st_event_set(&ev);
         }
     }
-    deadline = infinite ? UINT64_MAX : st_now_ns() + ns;
-    while (first_completed(seq) < 0) {
-        now = st_now_ns();
-        if (now >= deadline) {
-            break;
-        }
-        slice = deadline - now;
-        if (slice > WAIT_SLICE_NS) {
-            slice = WAIT_SLICE_NS;
-        }
+    deadline = wait_deadline(infinite ? UINT64_MAX : ns);
+    while (first_completed(seq) < 0
+           && (slice = wait_next_slice(deadline)) != 0) {
         {
         PyThreadState *save = PyEval_SaveThread();
         rc = st_event_wait(&ev, slice);

@@ -59,8 +59,6 @@
 #include "st_pool.h"   /* st_pool_current, st_pool_spin_pause */
 #include "st_thread.h" /* st_event_t, st_now_ns, st_cpu_count */
 
-#define FUT_SLICE_NS 50000000u /* 50 ms: Ctrl-C latency bound */
-#define FUT_SPIN_NS 20000u     /* 20 us of busy-poll before sleeping */
 
 /* the base class's states, in concurrent.futures._base's spelling */
 enum {
@@ -86,7 +84,6 @@ static PyObject *g_timeout_error;
 static PyObject *g_invalid_state_error;
 static PyObject *g_logger;
 static PyObject *g_allocate_lock;
-static int g_ncpu;
 
 typedef struct FutObject {
     PyObject_HEAD
@@ -275,7 +272,7 @@ fut_set(FutObject *f, PyObject *value, int is_exc)
 static int
 fut_wait(FutObject *f, uint64_t timeout_ns)
 {
-    uint64_t deadline, now, slice;
+    uint64_t deadline, slice;
     st_pool_t *pool;
     st_state *st = g_st;
     int spin, rc = 0, abandon = -1;
@@ -298,27 +295,18 @@ fut_wait(FutObject *f, uint64_t timeout_ns)
             return 1;
         }
     }
-    spin = g_ncpu > 1; /* only with a second processor for the completer */
-    deadline = timeout_ns == UINT64_MAX ? UINT64_MAX
-                                        : st_now_ns() + timeout_ns;
+    spin = wait_spin_useful();
+    deadline = wait_deadline(timeout_ns);
     pool = st_pool_current();
     if (pool != NULL) {
         st_pool_enter_blocking(pool); /* the pool may add a worker */
     }
-    for (;;) {
+    while ((slice = wait_next_slice(deadline)) != 0) {
         PyThreadState *save;
-        now = st_now_ns();
-        if (now >= deadline) {
-            break;
-        }
-        slice = deadline - now;
-        if (slice > FUT_SLICE_NS) {
-            slice = FUT_SLICE_NS;
-        }
         save = PyEval_SaveThread();
         gil_note_released(); /* py_gil.c: the hand-off hint */
         if (spin) {
-            uint64_t until = st_now_ns() + FUT_SPIN_NS;
+            uint64_t until = st_now_ns() + WAIT_SPIN_NS;
             unsigned pauses = 0;
             while (!fs_done(fut_state(f)) && st_now_ns() < until) {
                 st_pool_spin_pause(&pauses);
@@ -1192,7 +1180,6 @@ executor_module_exec(PyObject *mod, st_state *st)
     PyObject *base, *thr, *tp;
     int i;
     (void)st;
-    g_ncpu = st_cpu_count();
     if (g_cancelled_error == NULL) {
         base = PyImport_ImportModule("concurrent.futures._base");
         if (base == NULL) {

@@ -85,3 +85,15 @@ gil_spin_until_free(uint64_t ns)
         st_pool_spin_pause(&pauses); /* yields now and then */
     }
 }
+
+int
+wait_spin_useful(void)
+{
+    /* relaxed enough: every thread computes the same value, and the GIL
+     * (held by every caller) orders the cache */
+    static int ncpu = 0;
+    if (ncpu == 0) {
+        ncpu = st_cpu_count();
+    }
+    return ncpu > 1;
+}

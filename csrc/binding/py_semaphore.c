@@ -68,7 +68,6 @@
 #include "st_thread.h"    /* st_now_ns, the semaphore's mutex (traverse) */
 
 #define TCO_RCA 0x40u               /* RUN_CONTINUATIONS_ASYNCHRONOUSLY */
-#define SEM_WAIT_SLICE_NS 50000000u /* 50 ms: Ctrl-C latency bound (T6) */
 
 /* ------------------------------------------------------------ structs */
 
@@ -376,24 +375,18 @@ block_queued(st_state *st, SemObject *self, st_sem_waiter_t *w,
 {
     st_sem_t *s = &self->sem_core;
     st_pool_t *pool = st_pool_current();
-    uint64_t deadline, now, slice;
+    uint64_t deadline, slice;
     int rc = ST_ETIMEDOUT, result, abandon = -1;
 
-    now = st_now_ns();
-    deadline = timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+    deadline = wait_deadline(timeout_ns);
     if (pool != NULL) {
         st_pool_enter_blocking(pool); /* the pool may add a worker */
     }
     for (;;) {
         PyThreadState *save;
-        now = st_now_ns();
-        if (now >= deadline) {
+        if ((slice = wait_next_slice(deadline)) == 0) {
             result = SEM_TIMEDOUT;
             break;
-        }
-        slice = deadline - now;
-        if (slice > SEM_WAIT_SLICE_NS) {
-            slice = SEM_WAIT_SLICE_NS;
         }
         save = PyEval_SaveThread();
         gil_note_released(); /* py_gil.c: the hand-off hint */

@@ -948,15 +948,7 @@ task_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 static PyObject *
 task_iternext(PyObject *op)
 {
-    PyObject *res;
-    switch (task_am_send(op, Py_None, &res)) {
-    case PYGEN_NEXT:
-        return res;
-    case PYGEN_RETURN:
-        return return_via_stop_iteration(res);
-    default:
-        return NULL;
-    }
+    return iternext_via_send(op, task_am_send);
 }
 
 static PyObject *

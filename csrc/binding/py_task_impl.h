@@ -125,6 +125,25 @@ return_via_stop_iteration(PyObject *value)
     return NULL;
 }
 
+/* tp_iternext from the type's am_send (the await protocol's two faces:
+ * Task, its awaiter, ValueTask and its awaiter): what send yielded, or
+ * StopIteration(result) when it returned, or NULL with its error.
+ * Refs: new (what was yielded); borrows op. */
+static inline PyObject *
+iternext_via_send(PyObject *op,
+                  PySendResult (*send)(PyObject *, PyObject *, PyObject **))
+{
+    PyObject *res;
+    switch (send(op, Py_None, &res)) {
+    case PYGEN_NEXT:
+        return res;
+    case PYGEN_RETURN:
+        return return_via_stop_iteration(res);
+    default:
+        return NULL;
+    }
+}
+
 /* Continuation node fns: an ST_RUN_ASYNC run is deferred to the pool
  * (defer_cont: 0 if queued, -1 to run it inline now); a continue_with
  * task runs or is queued (continuation_on_complete); a proxy copies its

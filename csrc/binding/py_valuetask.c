@@ -69,10 +69,9 @@
  * nothing but its coroutine in steady state (BENCHMARKS.md W10).
  */
 #include "binding.h"
-#include "py_awaiter.h"    /* ST_AWAIT_THROW_METHODDEF */
 #include "py_combinators.h"
 #include "py_task.h"
-#include "py_task_impl.h" /* return_via_stop_iteration */
+#include "py_task_impl.h" /* iternext_via_send */
 #include "py_vt.h"
 
 #include <stddef.h>       /* offsetof */
@@ -677,15 +676,7 @@ vt_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 static PyObject *
 vt_iternext(PyObject *op)
 {
-    PyObject *res;
-    switch (vt_am_send(op, Py_None, &res)) {
-    case PYGEN_NEXT:
-        return res;
-    case PYGEN_RETURN:
-        return return_via_stop_iteration(res);
-    default:
-        return NULL;
-    }
+    return iternext_via_send(op, vt_am_send);
 }
 
 static PyObject *

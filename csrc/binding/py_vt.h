@@ -61,16 +61,6 @@ typedef struct MRVTSCObject {
 
 #define MRVTSCObject_CAST(op) ((MRVTSCObject *)(op))
 
-typedef struct AsyncValueMethodObject {
-    PyObject_HEAD
-    PyObject *avm_func;
-    PyObject *avm_dict;
-    vectorcallfunc avm_vectorcall;
-    int avm_pooling;
-} AsyncValueMethodObject;
-
-#define AsyncValueMethodObject_CAST(op) ((AsyncValueMethodObject *)(op))
-
 /* ValueTaskSourceOnCompletedFlags */
 #define VTS_USE_SCHEDULING_CONTEXT 0x1
 #define VTS_FLOW_EXECUTION_CONTEXT 0x2
@@ -241,15 +231,15 @@ TaskObject *box_rent(void *arg);
 void box_return(st_state *st, TaskObject *b);
 PyObject *vt_pool_stats(PyObject *mod, PyObject *unused);
 
-/* The type specs (static data; Refs: none): py_vt_awaiter.c's awaiters,
- * py_vt_source.c's ManualResetValueTaskSourceCore, py_vt_pool.c's thread
- * slot, py_method.c's AsyncValueMethod. */
 /* py_vt_awaiter.c: makes ValueTaskAwaiter and
  * ConfiguredValueTaskAwaitable and adds them to the module (module.c
  * calls it after valuetask_module_exec).  0, or -1 with an error set.
  * Refs: borrows mod; stores strong references to the types in st->vt
  * (valuetask_module_clear drops them). */
 int vt_awaiter_module_exec(PyObject *mod, st_state *st);
+/* The type specs (static data; Refs: none): py_vt_source.c's
+ * ManualResetValueTaskSourceCore, py_vt_pool.c's thread slot,
+ * py_method.c's AsyncValueMethod. */
 extern PyType_Spec MRVTSC_spec;
 extern PyType_Spec BoxSlot_spec;
 extern PyType_Spec AsyncValueMethod_spec;

@@ -2,9 +2,11 @@
  * (SPEC V1, V2): what ValueTask.get_awaiter and configure_await return.
  */
 #include "binding.h"
-#include "py_awaiter.h"   /* ST_AWAIT_THROW_METHODDEF */
-#include "py_task_impl.h" /* return_via_stop_iteration */
+#include "py_awaiter.h"   /* Awaiter_traverse/clear/dealloc */
+#include "py_task_impl.h" /* iternext_via_send */
 #include "py_vt.h"
+
+#include <stddef.h> /* offsetof */
 
 /* ------------------------------------------------------------ awaiters */
 
@@ -120,15 +122,7 @@ vta_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 static PyObject *
 vta_iternext(PyObject *op)
 {
-    PyObject *res;
-    switch (vta_am_send(op, Py_None, &res)) {
-    case PYGEN_NEXT:
-        return res;
-    case PYGEN_RETURN:
-        return return_via_stop_iteration(res);
-    default:
-        return NULL;
-    }
+    return iternext_via_send(op, vta_am_send);
 }
 
 static PyObject *
@@ -143,32 +137,12 @@ vta_value_task_get(PyObject *op, void *closure)
     return Py_NewRef(VTAwaiterObject_CAST(op)->vta_vt);
 }
 
-static int
-VTAwaiter_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(op));
-    Py_VISIT(VTAwaiterObject_CAST(op)->vta_vt);
-    return 0;
-}
-
-static int
-VTAwaiter_clear(PyObject *op)
-{
-    Py_CLEAR(VTAwaiterObject_CAST(op)->vta_vt);
-    return 0;
-}
-
-static void
-VTAwaiter_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    Py_TRASHCAN_BEGIN(op, VTAwaiter_dealloc) /* H4: holds a ValueTask */
-    (void)VTAwaiter_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-    Py_TRASHCAN_END
-}
+/* The awaiters' lifecycle is py_awaiter.c's (one object after the
+ * header, the same place in both layouts). */
+_Static_assert(offsetof(VTAwaiterObject, vta_vt)
+                   == offsetof(AwaiterObject, aw_task),
+               "VTAwaiterObject must hold its ValueTask where AwaiterObject "
+               "holds its task");
 
 #define VTA_COMMON_METHODS                                                  \
     {"get_result", vta_get_result, METH_NOARGS,                             \
@@ -213,9 +187,9 @@ static PyGetSetDef VTAwaiter_getset[] = {
 static PyType_Slot VTAwaiter_slots[] = {
     {Py_tp_doc, (void *)PyDoc_STR(
          "The awaiter of a ValueTask, like ValueTaskAwaiter<T>.")},
-    {Py_tp_traverse, VTAwaiter_traverse},
-    {Py_tp_clear, VTAwaiter_clear},
-    {Py_tp_dealloc, VTAwaiter_dealloc},
+    {Py_tp_traverse, Awaiter_traverse},
+    {Py_tp_clear, Awaiter_clear},
+    {Py_tp_dealloc, Awaiter_dealloc},
     {Py_tp_methods, VTAwaiter_methods},
     {Py_tp_getset, VTAwaiter_getset},
     {0, NULL},
@@ -233,9 +207,9 @@ static PyType_Slot VTConfigured_slots[] = {
     {Py_tp_doc, (void *)PyDoc_STR(
          "What ValueTask.configure_await returns, like\n"
          "ConfiguredValueTaskAwaitable<T>; it is its own awaiter.")},
-    {Py_tp_traverse, VTAwaiter_traverse},
-    {Py_tp_clear, VTAwaiter_clear},
-    {Py_tp_dealloc, VTAwaiter_dealloc},
+    {Py_tp_traverse, Awaiter_traverse},
+    {Py_tp_clear, Awaiter_clear},
+    {Py_tp_dealloc, Awaiter_dealloc},
     {Py_tp_methods, VTConfigured_methods},
     {Py_tp_getset, VTAwaiter_getset},
     {Py_tp_iternext, vta_iternext},

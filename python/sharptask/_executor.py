@@ -32,16 +32,7 @@ from ._scheduling import TaskScheduler
 __all__ = ["Executor", "ExecutorTaskScheduler"]
 
 _queue_item = _native._unsafe_queue_user_work_item
-_wait_quiet = _native._wait_quiet
-TaskCompletionSource = _native.TaskCompletionSource
 _FINISHED = _base.FINISHED
-_CANCELLED_AND_NOTIFIED = _base.CANCELLED_AND_NOTIFIED
-
-
-_PENDING = _base.PENDING
-_RUNNING = _base.RUNNING
-_CANCELLED = _base.CANCELLED
-_DONE_STATES = (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED, _FINISHED)
 
 
 class _Future(_native._FutureCore, _cf.Future):  # type: ignore[override]
@@ -71,7 +62,7 @@ class _Future(_native._FutureCore, _cf.Future):  # type: ignore[override]
             delivery = _LoopDelivery.for_loop(target[1])
             if self._add_delivery(target[0], delivery):
                 return
-            fn = delivery.deliverer(target[0])
+            fn = _Deliver(delivery, target[0])
         _native._FutureCore.add_done_callback(self, fn)
 
 
@@ -170,11 +161,6 @@ class _LoopDelivery:
         self.scheduled = False
         self.lock = threading.Lock()
 
-    @property
-    def loop(self) -> Any:
-        """The loop, or None once it is gone."""
-        return self._loop()
-
     @classmethod
     def for_loop(cls, loop: Any) -> "_LoopDelivery":
         key = id(loop)
@@ -192,10 +178,6 @@ class _LoopDelivery:
         with cls._lock:
             if cls._by_loop.get(key) is d:
                 del cls._by_loop[key]
-
-    def deliverer(self, dest: Any) -> Callable:
-        """The callback to put on the source future."""
-        return _Deliver(self, dest)
 
     def add(self, dest: Any, source: _cf.Future) -> None:
         loop = self._loop()
