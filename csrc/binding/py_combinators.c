@@ -3,10 +3,10 @@
  * task_wait_blocking, wait_any, the quiet wait) and wait_async with a
  * timeout.  wait_all / wait_any's argument handling is Python (_impl.py).
  *
- * Every node registered here owns one strong reference (or, for when_all
- * and when_any, one share of the when_core), dropped by its fn; a pending
- * task destroyed with nodes on it releases them in abandon_conts
- * (py_task.c), which is why the node fns and when_core are exported.
+ * Every node registered here owns one strong reference (for when_all and
+ * when_any, to their shared when_core), dropped by its fn; a pending task
+ * destroyed with nodes on it releases them through the node's kind
+ * (abandon_conts in py_task.c), and the GC visits them the same way.
  */
 #include "binding.h"
 #include "py_combinators.h"
@@ -24,6 +24,7 @@
 #include "py_deadlock.h"
 
 #include <pthread.h> /* pthread_cleanup_push (item 25) */
+#include <stddef.h>  /* offsetof */
 
 #include "st_error.h"
 #include "st_list.h"   /* st_container_of */
@@ -228,89 +229,102 @@ unwrap_outer_done(st_cont_t *c, st_task_t *core, int how)
 
 /* ------------------------------------------------------ when_all/any */
 
+static int
+WhenCore_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    when_core *core = (when_core *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(core->promise);
+    Py_VISIT(core->tasks);
+    return 0;
+}
+
+/* No tp_clear: a cycle through a core always goes through a Task, whose
+ * clear abandons the node (when_node_abandon) and so breaks it; the
+ * core's fields stay valid for as long as any node can still run. */
+static void
+WhenCore_dealloc(PyObject *op)
+{
+    when_core *core = (when_core *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    Py_DECREF(core->promise);
+    Py_DECREF(core->tasks);
+    PyObject_GC_Del(op);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot WhenCore_slots[] = {
+    {Py_tp_traverse, WhenCore_traverse},
+    {Py_tp_dealloc, WhenCore_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec WhenCore_spec = {
+    .name = "sharptask._native._WhenCore",
+    .basicsize = offsetof(when_core, nodes),
+    .itemsize = sizeof(when_node),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = WhenCore_slots,
+};
+
+/* Made on first use, kept for the process (main interpreter only). */
+static PyTypeObject *g_when_core_type;
+
+/* Refs: new core (the caller's reference, dropped when its registrations
+ * are done); borrows promise and tasks (the core takes its own). */
 static when_core *
 when_core_new(TaskObject *promise, PyObject *tasks)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(tasks);
-    when_core *core = PyMem_Malloc(sizeof(when_core)
-                                   + (size_t)(n > 0 ? n - 1 : 0)
-                                         * sizeof(when_node));
+    when_core *core;
+    if (g_when_core_type == NULL) {
+        g_when_core_type = (PyTypeObject *)PyType_FromSpec(&WhenCore_spec);
+        if (g_when_core_type == NULL) {
+            return NULL;
+        }
+    }
+    core = PyObject_GC_NewVar(when_core, g_when_core_type, n);
     if (core == NULL) {
-        PyErr_NoMemory();
         return NULL;
     }
     core->promise = (TaskObject *)Py_NewRef(promise);
     core->tasks = Py_NewRef(tasks);
     core->remaining = 0;
-    core->outstanding = 0;
-    core->visitor = n; /* none registered yet */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        core->nodes[i].registered = 0;
-    }
+    PyObject_GC_Track(core);
     return core;
-}
-
-/* Node i is on its input's list now (registration goes up the indices, so
- * a visitor already chosen is lower). */
-static void
-when_node_registered(when_core *core, Py_ssize_t i)
-{
-    core->nodes[i].registered = 1;
-    if (core->visitor == PyTuple_GET_SIZE(core->tasks)) {
-        core->visitor = i;
-    }
-}
-
-/* The node left its input's list (fired, deferred, removed or abandoned);
- * idempotent.  The visitor moves to the next node still registered. */
-static void
-when_node_left(when_node *node)
-{
-    when_core *core = node->core;
-    Py_ssize_t i, n;
-    if (!node->registered) {
-        return;
-    }
-    node->registered = 0;
-    if (core->visitor != node->index) {
-        return;
-    }
-    n = PyTuple_GET_SIZE(core->tasks);
-    for (i = node->index + 1; i < n && !core->nodes[i].registered; i++) {
-    }
-    core->visitor = i;
 }
 
 int
 when_node_traverse(st_cont_t *c, visitproc visit, void *arg)
 {
-    when_node *node = (when_node *)c;
-    when_core *core = node->core;
-    if (!node->registered || core->visitor != node->index) {
-        return 0;
-    }
-    Py_VISIT(core->promise);
-    Py_VISIT(core->tasks);
+    Py_VISIT(((when_node *)c)->core);
     return 0;
 }
 
 void
 when_node_abandon(st_cont_t *c)
 {
-    when_node *node = (when_node *)c;
-    when_core *core = node->core;
-    when_node_left(node);
-    if (--core->outstanding == 0) {
-        when_core_free(core);
-    }
+    Py_DECREF(((when_node *)c)->core);
 }
 
-void
-when_core_free(when_core *core)
+/* Registers node i of core on its input (the node's reference to the
+ * core taken first); 0, or -1 if the input had completed already. */
+static int
+when_node_register(when_core *core, Py_ssize_t i, st_cont_fn fn)
 {
-    Py_DECREF(core->promise);
-    Py_DECREF(core->tasks);
-    PyMem_Free(core);
+    TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(core->tasks, i);
+    when_node *node = &core->nodes[i];
+    node->core = (when_core *)Py_NewRef(core);
+    node->index = i;
+    node->cont.fn = fn;
+    node->cont.kind = ST_CONT_ACTION;
+    if (st_task_add_cont(&t->task_core, &node->cont) != 0) {
+        Py_DECREF(core); /* not registered: the creator still holds it */
+        return -1;
+    }
+    return 0;
 }
 
 /* Completes a when_all promise from its (all completed) inputs (T10). */
@@ -380,25 +394,22 @@ error:
     }
 }
 
-/* One input (or the registration loop's hold) is done. */
+/* One input (or the registration loop's hold) is done: drops its
+ * reference to the core. */
 static void
 when_all_release(when_core *core)
 {
-    core->outstanding--;
     if (--core->remaining == 0) {
         when_all_finish(g_st, core->promise, core->tasks);
     }
-    if (core->outstanding == 0) {
-        when_core_free(core);
-    }
+    Py_DECREF(core);
 }
 
 void
 when_all_node_fn(st_cont_t *c, st_task_t *core_task, int how)
 {
-    when_node_left((when_node *)c); /* off the list, deferred or not */
     if (how == ST_RUN_ASYNC && defer_cont(c, core_task) == 0) {
-        return;
+        return; /* queued: the node keeps its reference */
     }
     when_all_release(((when_node *)c)->core);
 }
@@ -411,15 +422,13 @@ when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how)
     PyObject *winner = PyTuple_GET_ITEM(core->tasks, node->index);
     Py_ssize_t i, n = PyTuple_GET_SIZE(core->tasks);
 
-    when_node_left(node); /* off the list, deferred or not */
     if (how == ST_RUN_ASYNC && defer_cont(c, core_task) == 0) {
-        return;
+        return; /* queued: the node keeps its reference */
     }
-
-    core->outstanding--;
     if (task_try_complete(core->promise, ST_STATUS_RAN_TO_COMPLETION,
                           winner, NULL)) {
-        /* unregister from the losers (R5.7) */
+        /* unregister from the losers (R5.7); this node's reference keeps
+         * the core alive through the loop */
         for (i = 0; i < n; i++) {
             if (i == node->index || core->nodes[i].core == NULL) {
                 continue;
@@ -427,15 +436,12 @@ when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how)
             TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(core->tasks, i);
             if (st_task_remove_cont(&t->task_core, &core->nodes[i].cont)
                 == 0) {
-                when_node_left(&core->nodes[i]);
                 core->nodes[i].core = NULL;
-                core->outstanding--;
+                Py_DECREF(core); /* the loser's reference */
             }
         }
     }
-    if (core->outstanding == 0) {
-        when_core_free(core);
-    }
+    Py_DECREF(core);
 }
 
 /* Collects the tasks of when_all/when_any/wait_* from (*args) or one
@@ -512,24 +518,13 @@ task_when_all(PyObject *unused, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     /* Count first, then register: a registration cannot complete an
-     * input (no Python runs here), so the count cannot go to zero early. */
-    core->remaining = 1; /* held until the loop ends */
-    core->outstanding = 1;
+     * input (no Python runs here), so the count cannot go to zero early;
+     * our reference to the core is the loop's hold. */
+    core->remaining = 1;
     for (i = 0; i < n; i++) {
-        TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(tasks, i);
-        when_node *node = &core->nodes[i];
-        node->core = core;
-        node->index = i;
-        node->cont.fn = when_all_node_fn;
-        node->cont.kind = ST_CONT_ACTION;
         core->remaining++;
-        core->outstanding++;
-        if (st_task_add_cont(&t->task_core, &node->cont) != 0) {
+        if (when_node_register(core, i, when_all_node_fn) < 0) {
             core->remaining--;
-            core->outstanding--;
-        }
-        else {
-            when_node_registered(core, i);
         }
     }
     Py_DECREF(tasks);
@@ -577,18 +572,12 @@ task_when_any(PyObject *unused, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     for (i = 0; i < n; i++) {
-        TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(core->tasks, i);
-        when_node *node = &core->nodes[i];
-        node->core = core;
-        node->index = i;
-        node->cont.fn = when_any_node_fn;
-        node->cont.kind = ST_CONT_ACTION;
-        core->outstanding++;
         /* no input is complete and no Python runs here: cannot fail */
-        int rc = st_task_add_cont(&t->task_core, &node->cont);
+        int rc = when_node_register(core, i, when_any_node_fn);
         ST_ASSERT(rc == 0);
-        when_node_registered(core, i);
+        (void)rc;
     }
+    Py_DECREF(core); /* the nodes hold it now */
     return promise;
 }
 

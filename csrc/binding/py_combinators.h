@@ -9,48 +9,41 @@
 #include "binding.h"
 #include "py_task.h" /* task_node_kind */
 
-/* One when_all / when_any: a node per input task, all sharing the core.
- * Each node registered owns one share (outstanding); the last share frees
- * the core. */
+/* One when_all / when_any: a node per input task, all sharing the core,
+ * which is a small GC-tracked object: every node registered on an input
+ * (or queued to run) holds one reference to it, and the call that made it
+ * one more until its registrations are done; the last reference frees it
+ * with its own references to the promise and the tasks.  So the garbage
+ * collector sees exactly who holds what (issue 9, H3: a deadlocked
+ * when_all's inputs, promise and tuple were otherwise never freed): a
+ * node on a pending input visits the core, the core visits the promise
+ * and the tuple. */
 typedef struct when_core when_core;
 
 typedef struct when_node {
     st_cont_t cont;
-    when_core *core;
+    when_core *core; /* strong while the node is registered or queued */
     Py_ssize_t index;
-    int registered; /* on its input's list, its fn not yet run (GIL) */
 } when_node;
 
-/* The garbage collector sees the core's two references once per pass:
- * from the node at index `visitor`, the lowest one still registered (a
- * registered node is on a pending input's list, which that input's
- * traversal walks).  Nodes leave in any order; the index only moves up,
- * so keeping it costs O(n) over a core's life (issue 9, H3: a deadlocked
- * when_all's inputs, promise and tuple were otherwise never freed). */
 struct when_core {
+    PyObject_VAR_HEAD    /* ob_size: the number of nodes */
     TaskObject *promise; /* strong */
     PyObject *tasks;     /* tuple, strong */
-    Py_ssize_t remaining;   /* when_all: inputs not yet completed */
-    Py_ssize_t outstanding; /* nodes whose fn has not run */
-    Py_ssize_t visitor;     /* see above; len(tasks) when none */
+    Py_ssize_t remaining; /* when_all: inputs not yet completed */
     when_node nodes[1];
 };
 
-/* The when_all / when_any node fns and the core's release (called by
- * abandon_conts for a node left on a task that can never complete).
- * Refs: when_core_free drops the core's references to its promise and its
- * tasks and frees it; the fns consume the node's share. */
+/* The when_all / when_any node fns.  Refs: each drops its node's
+ * reference to the core. */
 void when_all_node_fn(st_cont_t *c, st_task_t *core_task, int how);
 void when_any_node_fn(st_cont_t *c, st_task_t *core_task, int how);
-void when_core_free(when_core *core);
-/* For a when_all / when_any node c on a pending task's list: visits the
- * core's promise and tasks if c is the core's visitor (see when_core);
- * returns what visit returned.  Refs: none (visits borrowed ones). */
+/* For a when_all / when_any node c on a pending task's list: visits its
+ * core.  Refs: none (visits the node's reference). */
 int when_node_traverse(st_cont_t *c, visitproc visit, void *arg);
 /* A when_all / when_any node left on a task that can never complete (its
- * task is being destroyed or cleared): the node leaves and drops its
- * share, freeing the core with the last one.  Refs: may drop the core's
- * references to its promise and tasks. */
+ * task is being destroyed or cleared).  Refs: drops the node's reference
+ * to the core (the last one frees it). */
 void when_node_abandon(st_cont_t *c);
 /* The node fn of an unwrap proxy waiting for its outer task.  Refs: drops
  * the registration's reference to the proxy (c's owner). */

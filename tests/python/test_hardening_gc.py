@@ -146,3 +146,28 @@ def test_issue9_H3_when_all_core_visited_once_as_inputs_complete_in_any_order():
             sources[i].set_result(i)
         del sources, promise, marker
         assert _collected(ref)
+
+
+@pytest.mark.timeout(30)
+def test_issue9_H3_when_any_kept_alive_by_a_reachable_input_still_completes():
+    """H3: the collector must see the combinator's core as held by every
+    pending input's node.  One input is unreachable, the other is still
+    held: a collection must not take the promise (nor the continuation on
+    it) for garbage, so completing the held input completes the promise
+    and runs its continuation.  (Visiting the core's references from one
+    node only - the unreachable input's - made the collector clear them.)"""
+    keep = st.TaskCompletionSource()
+    ran = []
+
+    def make():
+        lost = st.TaskCompletionSource()  # dropped with this frame
+        promise = st.Task.when_any(lost.task, keep.task)
+        promise.continue_with(
+            lambda t: ran.append(t.result is keep.task),
+            options=st.TaskContinuationOptions.EXECUTE_SYNCHRONOUSLY)
+
+    make()
+    for _ in range(3):
+        gc.collect()
+    keep.set_result(1)
+    assert ran == [True]
