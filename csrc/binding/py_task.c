@@ -1039,15 +1039,22 @@ node_kind(st_cont_t *c)
     return NULL;
 }
 
+/* The reference a node holds: its owner (a task whose embedded node it
+ * is, or what its kind's owner fn names), else NULL with *kind set to
+ * its kind (NULL: none known).  Looks the kind up once. */
 static PyObject *
-cont_owner(st_cont_t *c)
+cont_owner(st_cont_t *c, const task_node_kind **kind)
 {
     const task_node_kind *k;
+    *kind = NULL;
     if (c->fn == continuation_on_complete || c->fn == proxy_on_complete) {
         return task_cont_owner(c);
     }
-    k = node_kind(c);
-    return k != NULL && k->owner != NULL ? k->owner(c) : NULL;
+    if ((k = node_kind(c)) != NULL && k->owner != NULL) {
+        return k->owner(c);
+    }
+    *kind = k;
+    return NULL;
 }
 
 typedef struct visit_ctx {
@@ -1060,18 +1067,16 @@ static void
 visit_cont(st_cont_t *c, void *p)
 {
     visit_ctx *vc = p;
+    const task_node_kind *k;
     PyObject *owner;
     if (vc->rc != 0) {
         return;
     }
-    if ((owner = cont_owner(c)) != NULL) {
+    if ((owner = cont_owner(c, &k)) != NULL) {
         vc->rc = vc->visit(owner, vc->arg);
     }
-    else {
-        const task_node_kind *k = node_kind(c);
-        if (k != NULL && k->owner == NULL && k->visit != NULL) {
-            vc->rc = k->visit(c, vc->visit, vc->arg);
-        }
+    else if (k != NULL && k->visit != NULL) {
+        vc->rc = k->visit(c, vc->visit, vc->arg);
     }
 }
 
@@ -1082,16 +1087,14 @@ abandon_conts(TaskObject *t)
 {
     st_cont_t *c = st_task_detach_conts(&t->task_core), *next;
     for (; c != NULL; c = next) {
-        PyObject *owner = cont_owner(c);
+        const task_node_kind *k;
+        PyObject *owner = cont_owner(c, &k);
         next = c->next;
         if (owner != NULL) {
             Py_DECREF(owner); /* the registration's reference */
         }
-        else {
-            const task_node_kind *k = node_kind(c);
-            if (k != NULL && k->owner == NULL && k->abandon != NULL) {
-                k->abandon(c); /* a when_all/any node, an awaiter's ... */
-            }
+        else if (k != NULL && k->abandon != NULL) {
+            k->abandon(c); /* a when_all/any node, an awaiter's ... */
         }
         /* a SIGNAL waiter cannot be here: its thread holds the task */
     }
