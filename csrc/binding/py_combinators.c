@@ -248,10 +248,13 @@ WhenCore_dealloc(PyObject *op)
     when_core *core = (when_core *)op;
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    /* H4 (issue 9 items 2, 19): it holds a promise, which holds anything */
+    Py_TRASHCAN_BEGIN(op, WhenCore_dealloc)
     Py_DECREF(core->promise);
     Py_DECREF(core->tasks);
     PyObject_GC_Del(op);
     Py_DECREF(tp);
+    Py_TRASHCAN_END
 }
 
 static PyType_Slot WhenCore_slots[] = {
