@@ -21,17 +21,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 py=${PYTHON:-"$here/.venv/bin/python"}
 out="$here/build/trace-baseline"
 mkdir -p "$out"
+. "$here/tools/bench-lib.sh"
 for variant in off norec; do
     dest="$out/$variant"
     rm -rf "$dest"
     mkdir -p "$dest"
     cp -r "$here/csrc" "$here/python" "$here/setup.py" "$here/pyproject.toml" \
           "$here/README.md" "$here/LICENSE" "$dest/"
-    rm -f "$dest"/python/sharptask/*.so
     if [ "$variant" = norec ]; then flag=1; else flag=0; fi
-    echo "building $variant (ST_NO_TRACE=$flag) in $dest" >&2
-    (cd "$dest" && ST_NO_TRACE=$flag "$py" setup.py -q build_ext --inplace \
-         >"$dest/build.log" 2>&1) || { cat "$dest/build.log"; exit 1; }
+    bench_build_inplace "$dest" "$py" "ST_NO_TRACE=$flag"
 done
 exec "$py" "$here/tools/bench_trace_baseline.py" \
     --off "$out/off/python" --norec "$out/norec/python" "$@"
