@@ -11,6 +11,7 @@
 bench_build_inplace() {
     local dest=$1 py=$2
     shift 2
+    case $py in /*) ;; */*) py="$PWD/$py" ;; esac  # the build runs in $dest
     rm -f "$dest"/python/sharptask/*.so
     echo "building $(basename "$dest")${*:+ ($*)} in $dest" >&2
     (cd "$dest" && env "$@" "$py" setup.py -q build_ext --inplace \
