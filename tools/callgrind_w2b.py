@@ -35,8 +35,9 @@ def main(argv=None):
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--large", type=int, default=60_000)
     parser.add_argument("--keep", metavar="DIR",
-                        help="keep each side's large callgrind output in DIR "
-                             "(callgrind.w2b-<side>.out, for callgrind_annotate)")
+                        help="keep each side's large callgrind output in "
+                             "DIR (callgrind.w2b-<side>.out, for "
+                             "callgrind_annotate)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)",
