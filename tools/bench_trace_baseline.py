@@ -30,10 +30,13 @@ import sys
 
 which, n = sys.argv[1], int(sys.argv[2])
 warm = len(sys.argv) < 4 or sys.argv[3] != "nowarm"
-module = {"W2": "w2_sync_call", "W4a": "w4a_pingpong",
-          "W5": "w5_run_many"}[which]
-fn = importlib.import_module("sharptask._benchmarks." + module) \
-    .sharptask_per_op
+module, name = {"W2": ("w2_sync_call", "sharptask_per_op"),
+                "W2b/bare": ("w2_sync_call", "bare_per_op"),
+                "W2b/loop": ("w2_sync_call", "loop_per_op"),
+                "W4a": ("w4a_pingpong", "sharptask_per_op"),
+                "W5": ("w5_run_many", "sharptask_per_op")}[which]
+fn = getattr(importlib.import_module("sharptask._benchmarks." + module),
+             name)
 if warm:
     fn(max(1, n // 5))
 print(fn(n))
@@ -57,21 +60,35 @@ def measure(path, which, n):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def callgrind_total(path, which, n):
+def callgrind_total(path, which, n, keep=None):
+    """Instructions of one child run of `which` (×n, no warm-up) under
+    callgrind, PYTHONHASHSEED=0.  keep: a file to copy callgrind's output
+    to (for callgrind_annotate), or None."""
     with tempfile.TemporaryDirectory() as tmp:
         out_file = os.path.join(tmp, "cg.out")
         subprocess.run(
-            ["valgrind", "--tool=callgrind",
+            ["valgrind", "--tool=callgrind", "--dump-instr=no",
              f"--callgrind-out-file={out_file}",
              sys.executable, "-c", _CHILD, which, str(n), "nowarm"],
             env=_env(path, PYTHONHASHSEED="0"), capture_output=True,
             text=True, timeout=1200, check=True)
+        if keep is not None:
+            shutil.copyfile(out_file, keep)
         with open(out_file) as f:
             for line in f:
                 m = re.match(r"(?:summary|totals):\s+(\d+)", line)
                 if m:
                     return int(m.group(1))
     raise RuntimeError("no instruction total in callgrind's output")
+
+
+def callgrind_per_op(path, which, small, large, keep=None):
+    """Instructions per operation of `which`: (I(large) - I(small)) /
+    (large - small), so that start-up cancels out.  keep: where to copy
+    the large run's callgrind output, or None."""
+    i_small = callgrind_total(path, which, small)
+    i_large = callgrind_total(path, which, large, keep)
+    return (i_large - i_small) / (large - small)
 
 
 def main(argv=None):
@@ -109,11 +126,8 @@ def main(argv=None):
     print("callgrind, PYTHONHASHSEED=0: instructions per operation, "
           "(I(large) - I(small)) / (large - small), start-up cancels out")
     for which, (small, large) in counted.items():
-        per = {}
-        for b, path in builds.items():
-            i_small = callgrind_total(path, which, small)
-            i_large = callgrind_total(path, which, large)
-            per[b] = (i_large - i_small) / (large - small)
+        per = {b: callgrind_per_op(path, which, small, large)
+               for b, path in builds.items()}
         print(f"{which:4} ({small:,} / {large:,})  off {per['off']:9.1f}  "
               f"norec {per['norec']:9.1f}  ratio off/norec "
               f"{per['off'] / per['norec']:.4f}")

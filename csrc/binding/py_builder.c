@@ -747,26 +747,28 @@ translate_asyncio_cancel(st_state *st)
 
 enum { STEP_SUSPENDED = 0, STEP_RETURNED = 1, STEP_RAISED = 2 };
 
+/* Where the box comes from at a start's first suspension: rent(rent_arg)
+ * (the pooling ValueTask builder: py_vt_pool.c's box_rent), or a new Task
+ * if rent is NULL.  Handed down the call (a resumption has its box and
+ * passes NULL), so that an async method the body calls before its own
+ * first suspension (a nested start) never takes this call's box. */
+typedef TaskObject *(*rent_box_fn)(void *arg);
+
 static int run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
                            PyObject *ctx, PyObject **out_value,
-                           uint32_t trace_id);
+                           uint32_t trace_id, rent_box_fn rent,
+                           void *rent_arg, PyObject *yielded);
 
-/* Where run_steps gets a box at the first suspension: NULL allocates a
- * new Task; the pooling ValueTask builder sets its rent function for the
- * duration of one builder_start_value call.  Per thread, and saved and
- * cleared by every start, so that an async method that the body calls
- * before its own first suspension (a nested start), or a start on another
- * thread while this body lets the GIL go, never takes this call's box. */
-static ST_THREAD_LOCAL TaskObject *(*g_rent_box)(void *arg);
-static ST_THREAD_LOCAL void *g_rent_arg;
-
-/* Runs coro until it suspends or ends (ctx entered by the caller).  The
- * box is created at the first suspension if *pbox is NULL.  While this
- * runs, the box is marked running so that a resumption requested from
- * inside a registration is turned into another step here. */
+/* Runs coro until it suspends or ends (ctx entered by the caller).
+ * yielded: what the caller's own first send into coro yielded (stolen),
+ * or NULL to send first.  The box is created at the first suspension if
+ * *pbox is NULL (by rent, see rent_box_fn).  While this runs, the box is
+ * marked running so that a resumption requested from inside a
+ * registration is turned into another step here. */
 static int
 run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
-          PyObject **out_value, uint32_t trace_id)
+          PyObject **out_value, uint32_t trace_id, rent_box_fn rent,
+          void *rent_arg, PyObject *yielded)
 {
     TaskObject *running = *pbox;
     int rc;
@@ -774,7 +776,8 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
         running->task_flags |= TF_RUNNING_BOX;
         thread_running_push(running);
     }
-    rc = run_steps_inner(st, pbox, coro, ctx, out_value, trace_id);
+    rc = run_steps_inner(st, pbox, coro, ctx, out_value, trace_id, rent,
+                         rent_arg, yielded);
     if (running != NULL) {
         thread_running_pop(running);
     }
@@ -796,39 +799,40 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
 
 static int
 run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
-                PyObject *ctx, PyObject **out_value, uint32_t trace_id)
+                PyObject *ctx, PyObject **out_value, uint32_t trace_id,
+                rent_box_fn rent, void *rent_arg, PyObject *val)
 {
-    PyObject *val = NULL, *exc = NULL;
+    PyObject *exc = NULL;
     PySendResult r;
 
     for (;;) {
-        PyObject *outer_coro = tls_driven_coro; /* a nested start's */
-        tls_driven_coro = coro;
-        if (exc == NULL) {
-            r = PyIter_Send(coro, Py_None, &val);
-        }
-        else {
-            r = coro_throw(st, coro, exc, &val);
-            Py_CLEAR(exc);
-        }
-        tls_driven_coro = outer_coro;
-        if (r == PYGEN_RETURN) {
-            *out_value = val;
-            return STEP_RETURNED;
-        }
-        if (r == PYGEN_ERROR) {
-            translate_asyncio_cancel(st);
-            return STEP_RAISED;
+        if (val == NULL) {
+            PyObject *outer_coro = tls_driven_coro; /* a nested start's */
+            tls_driven_coro = coro;
+            if (exc == NULL) {
+                r = PyIter_Send(coro, Py_None, &val);
+            }
+            else {
+                r = coro_throw(st, coro, exc, &val);
+                Py_CLEAR(exc);
+            }
+            tls_driven_coro = outer_coro;
+            if (r == PYGEN_RETURN) {
+                *out_value = val;
+                return STEP_RETURNED;
+            }
+            if (r == PYGEN_ERROR) {
+                translate_asyncio_cancel(st);
+                return STEP_RAISED;
+            }
         }
         if (*pbox == NULL) {
             TaskObject *box;
             if (trace_id != 0) {
                 trace_claim_id(trace_id); /* task.created takes the call's */
             }
-            if (g_rent_box != NULL) {
-                TaskObject *(*rent)(void *) = g_rent_box;
-                g_rent_box = NULL; /* one box per start */
-                box = rent(g_rent_arg);
+            if (rent != NULL) {
+                box = rent(rent_arg);
             }
             else {
                 box = (TaskObject *)task_new_promise(st, NULL, 0);
@@ -851,7 +855,7 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             *pbox = box;
         }
         int rc = box_await(st, *pbox, val);
-        Py_DECREF(val);
+        Py_CLEAR(val);
         if (rc == 0) {
             if ((*pbox)->task_flags & TF_RESUME_PENDING) {
                 (*pbox)->task_flags &= ~TF_RESUME_PENDING;
@@ -878,13 +882,17 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
  * Returns STEP_* (*pbox: the box if one exists now, a new reference if it
  * was made here; *value: the returned value, new), or -1 with an error if
  * the context could not be entered.  Steals coro.  Inlined in both
- * callers: it is the hot path of every call (W2, the synchronous call). */
+ * callers: it is the hot path of every call (W2, the synchronous call).
+ *
+ * Issue 10 (W2b): the first send is made here, not in run_steps, so a
+ * body that returns or raises before awaiting anything incomplete pays
+ * for no box, no running mark (the deadlock detector's push/pop only
+ * matter for a box), no step loop; the first yield goes on to run_steps. */
 static inline __attribute__((always_inline)) int
 start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
-            TaskObject *(*rent_box)(void *), void *arg, PyObject **value)
+            rent_box_fn rent_box, void *arg, PyObject **value)
 {
     PyObject *ctx, *saved;
-    TaskObject *(*outer_rent)(void *);
     uint32_t trace_id = 0;
     int rc;
 
@@ -899,81 +907,140 @@ start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
         Py_DECREF(coro);
         return -1;
     }
-    if (*pbox != NULL) {
+    saved = Py_XNewRef(tls_sync_ctx); /* sync_context_save() */
+    if (ST_UNLIKELY(*pbox != NULL)) {
+        /* a Task.run delegate's box (py_task.c): run_steps marks it */
         (*pbox)->task_kind = TASK_BOX;
         Py_XSETREF((*pbox)->task_fn, Py_NewRef(coro));
         Py_XSETREF((*pbox)->task_context, Py_NewRef(ctx));
-    }
-    saved = sync_context_save();
-    outer_rent = g_rent_box;
-    if (outer_rent == NULL && rent_box == NULL) {
-        rc = run_steps(st, pbox, coro, ctx, value, trace_id); /* common */
+        rc = run_steps(st, pbox, coro, ctx, value, trace_id, NULL, NULL,
+                       NULL);
     }
     else {
-        /* an enclosing pooled start's supplier is not ours (g_rent_box):
-         * set ours (or none) for this start, then put it back */
-        void *outer_arg = g_rent_arg;
-        g_rent_box = rent_box;
-        g_rent_arg = arg;
-        rc = run_steps(st, pbox, coro, ctx, value, trace_id);
-        g_rent_box = outer_rent;
-        g_rent_arg = outer_arg;
+        PyObject *val, *outer_coro = tls_driven_coro; /* a nested start's */
+        PySendResult r;
+        tls_driven_coro = coro;
+        r = PyIter_Send(coro, Py_None, &val); /* MoveNext */
+        tls_driven_coro = outer_coro;
+        if (r == PYGEN_NEXT) {
+            /* it awaits something incomplete: the box, the loop */
+            rc = run_steps(st, pbox, coro, ctx, value, trace_id, rent_box,
+                           arg, val);
+        }
+        else {
+            if (r == PYGEN_RETURN) {
+                *value = val;
+                rc = STEP_RETURNED;
+            }
+            else {
+                translate_asyncio_cancel(st);
+                rc = STEP_RAISED;
+            }
+            if (ST_UNLIKELY(st_trace_on())) {
+                /* D2: before the caller completes the task */
+                st_trace_emit(ST_TRACE_METHOD_COMPLETE, trace_id, 0, 0);
+            }
+        }
     }
     PyContext_Exit(ctx);
-    if (rc == STEP_RAISED) {
-        /* restore the context with the error kept aside */
-        PyObject *exc = PyErr_GetRaisedException();
+    if (ST_UNLIKELY(tls_sync_ctx != saved)) {
+        /* the body set another SynchronizationContext: restore the
+         * caller's, with an error kept aside */
+        PyObject *exc = rc == STEP_RAISED ? PyErr_GetRaisedException()
+                                          : NULL;
         sync_context_restore(st, saved);
-        PyErr_SetRaisedException(exc);
+        if (rc == STEP_RAISED) {
+            PyErr_SetRaisedException(exc);
+        }
     }
     else {
-        sync_context_restore(st, saved);
+        Py_XDECREF(saved);
     }
     Py_DECREF(ctx);
     Py_DECREF(coro);
     return rc;
 }
 
-PyObject *
-builder_start(st_state *st, PyObject *coro, TaskObject *box)
+/* What a start's outcome hands back, one switch for both builders (Task
+ * and ValueTask; issue 10 review).  rc: start_steps's result; given: the
+ * box the caller handed to start_steps, or NULL; b: the box after it (a
+ * new reference if made there); v: the returned value (consumed).
+ * Returns 1 with *value (new) when the body returned with no box and
+ * want_value (a ValueTask method: no Task at all, 4.2); else 0 with *task
+ * (new: the box, completed if the body ended, or a completed Task, cached
+ * for common results, A1/T12); -1 with an error.  A pending exception (a
+ * resumption during the step that could not fault its task) is raised
+ * here in every case.  Inlined with a constant want_value: each builder
+ * keeps only its own branches, the shared code costs no instruction. */
+static inline __attribute__((always_inline)) int
+start_outcome(st_state *st, int rc, TaskObject *given, TaskObject *b,
+              PyObject *v, int want_value, PyObject **value,
+              PyObject **task)
 {
-    PyObject *value = NULL, *result = NULL;
-    TaskObject *b = box;
-
-    switch (start_steps(st, coro, &b, NULL, NULL, &value)) {
+    PyObject *t;
+    *value = NULL;
+    *task = NULL;
+    switch (rc) {
     case -1:
-        return NULL;
+        return -1;
     case STEP_SUSPENDED:
-        result = box != NULL ? Py_NewRef(box) : (PyObject *)b;
+        t = given != NULL ? Py_NewRef(given) : (PyObject *)b;
         break;
     case STEP_RETURNED:
-        if (b != NULL) {
-            task_try_complete(b, ST_STATUS_RAN_TO_COMPLETION, value, NULL);
-            result = box != NULL ? Py_NewRef(box) : (PyObject *)b;
+        if (b != NULL) { /* suspended once, then finished in this call */
+            task_try_complete(b, ST_STATUS_RAN_TO_COMPLETION, v, NULL);
+            Py_DECREF(v);
+            t = given != NULL ? Py_NewRef(given) : (PyObject *)b;
+        }
+        else if (want_value) {
+            if (pending_exc_restore() < 0) {
+                Py_DECREF(v);
+                return -1;
+            }
+            *value = v; /* 4.2: finished synchronously, no Task */
+            return 1;
         }
         else {
-            result = task_from_result(st, value);
+            t = task_from_result(st, v);
+            Py_DECREF(v);
+            if (t == NULL) {
+                return -1;
+            }
         }
-        Py_DECREF(value);
         break;
     default:
         if (b == NULL) {
             b = (TaskObject *)task_new_promise(st, NULL, 0);
             if (b == NULL) {
-                break;
+                return -1;
             }
         }
-        result = box != NULL ? Py_NewRef(box) : (PyObject *)b;
+        t = given != NULL ? Py_NewRef(given) : (PyObject *)b;
         if (task_complete_from_error(b, 1) < 0) {
             /* KeyboardInterrupt/SystemExit: to the caller */
-            Py_CLEAR(result);
+            Py_DECREF(t);
+            return -1;
         }
         break;
     }
-    if (result != NULL && pending_exc_restore() < 0) {
-        Py_CLEAR(result);
+    if (pending_exc_restore() < 0) {
+        Py_DECREF(t);
+        return -1;
     }
-    return result;
+    *task = t;
+    return 0;
+}
+
+PyObject *
+builder_start(st_state *st, PyObject *coro, TaskObject *box)
+{
+    PyObject *v = NULL, *value, *task;
+    TaskObject *b = box;
+    int rc = start_steps(st, coro, &b, NULL, NULL, &v);
+    if (start_outcome(st, rc, box, b, v, 0, &value, &task) < 0) {
+        return NULL;
+    }
+    return task;
 }
 
 int
@@ -983,43 +1050,8 @@ builder_start_value(st_state *st, PyObject *coro,
 {
     PyObject *v = NULL;
     TaskObject *b = NULL;
-
-    *value = NULL;
-    *task = NULL;
-    switch (start_steps(st, coro, &b, rent_box, arg, &v)) {
-    case -1:
-        return -1;
-    case STEP_SUSPENDED:
-        *task = (PyObject *)b;
-        return 0;
-    case STEP_RETURNED:
-        if (b != NULL) { /* suspended once, then finished in this call */
-            task_try_complete(b, ST_STATUS_RAN_TO_COMPLETION, v, NULL);
-            Py_DECREF(v);
-            if (pending_exc_restore() < 0) {
-                /* -1 hands back no task (binding.h): drop ours */
-                Py_DECREF(b);
-                return -1;
-            }
-            *task = (PyObject *)b;
-            return 0;
-        }
-        *value = v;
-        return 1;
-    default:
-        if (b == NULL) {
-            b = (TaskObject *)task_new_promise(st, NULL, 0);
-            if (b == NULL) {
-                return -1;
-            }
-        }
-        if (task_complete_from_error(b, 1) < 0) {
-            Py_DECREF(b);
-            return -1;
-        }
-        *task = (PyObject *)b;
-        return 0;
-    }
+    int rc = start_steps(st, coro, &b, rent_box, arg, &v);
+    return start_outcome(st, rc, NULL, b, v, 1, value, task);
 }
 
 void
@@ -1046,7 +1078,7 @@ box_resume(TaskObject *box)
     }
     saved = sync_context_save();
     ST_TRACE(ST_TRACE_METHOD_RESUME, trace_task_id(box), 0, 0);
-    rc = run_steps(st, &b, coro, ctx, &value, 0);
+    rc = run_steps(st, &b, coro, ctx, &value, 0, NULL, NULL, NULL);
     PyContext_Exit(ctx);
     if (rc == STEP_RETURNED) {
         sync_context_restore(st, saved);

@@ -104,11 +104,20 @@ method_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
 {
     st_state *st = g_st;
     MethodObject *m = MethodObject_CAST(op);
-    PyObject *coro = PyObject_Vectorcall(m->m_func, args, nargsf, kwnames);
+    PyObject *func = m->m_func, *coro;
+    if (PyFunction_Check(func)) {
+        /* the usual async def: its own vectorcall, as PyObject_Vectorcall
+         * would call it, less the result check that catches a C
+         * callable's bug (issue 10, W2b) */
+        coro = PyVectorcall_Function(func)(func, args, nargsf, kwnames);
+    }
+    else {
+        coro = PyObject_Vectorcall(func, args, nargsf, kwnames);
+    }
     if (coro == NULL) {
         return NULL;
     }
-    if (!is_coroutine_like(coro)) {
+    if (!PyCoro_CheckExact(coro) && !is_coroutine_like(coro)) {
         return method_not_coroutine(st, m->m_mode, coro);
     }
     if (m->m_mode == METHOD_TASK) {
