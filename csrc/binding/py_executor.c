@@ -48,6 +48,7 @@
  * fut_work_run drops it.
  */
 #include "binding.h"
+#include "py_args.h"   /* parse_timeout_lenient */
 #include "py_errors.h" /* wait_slice_check */
 #include "py_executor.h"
 #include "py_gil.h"
@@ -340,77 +341,21 @@ fut_wait(FutObject *f, uint64_t timeout_ns)
     return rc;
 }
 
-/* timeout (None or a number of seconds; negative counts as 0, as the
- * base class's Condition.wait) into *ns (UINT64_MAX: none).  Returns 0,
- * or -1 with TypeError/ValueError naming it. */
-static int
-parse_fut_timeout(PyObject *o, const char *fname, uint64_t *ns)
-{
-    double secs;
-    if (o == NULL || o == Py_None) {
-        *ns = UINT64_MAX;
-        return 0;
-    }
-    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s(): timeout must be a number of seconds or None, "
-                     "not %.100s", fname, Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    secs = PyFloat_AsDouble(o);
-    if (secs == -1.0 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            /* an int too large for a double: no limit, or 0 if negative */
-            PyObject *zero = PyLong_FromLong(0);
-            int neg;
-            PyErr_Clear();
-            if (zero == NULL) {
-                return -1;
-            }
-            neg = PyObject_RichCompareBool(o, zero, Py_LT);
-            Py_DECREF(zero);
-            if (neg < 0) {
-                return -1;
-            }
-            secs = neg ? 0.0 : 1e9;
-        }
-        else {
-            return -1;
-        }
-    }
-    if (secs != secs) {
-        PyErr_Format(PyExc_ValueError, "%s(): timeout must not be NaN",
-                     fname);
-        return -1;
-    }
-    if (secs <= 0) {
-        *ns = 0;
-    }
-    else if (secs >= 1e9) { /* about 31 years: no limit */
-        *ns = UINT64_MAX;
-    }
-    else {
-        *ns = (uint64_t)(secs * 1e9);
-        if (*ns == 0) {
-            *ns = 1;
-        }
-    }
-    return 0;
-}
-
-/* the one optional argument `timeout` of result() and exception() */
+/* The one optional argument `timeout` of result() and exception(), as
+ * the base class's signature takes it: *timeout gets it (borrowed), or
+ * None.  Returns 0, or -1 with a TypeError set. */
 static int
 one_timeout_arg(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                const char *fname, uint64_t *ns)
+                const char *fname, PyObject **timeout)
 {
-    PyObject *o = NULL;
+    *timeout = Py_None;
     if (nargs > 1) {
         PyErr_Format(PyExc_TypeError, "%s() takes at most 1 argument "
                      "(%zd given)", fname, nargs);
         return -1;
     }
     if (nargs == 1) {
-        o = args[0];
+        *timeout = args[0];
     }
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, 0);
@@ -420,9 +365,46 @@ one_timeout_arg(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          "argument, timeout", fname);
             return -1;
         }
-        o = args[nargs];
+        *timeout = args[nargs];
     }
-    return parse_fut_timeout(o, fname, ns);
+    return 0;
+}
+
+/* What result() and exception() share: their argument, the wait, and the
+ * report of a future that did not finish.  As the base class, the
+ * timeout is read only if the future is not done yet, in
+ * concurrent.futures' terms (py_args.c's lenient mode; tname: the
+ * parameter as messages name it).  Returns 0 if the future FINISHED (the
+ * caller reports its outcome), or -1 with an exception set: a bad
+ * argument, an interrupted wait, CancelledError or TimeoutError. */
+static int
+fut_wait_finished(FutObject *f, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames, const char *fname, const char *tname)
+{
+    PyObject *timeout;
+    uint64_t ns;
+    int s;
+    if (one_timeout_arg(args, nargs, kwnames, fname, &timeout) < 0) {
+        return -1;
+    }
+    s = fut_state(f);
+    if (!fs_done(s)) {
+        if (parse_timeout_lenient(timeout, tname, &ns) < 0
+            || fut_wait(f, ns) < 0) {
+            return -1;
+        }
+        s = fut_state(f);
+    }
+    if (s == FS_FINISHED) {
+        return 0;
+    }
+    if (s == FS_CANCELLED || s == FS_CANCELLED_AND_NOTIFIED) {
+        PyErr_SetNone(g_cancelled_error);
+    }
+    else {
+        PyErr_SetNone(g_timeout_error);
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------ methods */
@@ -573,36 +555,21 @@ fut_result(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
     FutObject *f = FUT(op);
-    uint64_t ns = UINT64_MAX;
-    int s = fut_state(f);
-    if (s != FS_FINISHED || nargs != 0 || kwnames != NULL) {
-        if (one_timeout_arg(args, nargs, kwnames, "result", &ns) < 0) {
-            return NULL;
-        }
-        if (fut_wait(f, ns) < 0) {
-            return NULL;
-        }
-        s = fut_state(f);
-    }
-    if (s == FS_FINISHED) {
-        if (f->exception != NULL) {
-            if (!PyExceptionInstance_Check(f->exception)) {
-                /* set_exception(5): what `raise 5` would say */
-                PyErr_SetString(PyExc_TypeError,
-                                "exceptions must derive from BaseException");
-                return NULL;
-            }
-            PyErr_SetRaisedException(Py_NewRef(f->exception));
-            return NULL;
-        }
-        return Py_NewRef(f->result != NULL ? f->result : Py_None);
-    }
-    if (s == FS_CANCELLED || s == FS_CANCELLED_AND_NOTIFIED) {
-        PyErr_SetNone(g_cancelled_error);
+    if (fut_wait_finished(f, args, nargs, kwnames, "result",
+                          "result(): timeout") < 0) {
         return NULL;
     }
-    PyErr_SetNone(g_timeout_error);
-    return NULL;
+    if (f->exception != NULL) {
+        if (!PyExceptionInstance_Check(f->exception)) {
+            /* set_exception(5): what `raise 5` would say */
+            PyErr_SetString(PyExc_TypeError,
+                            "exceptions must derive from BaseException");
+            return NULL;
+        }
+        PyErr_SetRaisedException(Py_NewRef(f->exception));
+        return NULL;
+    }
+    return Py_NewRef(f->result != NULL ? f->result : Py_None);
 }
 
 static PyObject *
@@ -610,24 +577,11 @@ fut_exception(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
     FutObject *f = FUT(op);
-    uint64_t ns = UINT64_MAX;
-    int s;
-    if (one_timeout_arg(args, nargs, kwnames, "exception", &ns) < 0) {
+    if (fut_wait_finished(f, args, nargs, kwnames, "exception",
+                          "exception(): timeout") < 0) {
         return NULL;
     }
-    if (fut_wait(f, ns) < 0) {
-        return NULL;
-    }
-    s = fut_state(f);
-    if (s == FS_FINISHED) {
-        return Py_NewRef(f->exception != NULL ? f->exception : Py_None);
-    }
-    if (s == FS_CANCELLED || s == FS_CANCELLED_AND_NOTIFIED) {
-        PyErr_SetNone(g_cancelled_error);
-        return NULL;
-    }
-    PyErr_SetNone(g_timeout_error);
-    return NULL;
+    return Py_NewRef(f->exception != NULL ? f->exception : Py_None);
 }
 
 static PyObject *
@@ -639,7 +593,7 @@ fut_wait_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "_wait(timeout): one argument");
         return NULL;
     }
-    if (parse_fut_timeout(args[0], "_wait", &ns) < 0) {
+    if (parse_timeout_lenient(args[0], "_wait(): timeout", &ns) < 0) {
         return NULL;
     }
     rc = fut_wait(FUT(op), ns);
