@@ -266,6 +266,26 @@ fut_set(FutObject *f, PyObject *value, int is_exc)
     return 0;
 }
 
+/* The "start running" transition, with f's lock taken (fut_lock) by the
+ * caller: set_running_or_notify_cancel's, and a worker's as it picks up
+ * its item.  PENDING becomes RUNNING; CANCELLED becomes
+ * CANCELLED_AND_NOTIFIED and wait()'s waiters hear of it.  Returns the
+ * state found; *rc: 0, or -1 if a waiter failed (exception set). */
+static int
+fut_start_locked(FutObject *f, int *rc)
+{
+    int s = fut_state(f);
+    *rc = 0;
+    if (s == FS_PENDING) {
+        st_atomic_store(&f->state, FS_RUNNING, ST_RELEASE);
+    }
+    else if (s == FS_CANCELLED) {
+        st_atomic_store(&f->state, FS_CANCELLED_AND_NOTIFIED, ST_RELEASE);
+        *rc = fut_notify_waiters(f, "add_cancelled");
+    }
+    return s;
+}
+
 /* ------------------------------------------------------------ waiting */
 
 /* Waits until done; timeout_ns UINT64_MAX: no limit.  Returns 1 done, 0
@@ -700,22 +720,17 @@ fut_set_running_or_notify_cancel(PyObject *op, PyObject *unused)
     if (fut_lock(f, &held) < 0) {
         return NULL;
     }
-    s = fut_state(f);
+    s = fut_start_locked(f, &rc);
+    fut_unlock(held);
+    if (rc < 0) {
+        return NULL;
+    }
     if (s == FS_PENDING) {
-        st_atomic_store(&f->state, FS_RUNNING, ST_RELEASE);
-        fut_unlock(held);
         Py_RETURN_TRUE;
     }
     if (s == FS_CANCELLED) {
-        st_atomic_store(&f->state, FS_CANCELLED_AND_NOTIFIED, ST_RELEASE);
-        rc = fut_notify_waiters(f, "add_cancelled");
-        fut_unlock(held);
-        if (rc < 0) {
-            return NULL;
-        }
         Py_RETURN_FALSE;
     }
-    fut_unlock(held);
     PyErr_SetString(PyExc_RuntimeError, "Future in unexpected state");
     return NULL;
 }
@@ -801,24 +816,17 @@ fut_run_queued(PyObject *op, PyObject *unused)
     if (fut_lock(f, &held) < 0) {
         return NULL;
     }
-    s = fut_state(f);
     fn = f->fn;
     args = f->args;
     kwargs = f->kwargs;
-    if (s == FS_PENDING && fn == NULL) {
+    if (fut_state(f) == FS_PENDING && fn == NULL) {
         fut_unlock(held);
         PyErr_SetString(PyExc_RuntimeError,
                         "_run_queued(): nothing to run");
         return NULL;
     }
     f->fn = f->args = f->kwargs = NULL;
-    if (s == FS_PENDING) {
-        st_atomic_store(&f->state, FS_RUNNING, ST_RELEASE);
-    }
-    else if (s == FS_CANCELLED) {
-        st_atomic_store(&f->state, FS_CANCELLED_AND_NOTIFIED, ST_RELEASE);
-        rc = fut_notify_waiters(f, "add_cancelled");
-    }
+    s = fut_start_locked(f, &rc);
     fut_unlock(held);
     if (rc < 0) {
         PyErr_WriteUnraisable(op);
