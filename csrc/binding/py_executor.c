@@ -78,13 +78,45 @@ static const char *const fs_names[FS_COUNT] = {
 /* Set once by executor_module_exec (owned, for the life of the process:
  * the module refuses a second interpreter): the state strings of
  * concurrent.futures._base, its CancelledError, TimeoutError,
- * InvalidStateError and LOGGER, and _thread.allocate_lock. */
+ * InvalidStateError and LOGGER, _thread.allocate_lock and the lock
+ * type's acquire and release (called directly: no lookup per call), and
+ * the interned names of the methods called on other objects. */
 static PyObject *g_fs_str[FS_COUNT];
 static PyObject *g_cancelled_error;
 static PyObject *g_timeout_error;
 static PyObject *g_invalid_state_error;
 static PyObject *g_logger;
 static PyObject *g_allocate_lock;
+static PyObject *g_lock_acquire;
+static PyObject *g_lock_release;
+
+enum {
+    NAME_ADD_RESULT = 0, /* wait()/as_completed() waiters' */
+    NAME_ADD_EXCEPTION,
+    NAME_ADD_CANCELLED,
+    NAME_ADD,              /* _LoopDelivery.add */
+    NAME_INVOKE_CALLBACKS, /* the base class's _invoke_callbacks */
+    NAME_EXCEPTION,        /* LOGGER.exception */
+    NAME_COUNT
+};
+static const char *const g_name_text[NAME_COUNT] = {
+    "add_result", "add_exception", "add_cancelled", "add",
+    "_invoke_callbacks", "exception",
+};
+static PyObject *g_name[NAME_COUNT];
+
+/* obj.<g_name[name]>(*args) for nargs (<= 2) arguments, without a bound
+ * method.  Returns new, or NULL with an exception set.  Refs: borrows
+ * obj and args. */
+static PyObject *
+call_method(PyObject *obj, int name, PyObject *a0, PyObject *a1,
+            size_t nargs)
+{
+    PyObject *argv[3] = {obj, a0, a1};
+    return PyObject_VectorcallMethod(
+        g_name[name], argv, (1 + nargs) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+        NULL);
+}
 
 typedef struct FutObject {
     PyObject_HEAD
@@ -134,7 +166,7 @@ fut_lock(FutObject *f, PyObject **held)
         return 0;
     }
     Py_INCREF(c);
-    r = PyObject_CallMethod(c, "acquire", NULL);
+    r = PyObject_CallOneArg(g_lock_acquire, c);
     if (r == NULL) {
         Py_DECREF(c);
         return -1;
@@ -154,7 +186,7 @@ fut_unlock(PyObject *held)
         return;
     }
     exc = PyErr_GetRaisedException();
-    r = PyObject_CallMethod(held, "release", NULL);
+    r = PyObject_CallOneArg(g_lock_release, held);
     if (r == NULL) {
         PyErr_WriteUnraisable(held);
     }
@@ -163,10 +195,11 @@ fut_unlock(PyObject *held)
     PyErr_SetRaisedException(exc);
 }
 
-/* Calls name(self) on every wait()/as_completed() waiter (under the lock,
+/* Calls waiter.<g_name[name]>(self) (add_result, add_exception or
+ * add_cancelled) on every wait()/as_completed() waiter (under the lock,
  * as the base class).  Returns 0, or -1 with an exception set. */
 static int
-fut_notify_waiters(FutObject *f, const char *name)
+fut_notify_waiters(FutObject *f, int name)
 {
     PyObject *w = f->waiters, *copy;
     Py_ssize_t i, n;
@@ -180,8 +213,8 @@ fut_notify_waiters(FutObject *f, const char *name)
     }
     n = PyList_GET_SIZE(copy);
     for (i = 0; i < n && rc == 0; i++) {
-        PyObject *r = PyObject_CallMethod(PyList_GET_ITEM(copy, i), name,
-                                          "O", (PyObject *)f);
+        PyObject *r = call_method(PyList_GET_ITEM(copy, i), name,
+                                  (PyObject *)f, NULL, 1);
         if (r == NULL) {
             rc = -1;
         }
@@ -204,7 +237,7 @@ fut_finish(FutObject *f)
         PyObject *r;
         f->dest = NULL;
         f->delivery = NULL;
-        r = PyObject_CallMethod(delivery, "add", "OO", dest, (PyObject *)f);
+        r = call_method(delivery, NAME_ADD, dest, (PyObject *)f, 2);
         if (r == NULL) {
             PyErr_WriteUnraisable(delivery);
         }
@@ -214,8 +247,8 @@ fut_finish(FutObject *f)
     }
     if (f->callbacks != NULL && PyList_GET_SIZE(f->callbacks) > 0) {
         /* the base class's: each callback, exceptions logged */
-        PyObject *r = PyObject_CallMethod((PyObject *)f, "_invoke_callbacks",
-                                          NULL);
+        PyObject *r = call_method((PyObject *)f, NAME_INVOKE_CALLBACKS,
+                                  NULL, NULL, 0);
         if (r == NULL) {
             PyErr_WriteUnraisable((PyObject *)f);
         }
@@ -254,7 +287,8 @@ fut_set(FutObject *f, PyObject *value, int is_exc)
         f->result = Py_NewRef(value);
     }
     st_atomic_store(&f->state, FS_FINISHED, ST_RELEASE);
-    if (fut_notify_waiters(f, is_exc ? "add_exception" : "add_result") < 0) {
+    if (fut_notify_waiters(f, is_exc ? NAME_ADD_EXCEPTION
+                                        : NAME_ADD_RESULT) < 0) {
         err = PyErr_GetRaisedException();
     }
     fut_unlock(held);
@@ -281,7 +315,7 @@ fut_start_locked(FutObject *f, int *rc)
     }
     else if (s == FS_CANCELLED) {
         st_atomic_store(&f->state, FS_CANCELLED_AND_NOTIFIED, ST_RELEASE);
-        *rc = fut_notify_waiters(f, "add_cancelled");
+        *rc = fut_notify_waiters(f, NAME_ADD_CANCELLED);
     }
     return s;
 }
@@ -665,11 +699,13 @@ fut_add_done_callback(PyObject *op, PyObject *fn)
              * the handled one for the call, the caller's put back */
             PyObject *exc = PyErr_GetRaisedException();
             PyObject *prev = PyErr_GetHandledException();
-            PyObject *lr;
+            PyObject *lr, *msg;
             PyErr_SetHandledException(exc);
-            lr = PyObject_CallMethod(g_logger, "exception", "sO",
-                                     "exception calling callback for %r",
-                                     op);
+            msg = PyUnicode_FromString("exception calling callback for %r");
+            lr = msg == NULL ? NULL
+                             : call_method(g_logger, NAME_EXCEPTION, msg, op,
+                                           2);
+            Py_XDECREF(msg);
             PyErr_SetHandledException(prev);
             Py_XDECREF(prev);
             Py_DECREF(exc);
@@ -1176,6 +1212,26 @@ executor_module_exec(PyObject *mod, st_state *st)
         Py_DECREF(thr);
         if (g_allocate_lock == NULL) {
             return -1;
+        }
+        {
+            PyObject *lock = PyObject_CallNoArgs(g_allocate_lock);
+            if (lock == NULL) {
+                return -1;
+            }
+            g_lock_acquire = PyObject_GetAttrString(
+                (PyObject *)Py_TYPE(lock), "acquire");
+            g_lock_release = PyObject_GetAttrString(
+                (PyObject *)Py_TYPE(lock), "release");
+            Py_DECREF(lock);
+            if (g_lock_acquire == NULL || g_lock_release == NULL) {
+                return -1;
+            }
+        }
+        for (i = 0; i < NAME_COUNT; i++) {
+            g_name[i] = PyUnicode_InternFromString(g_name_text[i]);
+            if (g_name[i] == NULL) {
+                return -1;
+            }
         }
     }
     tp = PyType_FromModuleAndSpec(mod, &Fut_spec, NULL);
