@@ -395,6 +395,109 @@ fut_wait(FutObject *f, uint64_t timeout_ns)
     return rc;
 }
 
+/* ------------------------------------------------ shutdown's wait */
+
+/* Executor.shutdown(wait=True) returns when the executor's dict of
+ * futures not yet forgotten (`items`: a run leaves it after its future
+ * finished and its callbacks ran) is empty.  It sleeps until then on an
+ * event of its own, a node of this list (on the waiting thread's stack);
+ * the run that leaves a dict empty sets the event of every node watching
+ * that dict.  The list and the dicts are touched only with the GIL, which
+ * is what orders a run's removal before a waiter's check. */
+typedef struct drain_node {
+    struct drain_node *next;
+    PyObject *items; /* strong, for the wait */
+    st_event_t ev;
+} drain_node;
+
+static drain_node *g_drain_nodes; /* GIL */
+
+/* Removes op from items (a KeyError is no error: removed already) and
+ * wakes the shutdown waits on items once it is empty.  GIL held; an
+ * exception set on entry is kept.  Refs: borrows both. */
+static void
+items_forget(PyObject *items, PyObject *op)
+{
+    PyObject *exc = PyErr_GetRaisedException();
+    if (PyDict_DelItem(items, op) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyError)) {
+            PyErr_Clear();
+        }
+        else {
+            PyErr_WriteUnraisable(op);
+        }
+    }
+    if (g_drain_nodes != NULL && PyDict_GET_SIZE(items) == 0) {
+        drain_node *n;
+        for (n = g_drain_nodes; n != NULL; n = n->next) {
+            if (n->items == items) {
+                st_event_set(&n->ev);
+            }
+        }
+    }
+    PyErr_SetRaisedException(exc);
+}
+
+/* _FutureCore._wait_drained(items): returns when the dict is empty.  The
+ * GIL is released while it sleeps, in the rhythm of every blocking wait
+ * (py_gil.h: slices, Ctrl-C between them through wait_slice_check; on a
+ * pool thread the pool may add a worker).  A dict emptied by anything
+ * else than a run (Executor.shutdown's own pops) is seen at the next
+ * slice.  Returns None, or NULL with an exception set. */
+static PyObject *
+fut_wait_drained(PyObject *unused, PyObject *items)
+{
+    drain_node node, **pp;
+    st_pool_t *pool;
+    int rc = 0, abandon = -1;
+    (void)unused;
+    if (!PyDict_Check(items)) {
+        PyErr_Format(PyExc_TypeError, "_wait_drained(): items must be a "
+                     "dict, not %.100s", Py_TYPE(items)->tp_name);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(items) == 0) {
+        Py_RETURN_NONE;
+    }
+    node.items = Py_NewRef(items);
+    st_event_init(&node.ev);
+    node.next = g_drain_nodes;
+    g_drain_nodes = &node;
+    pool = st_pool_current();
+    if (pool != NULL) {
+        st_pool_enter_blocking(pool);
+    }
+    for (;;) {
+        PyThreadState *save = PyEval_SaveThread();
+        gil_note_released();
+        (void)st_event_wait(&node.ev, WAIT_SLICE_NS);
+        PyEval_RestoreThread(save);
+        gil_note_taken();
+        if (PyDict_GET_SIZE(items) == 0) {
+            break;
+        }
+        if (wait_slice_check(g_st, &abandon, "the wait was abandoned: "
+                             "the interpreter is shutting down") < 0) {
+            rc = -1;
+            break;
+        }
+        /* set by a removal that a later submit undid: sleep again */
+        st_event_reset(&node.ev);
+    }
+    if (pool != NULL) {
+        st_pool_leave_blocking(pool);
+    }
+    for (pp = &g_drain_nodes; *pp != &node; pp = &(*pp)->next) {
+    }
+    *pp = node.next;
+    st_event_destroy(&node.ev);
+    Py_DECREF(node.items);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* The one optional argument `timeout` of result() and exception(), as
  * the base class's signature takes it: *timeout gets it (borrowed), or
  * None.  Returns 0, or -1 with a TypeError set. */
@@ -639,25 +742,6 @@ fut_exception(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
-fut_wait_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t ns;
-    int rc;
-    if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "_wait(timeout): one argument");
-        return NULL;
-    }
-    if (parse_timeout_lenient(args[0], "_wait(): timeout", &ns) < 0) {
-        return NULL;
-    }
-    rc = fut_wait(FUT(op), ns);
-    if (rc < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(rc);
-}
-
-static PyObject *
 fut_add_done_callback(PyObject *op, PyObject *fn)
 {
     FutObject *f = FUT(op);
@@ -894,14 +978,7 @@ fut_run_queued(PyObject *op, PyObject *unused)
     release = f->release;
     f->items = f->release = NULL;
     if (items != NULL) {
-        if (PyDict_DelItem(items, op) < 0) {
-            if (PyErr_ExceptionMatches(PyExc_KeyError)) {
-                PyErr_Clear();
-            }
-            else {
-                PyErr_WriteUnraisable(op);
-            }
-        }
+        items_forget(items, op);
         Py_DECREF(items);
     }
     if (release != NULL) {
@@ -997,11 +1074,7 @@ fut_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (fut_queue(FUT(op)) < 0) {
-        PyObject *exc = PyErr_GetRaisedException();
-        if (PyDict_DelItem(args[3], op) < 0) {
-            PyErr_Clear();
-        }
-        PyErr_SetRaisedException(exc);
+        items_forget(args[3], op); /* keeps the error */
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1117,9 +1190,10 @@ static PyMethodDef Fut_methods[] = {
     {"set_exception", fut_set_exception, METH_O,
      PyDoc_STR("set_exception($self, exception, /)\n--\n\n"
                "As concurrent.futures.Future's.")},
-    {"_wait", (PyCFunction)(void (*)(void))fut_wait_method, METH_FASTCALL,
-     PyDoc_STR("_wait($self, timeout, /)\n--\n\n"
-               "Wait until done; False on timeout.")},
+    {"_wait_drained", fut_wait_drained, METH_O | METH_STATIC,
+     PyDoc_STR("_wait_drained(items, /)\n--\n\n"
+               "Sleep until the executor's dict of futures is empty "
+               "(shutdown(wait=True)).")},
     {"_add_delivery", (PyCFunction)(void (*)(void))fut_add_delivery,
      METH_FASTCALL,
      PyDoc_STR("_add_delivery($self, dest, delivery, /)\n--\n\n"

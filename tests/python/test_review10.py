@@ -18,6 +18,10 @@ import datetime
 import decimal
 import fractions
 import math
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -124,3 +128,190 @@ def test_issue10_review_I2_timeout_waits_then_times_out_or_finishes():
     assert time.monotonic() - t0 >= 0.04
     threading.Timer(0.05, f.set_result, (5,)).start()
     assert f.result(20) == 5 and f.exception(0) is None
+
+
+# ------------------------------------------------------ shutdown(wait=True)
+
+
+@pytest.mark.timeout(60)
+def test_issue10_review_I2_shutdown_wait_sleeps_until_the_last_run_ends():
+    """issue 10 review, SPEC I2: shutdown(wait=True) returns once every
+    run has ended (its done callbacks too, and the executor has forgotten
+    the future), and sleeps meanwhile: no polling loop while a finished
+    future's run is still ending (it called time.sleep, list and _wait
+    about 2,000 times in 0.3 s before)."""
+    ex = st.Executor()
+    gate = threading.Event()
+    ended = threading.Event()
+
+    def slow_callback(_f):
+        time.sleep(0.3)  # the future is done, its run not ended
+        ended.set()
+    f = ex.submit(gate.wait, 20)
+    f.add_done_callback(slow_callback)
+    calls = [0]
+
+    def profile(_frame, event, _arg):
+        if event == "c_call":
+            calls[0] += 1
+    opener = threading.Timer(0.05, gate.set)
+    opener.start()
+    sys.setprofile(profile)
+    try:
+        ex.shutdown(wait=True)
+    finally:
+        sys.setprofile(None)
+    opener.join(10)
+    assert f.done() and f.result() is True
+    assert ended.is_set()
+    assert ex._items == {}
+    assert calls[0] < 50, f"{calls[0]} C calls while waiting: polling"
+
+
+@pytest.mark.timeout(60)
+def test_issue10_review_I2_shutdown_wait_with_max_workers_and_many_items():
+    """issue 10 review, SPEC I2 (stress, bounded): shutdown(wait=True)
+    from several threads at once, with a bounded executor whose items
+    queue each other: all return, after every item ran."""
+    ex = st.Executor(max_workers=2)
+    ran = []
+    lock = threading.Lock()
+
+    def item(i):
+        time.sleep(0.0005)
+        with lock:
+            ran.append(i)
+    fs = [ex.submit(item, i) for i in range(300)]
+    errors = []
+
+    def closer():
+        try:
+            ex.shutdown(wait=True)
+            assert all(f.done() for f in fs)
+        except BaseException as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=closer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert sorted(ran) == list(range(300))
+    assert ex._items == {}
+
+
+@pytest.mark.timeout(60)
+def test_issue10_review_I2_ctrl_c_interrupts_shutdown_wait():
+    """issue 10 review, SPEC I2/T6: SIGINT during shutdown(wait=True) with
+    an item still running raises KeyboardInterrupt at once; a second
+    shutdown(wait=True) after the item was let go returns."""
+    code = textwrap.dedent("""
+        import threading, sharptask as st
+        ex = st.Executor()
+        gate = threading.Event()
+        f = ex.submit(gate.wait, 60)
+        print("waiting", flush=True)
+        try:
+            ex.shutdown(wait=True)
+            print("not interrupted", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+        gate.set()
+        ex.shutdown(wait=True)
+        print("drained", f.result(), ex._items == {}, flush=True)
+    """)
+    p = subprocess.Popen([sys.executable, "-c", code],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "waiting"
+        time.sleep(0.3)  # into the wait
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    assert p.returncode == 0, err
+    assert out.split("\n")[:2] == ["interrupted", "drained True True"], \
+        (out, err)
+    assert took < 20
+
+
+# ------------------------------------------------------------------ leaks
+
+
+_LEAK_EX = None
+
+
+def _leak_executor():
+    global _LEAK_EX
+    if _LEAK_EX is None:
+        _LEAK_EX = st.Executor()
+    return _LEAK_EX
+
+
+def _pair(a, b):
+    return (a, b)
+
+
+def _raise_with(a, b):
+    raise KeyError(a, b)
+
+
+def op_submit_result(sentinel, fresh):
+    r = _leak_executor().submit(_pair, sentinel, fresh).result(10)
+    assert r[0] is sentinel
+
+
+def op_submit_exception(sentinel, fresh):
+    e = _leak_executor().submit(_raise_with, sentinel, fresh).exception(10)
+    assert isinstance(e, KeyError)
+
+
+def op_timeout_then_set(sentinel, fresh):
+    f = _executor._Future()
+    try:
+        f.result(0)
+    except cf.TimeoutError:
+        pass
+    try:
+        f.exception(-1)
+    except cf.TimeoutError:
+        pass
+    f.set_result((sentinel, fresh))
+    assert f.result("any")[0] is sentinel  # done: timeout unread
+
+
+def op_bad_timeout(sentinel, fresh):
+    f = _executor._Future()
+    try:
+        f.result(fresh)
+    except TypeError:
+        pass
+    f.set_result(sentinel)
+
+
+def op_wait_and_shutdown(sentinel, fresh):
+    ex = st.Executor(max_workers=1)
+    fs = [ex.submit(_pair, sentinel, fresh) for _ in range(2)]
+    cf.wait(fs, timeout=10)
+    ex.shutdown(wait=True)
+    assert fs[1].result()[0] is sentinel
+
+
+LEAK_OPS = [op_submit_result, op_submit_exception, op_timeout_then_set,
+            op_bad_timeout, op_wait_and_shutdown]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("op", LEAK_OPS, ids=[o.__name__[3:]
+                                                for o in LEAK_OPS])
+def test_issue10_review_I2_repeated_submit_result_is_flat(op):
+    """issue 10 review, SPEC I2: repeated submit/result, exception(),
+    timeouts (good and bad) and shutdown waits leave no reference, object
+    or memory behind."""
+    from test_leaks import check_flat
+    check_flat(op, reps=3000, warmup=300)
