@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import datetime
 import decimal
 import fractions
+import gc
 import math
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -315,3 +317,83 @@ def test_issue10_review_I2_repeated_submit_result_is_flat(op):
     or memory behind."""
     from test_leaks import check_flat
     check_flat(op, reps=3000, warmup=300)
+
+
+# ---------------------------------------------------------- PeriodicTimer
+
+
+def _collect():
+    for _ in range(3):
+        gc.collect()
+
+
+@pytest.mark.timeout(30)
+def test_issue10_review_P5_unreferenced_periodic_timer_is_collected():
+    """issue 10 review, SPEC P5: as .NET's (its timer's callback refers to
+    the state only, and ~PeriodicTimer() disposes), a PeriodicTimer that
+    nobody refers to and nobody awaits is collected, and its timer is
+    disposed: it stops ticking.  Before, its timer kept it alive and
+    armed for good."""
+    t = st.PeriodicTimer(0.002)
+    inner = t._timer
+    ref = weakref.ref(t)
+    del t
+    _collect()
+    assert ref() is None
+    assert inner._disposed and inner._shot is None
+
+
+@pytest.mark.timeout(30)
+def test_issue10_review_P5_unreferenced_fake_periodic_timer_leaves_the_provider():
+    """issue 10 review, SPEC P5: with a FakeTimeProvider, dropping an idle
+    PeriodicTimer disposes its provider timer (the provider no longer
+    lists it); a tick not consumed before does not keep it either."""
+    fake = st.FakeTimeProvider()
+    t = st.PeriodicTimer(1, time_provider=fake)
+    fake.advance(1)  # a pending tick
+    ref = weakref.ref(t)
+    assert len(fake._timers) == 1
+    del t
+    _collect()
+    assert ref() is None
+    assert fake._timers == []
+    fake.advance(5)  # nothing left to run
+
+
+@pytest.mark.timeout(30)
+def test_issue10_review_P5_pending_wait_keeps_the_periodic_timer():
+    """issue 10 review, SPEC P5: while a wait is pending, the armed timer
+    keeps the PeriodicTimer (and so the awaiting code) alive, as .NET's
+    State._owner does; the tick completes the wait with True, and then
+    the timer is free to go."""
+    fake = st.FakeTimeProvider()
+    t = st.PeriodicTimer(1, time_provider=fake)
+    vt = t.wait_for_next_tick_async().as_task()
+    ref = weakref.ref(t)
+    del t
+    _collect()
+    assert ref() is not None and len(fake._timers) == 1
+    fake.advance(1)
+    assert vt.wait(10) and vt.result is True
+    _collect()
+    assert ref() is None
+    assert fake._timers == []
+
+
+@pytest.mark.timeout(30)
+def test_issue10_review_P5_awaiting_loop_ticks_while_unreferenced():
+    """issue 10 review, SPEC P5: an async method that awaits ticks of a
+    timer only it knows keeps ticking (the pending wait roots it), and
+    stops when it leaves the loop and disposes."""
+    got = []
+
+    @st.async_method
+    async def ticker():
+        with st.PeriodicTimer(0.005) as timer:
+            while await timer.wait_for_next_tick_async():
+                got.append(1)
+                if len(got) == 3:
+                    return len(got)
+    task = ticker()
+    _collect()
+    assert task.wait(20) and task.result == 3
