@@ -122,6 +122,98 @@ parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
     return 0;
 }
 
+/* ------------------------------------------ the lenient timeout mode */
+
+/* A wait longer than this many nanoseconds does not fit CPython's time
+ * type (a signed 64-bit count): lock.acquire raises OverflowError. */
+#define LENIENT_MAX_NS 9223372036854775808.0
+
+/* The TypeError set now gets `name: ` before its message (the rest is
+ * CPython's own text); any other exception is left as it is. */
+static void
+prefix_type_error(const char *name)
+{
+    PyObject *exc;
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+        return;
+    }
+    exc = PyErr_GetRaisedException();
+    PyErr_Format(PyExc_TypeError, "%s: %S", name, exc);
+    Py_DECREF(exc);
+}
+
+/* concurrent.futures' Future.result(timeout) hands the timeout to
+ * Condition.wait, which waits only if `timeout > 0` and then passes it to
+ * lock.acquire, which takes a float or anything with __index__.  This
+ * does the same in C, so that every value gets the same answer (issue 10
+ * review: the table in tests/python/test_review10.py compares the two). */
+int
+parse_timeout_lenient(PyObject *obj, const char *name, uint64_t *out_ns)
+{
+    double secs, ns;
+    *out_ns = 0;
+    if (obj == Py_None) {
+        *out_ns = UINT64_MAX;
+        return 0;
+    }
+    if (PyFloat_Check(obj)) {
+        secs = PyFloat_AS_DOUBLE(obj);
+    }
+    else if (PyIndex_Check(obj)) { /* int, bool, numpy's ints ... */
+        PyObject *i = PyNumber_Index(obj);
+        if (i == NULL) {
+            prefix_type_error(name);
+            return -1;
+        }
+        secs = PyLong_AsDouble(i);
+        if (secs == -1.0 && PyErr_Occurred()) {
+            int sign = 0;
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                Py_DECREF(i);
+                return -1;
+            }
+            /* too large for a double: only its sign matters */
+            PyErr_Clear();
+            (void)PyLong_AsLongLongAndOverflow(i, &sign);
+            secs = sign < 0 ? -HUGE_VAL : HUGE_VAL;
+        }
+        Py_DECREF(i);
+    }
+    else {
+        /* Condition.wait's `timeout > 0`: an object that is not > 0 is
+         * "do not wait"; one that is fails in lock.acquire */
+        PyObject *zero = PyLong_FromLong(0);
+        int gt;
+        if (zero == NULL) {
+            return -1;
+        }
+        gt = PyObject_RichCompareBool(obj, zero, Py_GT);
+        Py_DECREF(zero);
+        if (gt < 0) {
+            prefix_type_error(name);
+            return -1;
+        }
+        if (gt == 0) {
+            return 0;
+        }
+        PyErr_Format(PyExc_TypeError, "%s: '%.200s' object cannot be "
+                     "interpreted as an integer", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (isnan(secs) || secs <= 0) {
+        return 0; /* `nan > 0` is false too: do not wait */
+    }
+    ns = secs * 1e9;
+    if (ns >= LENIENT_MAX_NS) {
+        /* (no repr: a huge int's may itself fail) */
+        PyErr_Format(PyExc_OverflowError, "%s value is too large", name);
+        return -1;
+    }
+    *out_ns = ns < 1.0 ? 1 : (uint64_t)ns;
+    return 0;
+}
+
 /* 1 if obj has attribute name, 0 if not, -1 with another error set. */
 static int
 has_attr(PyObject *obj, const char *name)

@@ -21,6 +21,20 @@ int parse_seconds(PyObject *obj, const char *name, double *out_secs,
 /* parse_seconds in nanoseconds.  Refs: borrows obj. */
 int parse_timeout(PyObject *obj, const char *name, uint64_t *out_ns,
                   int *infinite);
+/* The lenient mode of parse_timeout: a timeout as concurrent.futures'
+ * Future.result()/exception() take it (issue 10 review), for the
+ * Executor's futures, which must answer as ThreadPoolExecutor's do.
+ * None: no limit (*out_ns = UINT64_MAX).  A float, or an int or any
+ * object with __index__ (bool too): that many seconds; zero, negative and
+ * NaN mean "do not wait" (*out_ns = 0), as Condition.wait takes them.
+ * More than the seconds a 64-bit count of nanoseconds holds (inf, huge
+ * ints): OverflowError.  Another object that compares with 0 as <= 0 is
+ * "do not wait" too; anything else is a TypeError with the message
+ * CPython gives (the failed comparison's, or "... cannot be interpreted
+ * as an integer").  Every message starts with `name`.  Refs: borrows
+ * obj. */
+int parse_timeout_lenient(PyObject *obj, const char *name,
+                          uint64_t *out_ns);
 /* A cancellation token: None (*out = NULL), a CancellationToken, or any
  * object with is_cancellation_requested, can_be_canceled and register()
  * (K3 accepts such token objects).  Refs: borrows obj; *out is

@@ -72,6 +72,19 @@ delay_fire(st_timer_entry_t *e)
     }
 }
 
+/* Takes d's entry out of its timer, if still there, and drops the
+ * timer's claim: it will never fire.  GIL held.  After fork() the
+ * parent's timer is forgotten (get_timer): an entry armed there never
+ * fires, and must not be looked for in the child's heap. */
+static void
+delay_disarm(delay_node *d)
+{
+    if (d->timer != g_st->timer
+        || st_timer_cancel(d->timer, &d->entry) == 0) {
+        delay_node_release(d); /* the timer's claim */
+    }
+}
+
 /* Arms a timer that completes t after ns.  The node (one claim: the
  * timer's), or NULL with an error set. */
 static delay_node *
@@ -145,12 +158,8 @@ delay_start_owned(st_state *st, uint64_t ns, struct delay_node **node)
 void
 delay_release(struct delay_node *d, int disarm)
 {
-    /* after fork() the parent's timer is forgotten (get_timer): an entry
-     * armed there never fires, and must not be looked for in the new one */
-    if (disarm
-        && (d->timer != g_st->timer
-            || st_timer_cancel(d->timer, &d->entry) == 0)) {
-        delay_node_release(d); /* the timer's claim: it will never fire */
+    if (disarm) {
+        delay_disarm(d);
     }
     delay_node_release(d); /* the caller's claim */
 }
@@ -162,12 +171,8 @@ static int
 delay_token_fired(PyObject *target, PyObject *token, void *carg)
 {
     delay_node *d = carg;
-    /* after fork() the parent's timer is forgotten (get_timer): an entry
-     * armed there never fires, and must not be looked for in the new one */
-    if (d != NULL
-        && (d->timer != g_st->timer
-            || st_timer_cancel(d->timer, &d->entry) == 0)) {
-        delay_node_release(d); /* the timer's claim: it will never fire */
+    if (d != NULL) {
+        delay_disarm(d);
     }
     task_try_complete((TaskObject *)target, ST_STATUS_CANCELED, NULL, token);
     return 0;

@@ -48,6 +48,7 @@
  * fut_work_run drops it.
  */
 #include "binding.h"
+#include "py_args.h"   /* parse_timeout_lenient */
 #include "py_errors.h" /* wait_slice_check */
 #include "py_executor.h"
 #include "py_gil.h"
@@ -77,13 +78,45 @@ static const char *const fs_names[FS_COUNT] = {
 /* Set once by executor_module_exec (owned, for the life of the process:
  * the module refuses a second interpreter): the state strings of
  * concurrent.futures._base, its CancelledError, TimeoutError,
- * InvalidStateError and LOGGER, and _thread.allocate_lock. */
+ * InvalidStateError and LOGGER, _thread.allocate_lock and the lock
+ * type's acquire and release (called directly: no lookup per call), and
+ * the interned names of the methods called on other objects. */
 static PyObject *g_fs_str[FS_COUNT];
 static PyObject *g_cancelled_error;
 static PyObject *g_timeout_error;
 static PyObject *g_invalid_state_error;
 static PyObject *g_logger;
 static PyObject *g_allocate_lock;
+static PyObject *g_lock_acquire;
+static PyObject *g_lock_release;
+
+enum {
+    NAME_ADD_RESULT = 0, /* wait()/as_completed() waiters' */
+    NAME_ADD_EXCEPTION,
+    NAME_ADD_CANCELLED,
+    NAME_ADD,              /* _LoopDelivery.add */
+    NAME_INVOKE_CALLBACKS, /* the base class's _invoke_callbacks */
+    NAME_EXCEPTION,        /* LOGGER.exception */
+    NAME_COUNT
+};
+static const char *const g_name_text[NAME_COUNT] = {
+    "add_result", "add_exception", "add_cancelled", "add",
+    "_invoke_callbacks", "exception",
+};
+static PyObject *g_name[NAME_COUNT];
+
+/* obj.<g_name[name]>(*args) for nargs (<= 2) arguments, without a bound
+ * method.  Returns new, or NULL with an exception set.  Refs: borrows
+ * obj and args. */
+static PyObject *
+call_method(PyObject *obj, int name, PyObject *a0, PyObject *a1,
+            size_t nargs)
+{
+    PyObject *argv[3] = {obj, a0, a1};
+    return PyObject_VectorcallMethod(
+        g_name[name], argv, (1 + nargs) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+        NULL);
+}
 
 typedef struct FutObject {
     PyObject_HEAD
@@ -133,7 +166,7 @@ fut_lock(FutObject *f, PyObject **held)
         return 0;
     }
     Py_INCREF(c);
-    r = PyObject_CallMethod(c, "acquire", NULL);
+    r = PyObject_CallOneArg(g_lock_acquire, c);
     if (r == NULL) {
         Py_DECREF(c);
         return -1;
@@ -153,7 +186,7 @@ fut_unlock(PyObject *held)
         return;
     }
     exc = PyErr_GetRaisedException();
-    r = PyObject_CallMethod(held, "release", NULL);
+    r = PyObject_CallOneArg(g_lock_release, held);
     if (r == NULL) {
         PyErr_WriteUnraisable(held);
     }
@@ -162,10 +195,11 @@ fut_unlock(PyObject *held)
     PyErr_SetRaisedException(exc);
 }
 
-/* Calls name(self) on every wait()/as_completed() waiter (under the lock,
+/* Calls waiter.<g_name[name]>(self) (add_result, add_exception or
+ * add_cancelled) on every wait()/as_completed() waiter (under the lock,
  * as the base class).  Returns 0, or -1 with an exception set. */
 static int
-fut_notify_waiters(FutObject *f, const char *name)
+fut_notify_waiters(FutObject *f, int name)
 {
     PyObject *w = f->waiters, *copy;
     Py_ssize_t i, n;
@@ -179,8 +213,8 @@ fut_notify_waiters(FutObject *f, const char *name)
     }
     n = PyList_GET_SIZE(copy);
     for (i = 0; i < n && rc == 0; i++) {
-        PyObject *r = PyObject_CallMethod(PyList_GET_ITEM(copy, i), name,
-                                          "O", (PyObject *)f);
+        PyObject *r = call_method(PyList_GET_ITEM(copy, i), name,
+                                  (PyObject *)f, NULL, 1);
         if (r == NULL) {
             rc = -1;
         }
@@ -203,7 +237,7 @@ fut_finish(FutObject *f)
         PyObject *r;
         f->dest = NULL;
         f->delivery = NULL;
-        r = PyObject_CallMethod(delivery, "add", "OO", dest, (PyObject *)f);
+        r = call_method(delivery, NAME_ADD, dest, (PyObject *)f, 2);
         if (r == NULL) {
             PyErr_WriteUnraisable(delivery);
         }
@@ -213,8 +247,8 @@ fut_finish(FutObject *f)
     }
     if (f->callbacks != NULL && PyList_GET_SIZE(f->callbacks) > 0) {
         /* the base class's: each callback, exceptions logged */
-        PyObject *r = PyObject_CallMethod((PyObject *)f, "_invoke_callbacks",
-                                          NULL);
+        PyObject *r = call_method((PyObject *)f, NAME_INVOKE_CALLBACKS,
+                                  NULL, NULL, 0);
         if (r == NULL) {
             PyErr_WriteUnraisable((PyObject *)f);
         }
@@ -253,7 +287,8 @@ fut_set(FutObject *f, PyObject *value, int is_exc)
         f->result = Py_NewRef(value);
     }
     st_atomic_store(&f->state, FS_FINISHED, ST_RELEASE);
-    if (fut_notify_waiters(f, is_exc ? "add_exception" : "add_result") < 0) {
+    if (fut_notify_waiters(f, is_exc ? NAME_ADD_EXCEPTION
+                                        : NAME_ADD_RESULT) < 0) {
         err = PyErr_GetRaisedException();
     }
     fut_unlock(held);
@@ -263,6 +298,26 @@ fut_set(FutObject *f, PyObject *value, int is_exc)
         return -1;
     }
     return 0;
+}
+
+/* The "start running" transition, with f's lock taken (fut_lock) by the
+ * caller: set_running_or_notify_cancel's, and a worker's as it picks up
+ * its item.  PENDING becomes RUNNING; CANCELLED becomes
+ * CANCELLED_AND_NOTIFIED and wait()'s waiters hear of it.  Returns the
+ * state found; *rc: 0, or -1 if a waiter failed (exception set). */
+static int
+fut_start_locked(FutObject *f, int *rc)
+{
+    int s = fut_state(f);
+    *rc = 0;
+    if (s == FS_PENDING) {
+        st_atomic_store(&f->state, FS_RUNNING, ST_RELEASE);
+    }
+    else if (s == FS_CANCELLED) {
+        st_atomic_store(&f->state, FS_CANCELLED_AND_NOTIFIED, ST_RELEASE);
+        *rc = fut_notify_waiters(f, NAME_ADD_CANCELLED);
+    }
+    return s;
 }
 
 /* ------------------------------------------------------------ waiting */
@@ -340,77 +395,124 @@ fut_wait(FutObject *f, uint64_t timeout_ns)
     return rc;
 }
 
-/* timeout (None or a number of seconds; negative counts as 0, as the
- * base class's Condition.wait) into *ns (UINT64_MAX: none).  Returns 0,
- * or -1 with TypeError/ValueError naming it. */
-static int
-parse_fut_timeout(PyObject *o, const char *fname, uint64_t *ns)
+/* ------------------------------------------------ shutdown's wait */
+
+/* Executor.shutdown(wait=True) returns when the executor's dict of
+ * futures not yet forgotten (`items`: a run leaves it after its future
+ * finished and its callbacks ran) is empty.  It sleeps until then on an
+ * event of its own, a node of this list (on the waiting thread's stack);
+ * the run that leaves a dict empty sets the event of every node watching
+ * that dict.  The list and the dicts are touched only with the GIL, which
+ * is what orders a run's removal before a waiter's check. */
+typedef struct drain_node {
+    struct drain_node *next;
+    PyObject *items; /* strong, for the wait */
+    st_event_t ev;
+} drain_node;
+
+static drain_node *g_drain_nodes; /* GIL */
+
+/* Removes op from items (a KeyError is no error: removed already) and
+ * wakes the shutdown waits on items once it is empty.  GIL held; an
+ * exception set on entry is kept.  Refs: borrows both. */
+static void
+items_forget(PyObject *items, PyObject *op)
 {
-    double secs;
-    if (o == NULL || o == Py_None) {
-        *ns = UINT64_MAX;
-        return 0;
-    }
-    if (PyBool_Check(o) || !(PyFloat_Check(o) || PyLong_Check(o))) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s(): timeout must be a number of seconds or None, "
-                     "not %.100s", fname, Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    secs = PyFloat_AsDouble(o);
-    if (secs == -1.0 && PyErr_Occurred()) {
-        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            /* an int too large for a double: no limit, or 0 if negative */
-            PyObject *zero = PyLong_FromLong(0);
-            int neg;
+    PyObject *exc = PyErr_GetRaisedException();
+    if (PyDict_DelItem(items, op) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_KeyError)) {
             PyErr_Clear();
-            if (zero == NULL) {
-                return -1;
-            }
-            neg = PyObject_RichCompareBool(o, zero, Py_LT);
-            Py_DECREF(zero);
-            if (neg < 0) {
-                return -1;
-            }
-            secs = neg ? 0.0 : 1e9;
         }
         else {
-            return -1;
+            PyErr_WriteUnraisable(op);
         }
     }
-    if (secs != secs) {
-        PyErr_Format(PyExc_ValueError, "%s(): timeout must not be NaN",
-                     fname);
-        return -1;
-    }
-    if (secs <= 0) {
-        *ns = 0;
-    }
-    else if (secs >= 1e9) { /* about 31 years: no limit */
-        *ns = UINT64_MAX;
-    }
-    else {
-        *ns = (uint64_t)(secs * 1e9);
-        if (*ns == 0) {
-            *ns = 1;
+    if (g_drain_nodes != NULL && PyDict_GET_SIZE(items) == 0) {
+        drain_node *n;
+        for (n = g_drain_nodes; n != NULL; n = n->next) {
+            if (n->items == items) {
+                st_event_set(&n->ev);
+            }
         }
     }
-    return 0;
+    PyErr_SetRaisedException(exc);
 }
 
-/* the one optional argument `timeout` of result() and exception() */
+/* _FutureCore._wait_drained(items): returns when the dict is empty.  The
+ * GIL is released while it sleeps, in the rhythm of every blocking wait
+ * (py_gil.h: slices, Ctrl-C between them through wait_slice_check; on a
+ * pool thread the pool may add a worker).  A dict emptied by anything
+ * else than a run (Executor.shutdown's own pops) is seen at the next
+ * slice.  Returns None, or NULL with an exception set. */
+static PyObject *
+fut_wait_drained(PyObject *unused, PyObject *items)
+{
+    drain_node node, **pp;
+    st_pool_t *pool;
+    int rc = 0, abandon = -1;
+    (void)unused;
+    if (!PyDict_Check(items)) {
+        PyErr_Format(PyExc_TypeError, "_wait_drained(): items must be a "
+                     "dict, not %.100s", Py_TYPE(items)->tp_name);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(items) == 0) {
+        Py_RETURN_NONE;
+    }
+    node.items = Py_NewRef(items);
+    st_event_init(&node.ev);
+    node.next = g_drain_nodes;
+    g_drain_nodes = &node;
+    pool = st_pool_current();
+    if (pool != NULL) {
+        st_pool_enter_blocking(pool);
+    }
+    for (;;) {
+        PyThreadState *save = PyEval_SaveThread();
+        gil_note_released();
+        (void)st_event_wait(&node.ev, WAIT_SLICE_NS);
+        PyEval_RestoreThread(save);
+        gil_note_taken();
+        if (PyDict_GET_SIZE(items) == 0) {
+            break;
+        }
+        if (wait_slice_check(g_st, &abandon, "the wait was abandoned: "
+                             "the interpreter is shutting down") < 0) {
+            rc = -1;
+            break;
+        }
+        /* set by a removal that a later submit undid: sleep again */
+        st_event_reset(&node.ev);
+    }
+    if (pool != NULL) {
+        st_pool_leave_blocking(pool);
+    }
+    for (pp = &g_drain_nodes; *pp != &node; pp = &(*pp)->next) {
+    }
+    *pp = node.next;
+    st_event_destroy(&node.ev);
+    Py_DECREF(node.items);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The one optional argument `timeout` of result() and exception(), as
+ * the base class's signature takes it: *timeout gets it (borrowed), or
+ * None.  Returns 0, or -1 with a TypeError set. */
 static int
 one_timeout_arg(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                const char *fname, uint64_t *ns)
+                const char *fname, PyObject **timeout)
 {
-    PyObject *o = NULL;
+    *timeout = Py_None;
     if (nargs > 1) {
         PyErr_Format(PyExc_TypeError, "%s() takes at most 1 argument "
                      "(%zd given)", fname, nargs);
         return -1;
     }
     if (nargs == 1) {
-        o = args[0];
+        *timeout = args[0];
     }
     if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
         PyObject *k = PyTuple_GET_ITEM(kwnames, 0);
@@ -420,9 +522,46 @@ one_timeout_arg(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                          "argument, timeout", fname);
             return -1;
         }
-        o = args[nargs];
+        *timeout = args[nargs];
     }
-    return parse_fut_timeout(o, fname, ns);
+    return 0;
+}
+
+/* What result() and exception() share: their argument, the wait, and the
+ * report of a future that did not finish.  As the base class, the
+ * timeout is read only if the future is not done yet, in
+ * concurrent.futures' terms (py_args.c's lenient mode; tname: the
+ * parameter as messages name it).  Returns 0 if the future FINISHED (the
+ * caller reports its outcome), or -1 with an exception set: a bad
+ * argument, an interrupted wait, CancelledError or TimeoutError. */
+static int
+fut_wait_finished(FutObject *f, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames, const char *fname, const char *tname)
+{
+    PyObject *timeout;
+    uint64_t ns;
+    int s;
+    if (one_timeout_arg(args, nargs, kwnames, fname, &timeout) < 0) {
+        return -1;
+    }
+    s = fut_state(f);
+    if (!fs_done(s)) {
+        if (parse_timeout_lenient(timeout, tname, &ns) < 0
+            || fut_wait(f, ns) < 0) {
+            return -1;
+        }
+        s = fut_state(f);
+    }
+    if (s == FS_FINISHED) {
+        return 0;
+    }
+    if (s == FS_CANCELLED || s == FS_CANCELLED_AND_NOTIFIED) {
+        PyErr_SetNone(g_cancelled_error);
+    }
+    else {
+        PyErr_SetNone(g_timeout_error);
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------ methods */
@@ -573,36 +712,21 @@ fut_result(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
     FutObject *f = FUT(op);
-    uint64_t ns = UINT64_MAX;
-    int s = fut_state(f);
-    if (s != FS_FINISHED || nargs != 0 || kwnames != NULL) {
-        if (one_timeout_arg(args, nargs, kwnames, "result", &ns) < 0) {
-            return NULL;
-        }
-        if (fut_wait(f, ns) < 0) {
-            return NULL;
-        }
-        s = fut_state(f);
-    }
-    if (s == FS_FINISHED) {
-        if (f->exception != NULL) {
-            if (!PyExceptionInstance_Check(f->exception)) {
-                /* set_exception(5): what `raise 5` would say */
-                PyErr_SetString(PyExc_TypeError,
-                                "exceptions must derive from BaseException");
-                return NULL;
-            }
-            PyErr_SetRaisedException(Py_NewRef(f->exception));
-            return NULL;
-        }
-        return Py_NewRef(f->result != NULL ? f->result : Py_None);
-    }
-    if (s == FS_CANCELLED || s == FS_CANCELLED_AND_NOTIFIED) {
-        PyErr_SetNone(g_cancelled_error);
+    if (fut_wait_finished(f, args, nargs, kwnames, "result",
+                          "result(): timeout") < 0) {
         return NULL;
     }
-    PyErr_SetNone(g_timeout_error);
-    return NULL;
+    if (f->exception != NULL) {
+        if (!PyExceptionInstance_Check(f->exception)) {
+            /* set_exception(5): what `raise 5` would say */
+            PyErr_SetString(PyExc_TypeError,
+                            "exceptions must derive from BaseException");
+            return NULL;
+        }
+        PyErr_SetRaisedException(Py_NewRef(f->exception));
+        return NULL;
+    }
+    return Py_NewRef(f->result != NULL ? f->result : Py_None);
 }
 
 static PyObject *
@@ -610,43 +734,11 @@ fut_exception(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
     FutObject *f = FUT(op);
-    uint64_t ns = UINT64_MAX;
-    int s;
-    if (one_timeout_arg(args, nargs, kwnames, "exception", &ns) < 0) {
+    if (fut_wait_finished(f, args, nargs, kwnames, "exception",
+                          "exception(): timeout") < 0) {
         return NULL;
     }
-    if (fut_wait(f, ns) < 0) {
-        return NULL;
-    }
-    s = fut_state(f);
-    if (s == FS_FINISHED) {
-        return Py_NewRef(f->exception != NULL ? f->exception : Py_None);
-    }
-    if (s == FS_CANCELLED || s == FS_CANCELLED_AND_NOTIFIED) {
-        PyErr_SetNone(g_cancelled_error);
-        return NULL;
-    }
-    PyErr_SetNone(g_timeout_error);
-    return NULL;
-}
-
-static PyObject *
-fut_wait_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
-{
-    uint64_t ns;
-    int rc;
-    if (nargs != 1) {
-        PyErr_SetString(PyExc_TypeError, "_wait(timeout): one argument");
-        return NULL;
-    }
-    if (parse_fut_timeout(args[0], "_wait", &ns) < 0) {
-        return NULL;
-    }
-    rc = fut_wait(FUT(op), ns);
-    if (rc < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(rc);
+    return Py_NewRef(f->exception != NULL ? f->exception : Py_None);
 }
 
 static PyObject *
@@ -691,11 +783,13 @@ fut_add_done_callback(PyObject *op, PyObject *fn)
              * the handled one for the call, the caller's put back */
             PyObject *exc = PyErr_GetRaisedException();
             PyObject *prev = PyErr_GetHandledException();
-            PyObject *lr;
+            PyObject *lr, *msg;
             PyErr_SetHandledException(exc);
-            lr = PyObject_CallMethod(g_logger, "exception", "sO",
-                                     "exception calling callback for %r",
-                                     op);
+            msg = PyUnicode_FromString("exception calling callback for %r");
+            lr = msg == NULL ? NULL
+                             : call_method(g_logger, NAME_EXCEPTION, msg, op,
+                                           2);
+            Py_XDECREF(msg);
             PyErr_SetHandledException(prev);
             Py_XDECREF(prev);
             Py_DECREF(exc);
@@ -746,22 +840,17 @@ fut_set_running_or_notify_cancel(PyObject *op, PyObject *unused)
     if (fut_lock(f, &held) < 0) {
         return NULL;
     }
-    s = fut_state(f);
+    s = fut_start_locked(f, &rc);
+    fut_unlock(held);
+    if (rc < 0) {
+        return NULL;
+    }
     if (s == FS_PENDING) {
-        st_atomic_store(&f->state, FS_RUNNING, ST_RELEASE);
-        fut_unlock(held);
         Py_RETURN_TRUE;
     }
     if (s == FS_CANCELLED) {
-        st_atomic_store(&f->state, FS_CANCELLED_AND_NOTIFIED, ST_RELEASE);
-        rc = fut_notify_waiters(f, "add_cancelled");
-        fut_unlock(held);
-        if (rc < 0) {
-            return NULL;
-        }
         Py_RETURN_FALSE;
     }
-    fut_unlock(held);
     PyErr_SetString(PyExc_RuntimeError, "Future in unexpected state");
     return NULL;
 }
@@ -847,24 +936,17 @@ fut_run_queued(PyObject *op, PyObject *unused)
     if (fut_lock(f, &held) < 0) {
         return NULL;
     }
-    s = fut_state(f);
     fn = f->fn;
     args = f->args;
     kwargs = f->kwargs;
-    if (s == FS_PENDING && fn == NULL) {
+    if (fut_state(f) == FS_PENDING && fn == NULL) {
         fut_unlock(held);
         PyErr_SetString(PyExc_RuntimeError,
                         "_run_queued(): nothing to run");
         return NULL;
     }
     f->fn = f->args = f->kwargs = NULL;
-    if (s == FS_PENDING) {
-        st_atomic_store(&f->state, FS_RUNNING, ST_RELEASE);
-    }
-    else if (s == FS_CANCELLED) {
-        st_atomic_store(&f->state, FS_CANCELLED_AND_NOTIFIED, ST_RELEASE);
-        rc = fut_notify_waiters(f, "add_cancelled");
-    }
+    s = fut_start_locked(f, &rc);
     fut_unlock(held);
     if (rc < 0) {
         PyErr_WriteUnraisable(op);
@@ -896,14 +978,7 @@ fut_run_queued(PyObject *op, PyObject *unused)
     release = f->release;
     f->items = f->release = NULL;
     if (items != NULL) {
-        if (PyDict_DelItem(items, op) < 0) {
-            if (PyErr_ExceptionMatches(PyExc_KeyError)) {
-                PyErr_Clear();
-            }
-            else {
-                PyErr_WriteUnraisable(op);
-            }
-        }
+        items_forget(items, op);
         Py_DECREF(items);
     }
     if (release != NULL) {
@@ -999,11 +1074,7 @@ fut_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (fut_queue(FUT(op)) < 0) {
-        PyObject *exc = PyErr_GetRaisedException();
-        if (PyDict_DelItem(args[3], op) < 0) {
-            PyErr_Clear();
-        }
-        PyErr_SetRaisedException(exc);
+        items_forget(args[3], op); /* keeps the error */
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1119,9 +1190,10 @@ static PyMethodDef Fut_methods[] = {
     {"set_exception", fut_set_exception, METH_O,
      PyDoc_STR("set_exception($self, exception, /)\n--\n\n"
                "As concurrent.futures.Future's.")},
-    {"_wait", (PyCFunction)(void (*)(void))fut_wait_method, METH_FASTCALL,
-     PyDoc_STR("_wait($self, timeout, /)\n--\n\n"
-               "Wait until done; False on timeout.")},
+    {"_wait_drained", fut_wait_drained, METH_O | METH_STATIC,
+     PyDoc_STR("_wait_drained(items, /)\n--\n\n"
+               "Sleep until the executor's dict of futures is empty "
+               "(shutdown(wait=True)).")},
     {"_add_delivery", (PyCFunction)(void (*)(void))fut_add_delivery,
      METH_FASTCALL,
      PyDoc_STR("_add_delivery($self, dest, delivery, /)\n--\n\n"
@@ -1214,6 +1286,26 @@ executor_module_exec(PyObject *mod, st_state *st)
         Py_DECREF(thr);
         if (g_allocate_lock == NULL) {
             return -1;
+        }
+        {
+            PyObject *lock = PyObject_CallNoArgs(g_allocate_lock);
+            if (lock == NULL) {
+                return -1;
+            }
+            g_lock_acquire = PyObject_GetAttrString(
+                (PyObject *)Py_TYPE(lock), "acquire");
+            g_lock_release = PyObject_GetAttrString(
+                (PyObject *)Py_TYPE(lock), "release");
+            Py_DECREF(lock);
+            if (g_lock_acquire == NULL || g_lock_release == NULL) {
+                return -1;
+            }
+        }
+        for (i = 0; i < NAME_COUNT; i++) {
+            g_name[i] = PyUnicode_InternFromString(g_name_text[i]);
+            if (g_name[i] == NULL) {
+                return -1;
+            }
         }
     }
     tp = PyType_FromModuleAndSpec(mod, &Fut_spec, NULL);

@@ -354,11 +354,9 @@ class Executor(_cf.ThreadPoolExecutor):
             for f in list(self._items):
                 f.cancel()  # the queued ones never run
         if wait:
-            while self._items:
-                for f in list(self._items):
-                    f._wait(None)
-                if self._items:
-                    time.sleep(0.0005)  # done, not yet forgotten by its run
+            # asleep (GIL released, Ctrl-C works) until the last run has
+            # ended and left _items: its future done, its callbacks run
+            _native._FutureCore._wait_drained(self._items)
 
     def __repr__(self) -> str:
         bound = "None" if self._max_workers is None else self._max_workers

@@ -515,6 +515,56 @@ class _FakeTimer:
 # -------------------------------------------------------- PeriodicTimer
 
 
+class _PeriodicState:
+    """Everything of a PeriodicTimer but its timer (.NET's
+    ``PeriodicTimer.State``).  The timer's callback refers to this object,
+    never to the PeriodicTimer, so that the armed timer (which its
+    schedule keeps alive) does not keep the PeriodicTimer alive: one that
+    nobody refers to is collected, and its finalizer disposes the timer.
+    While a wait is pending, ``owner`` refers to the PeriodicTimer, so
+    that the timer keeps it and the code awaiting it alive until the
+    wait completes."""
+
+    __slots__ = ("lock", "signaled", "waiter", "registration", "disposed",
+                 "owner")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.signaled = False
+        self.waiter: Any = None
+        self.registration: Any = None
+        self.disposed = False
+        self.owner: Any = None
+
+    def tick(self, _state: Any) -> None:
+        """The timer's callback."""
+        with self.lock:
+            if self.disposed:
+                return
+            tcs, self.waiter = self.waiter, None
+            if tcs is None:
+                self.signaled = True  # coalesce: one pending tick
+                return
+            reg, self.registration = self.registration, None
+            owner, self.owner = self.owner, None
+        # (the last reference to the PeriodicTimer may go with owner: its
+        # finalizer takes the lock, so never under it)
+        del owner
+        if reg is not None:
+            reg.dispose()
+        tcs.try_set_result(True)
+
+    def canceled(self, tcs: Any, token: Any) -> None:
+        with self.lock:
+            if self.waiter is not tcs:
+                return
+            self.waiter = None
+            self.registration = None
+            owner, self.owner = self.owner, None
+        del owner  # not under the lock (see tick)
+        tcs.try_set_canceled(token)
+
+
 class PeriodicTimer:
     """Ticks every ``period`` seconds for one awaiter at a time, like .NET's
     ``PeriodicTimer`` (SPEC P5, reference 8.10-8.12)::
@@ -528,20 +578,20 @@ class PeriodicTimer:
     one is pending raises InvalidOperationError; after ``dispose()`` a
     pending wait completes with False, and every later wait returns False
     at once.
+
+    As .NET's, a PeriodicTimer that nobody refers to any more, with no
+    wait pending, is collected and its timer disposed (it stops ticking);
+    while a wait is pending, the timer keeps it alive.
     """
 
     def __init__(self, period: Any,
                  time_provider: Optional[TimeProvider] = None) -> None:
         secs = self._check_period(period, "period")
         provider = _check_provider(time_provider)
-        self._lock = threading.Lock()
-        self._signaled = False
-        self._waiter: Any = None
-        self._registration: Any = None
-        self._disposed = False
+        self._st = _PeriodicState()
         self._period = secs
         arg = -1 if secs is None else secs
-        self._timer = provider.create_timer(self._tick, None, arg, arg)
+        self._timer = provider.create_timer(self._st.tick, None, arg, arg)
 
     @staticmethod
     def _check_period(period: Any, name: str) -> Optional[float]:
@@ -560,32 +610,11 @@ class PeriodicTimer:
     @period.setter
     def period(self, value: Any) -> None:
         secs = self._check_period(value, "value")
-        if self._disposed:
+        if self._st.disposed:
             raise ObjectDisposedError("PeriodicTimer is disposed")
         self._period = secs
         arg = -1 if secs is None else secs
         self._timer.change(arg, arg)
-
-    def _tick(self, _state: Any) -> None:
-        with self._lock:
-            if self._disposed:
-                return
-            tcs, self._waiter = self._waiter, None
-            if tcs is None:
-                self._signaled = True  # coalesce: one pending tick
-                return
-            reg, self._registration = self._registration, None
-        if reg is not None:
-            reg.dispose()
-        tcs.try_set_result(True)
-
-    def _canceled(self, tcs: Any, token: Any) -> None:
-        with self._lock:
-            if self._waiter is not tcs:
-                return
-            self._waiter = None
-            self._registration = None
-        tcs.try_set_canceled(token)
 
     def wait_for_next_tick_async(self, cancellation_token: Any = None
                                  ) -> Any:
@@ -594,27 +623,28 @@ class PeriodicTimer:
         (the timer keeps running)."""
         vt = _native_value_task()
         token = _native._parse_token(cancellation_token)  # H2
-        with self._lock:
-            if self._waiter is not None:
+        st = self._st
+        with st.lock:
+            if st.waiter is not None:
                 raise InvalidOperationError(
                     "wait_for_next_tick_async: a wait is already pending "
                     "(one waiter at a time)")
-            if self._disposed:
+            if st.disposed:
                 return vt(False)
             if token is not None and token.is_cancellation_requested:
                 return vt.from_canceled(token)
-            if self._signaled:
-                self._signaled = False
+            if st.signaled:
+                st.signaled = False
                 return vt(True)
             tcs: TaskCompletionSource[bool] = TaskCompletionSource(
                 None, TaskCreationOptions.RUN_CONTINUATIONS_ASYNCHRONOUSLY)
-            self._waiter = tcs
+            st.waiter = tcs
+            st.owner = self  # the armed timer keeps us while awaited
         if token is not None and token.can_be_canceled:
-            reg = token.register(
-                functools.partial(self._canceled, tcs, token))
-            with self._lock:
-                if self._waiter is tcs:
-                    self._registration = reg
+            reg = token.register(functools.partial(st.canceled, tcs, token))
+            with st.lock:
+                if st.waiter is tcs:
+                    st.registration = reg
                     reg = None
             if reg is not None:
                 reg.dispose()
@@ -623,12 +653,15 @@ class PeriodicTimer:
     def dispose(self) -> None:
         """Stop ticking (idempotent): a pending wait completes with
         False."""
-        with self._lock:
-            if self._disposed:
+        st = self._st
+        with st.lock:
+            if st.disposed:
                 return
-            self._disposed = True
-            tcs, self._waiter = self._waiter, None
-            reg, self._registration = self._registration, None
+            st.disposed = True
+            tcs, st.waiter = st.waiter, None
+            reg, st.registration = st.registration, None
+            owner, st.owner = st.owner, None  # self: the caller holds it
+        del owner
         self._timer.dispose()
         if reg is not None:
             reg.dispose()
@@ -637,6 +670,13 @@ class PeriodicTimer:
 
     close = dispose
 
+    def __del__(self) -> None:
+        # .NET's ~PeriodicTimer() => Dispose(): nobody refers to this
+        # timer and nobody waits on it (a wait would keep it): stop it.
+        # (Not after a failed __init__: nothing was armed.)
+        if "_timer" in self.__dict__:
+            self.dispose()
+
     def __enter__(self) -> "PeriodicTimer":
         return self
 
@@ -644,7 +684,7 @@ class PeriodicTimer:
         self.dispose()
 
     def __repr__(self) -> str:
-        state = "disposed" if self._disposed else f"period={self.period}"
+        state = "disposed" if self._st.disposed else f"period={self.period}"
         return f"<PeriodicTimer {state}>"
 
 
