@@ -490,8 +490,9 @@ def _fake():
 
 
 def _with_periodic(use):
-    """Calls use(timer) on a new PeriodicTimer(1) and disposes it: an
-    undisposed one stays armed for good, and the timers it leaves armed
+    """Calls use(timer) on a new PeriodicTimer(1) and disposes it at once:
+    an undisposed one stays armed until the collector finds it (as in
+    .NET, its finalizer disposes it), and timers left armed meanwhile
     upset the later tests that count them (test_semaphore's K4 tests
     failed on 3.13 after this file)."""
     p = st.PeriodicTimer(1)
