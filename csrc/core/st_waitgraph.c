@@ -21,7 +21,8 @@
  * arrays start in the walk's own storage and move to st_malloc'ed memory
  * when they fill (a review found an out-of-bounds read in the binding's
  * fixed running[16]; here no array is indexed by a count it does not own).
- * Expansion rules, the binding's (py_context.c):
+ * Expansion rules (the binding's edges callback is task_edges in
+ * py_deadlock.c):
  *   TASK    running on a thread now -> only that thread; else the
  *           caller's edges;
  *   CONTEXT -> its owner thread, if any (a context nobody runs could be

@@ -70,7 +70,9 @@ typedef struct st_wg_thread st_wg_thread_t;
 typedef struct st_wg_walk st_wg_sink_t;
 
 /* The caller's task edges: calls st_waitgraph_edge(sink, ...) once per
- * hard dependency of `task` (none for a completed task).  Called with the
+ * hard dependency of `task` (none for a completed task).  A search
+ * follows them depth first in the order they are reported (so the first
+ * edge that closes a cycle is the one a path shows).  Called with the
  * graph's mutex held (see above).  Returns 0, or a negative code that
  * stops the search and is returned by it. */
 typedef int (*st_wg_edges_fn)(void *arg, const void *task,
