@@ -64,7 +64,9 @@
 /* ------------------------------------------------------ thread records */
 
 struct thread_rec {
-    st_wg_thread_t wg; /* in g_graph while attached (wg.graph != NULL) */
+    st_wg_thread_t wg; /* the graph's part; its fields are the graph's */
+    int attached;      /* wg is in g_graph (GIL) */
+    int blocked;       /* between st_waitgraph_block and _unblock (GIL) */
 };
 
 static st_waitgraph_t g_graph;  /* every record (GIL to attach/detach) */
@@ -88,7 +90,7 @@ thread_rec *
 cur_rec(void)
 {
     thread_rec *r = tls_rec;
-    return r != NULL && r->wg.graph != NULL ? r : NULL;
+    return r != NULL && r->attached ? r : NULL;
 }
 
 static void
@@ -99,23 +101,24 @@ rec_capsule_destructor(PyObject *capsule)
         PyErr_Clear();
         return;
     }
-    if (r->wg.graph != NULL) {
+    if (r->attached) {
         /* cleared while blocked: the thread is gone */
         st_waitgraph_unblock(&g_graph, &r->wg);
+        r->blocked = 0;
         /* the contexts it still ran (a thread that ended inside run(), or
          * a stray _context_owner push): ours to drop, but not once
          * finalization started (no code of theirs may run then: the
-         * process ends).  Each leaves the graph before its reference.
-         * owned[] is read without the graph's mutex: it changes only in
-         * owner_push/pop and here, all under the GIL. */
-        while (r->wg.nowned > 0) {
-            PyObject *ctx = (PyObject *)r->wg.owned[r->wg.nowned - 1];
+         * process ends).  Each leaves the graph before its reference. */
+        const void *top;
+        while ((top = st_waitgraph_owned_top(&g_graph, &r->wg)) != NULL) {
+            PyObject *ctx = (PyObject *)top;
             (void)st_waitgraph_disown(&g_graph, &r->wg, ctx);
             if (!Py_IsFinalizing()) {
                 Py_DECREF(ctx);
             }
         }
         st_waitgraph_detach(&g_graph, &r->wg); /* frees its arrays */
+        r->attached = 0;
     }
     if (PyThread_get_thread_ident() != (unsigned long)r->wg.ident) {
         return; /* another thread's cache may name it: leave the memory */
@@ -157,6 +160,7 @@ get_rec(void)
         return NULL;
     }
     st_waitgraph_attach(&g_graph, &r->wg);
+    r->attached = 1;
     if (PyDict_SetItemString(dict, "sharptask.thread_rec", cap) < 0) {
         Py_DECREF(cap); /* detaches and frees r */
         return NULL;
@@ -201,7 +205,7 @@ void
 thread_running_push(TaskObject *t)
 {
     thread_rec *r = tls_rec;
-    if (ST_UNLIKELY(r == NULL || r->wg.graph == NULL)) {
+    if (ST_UNLIKELY(r == NULL || !r->attached)) {
         if (st_waitgraph_owner_threads(&g_graph) == 0) {
             return; /* nobody runs a context: nothing to detect */
         }
@@ -220,7 +224,7 @@ void
 thread_running_pop(TaskObject *t)
 {
     thread_rec *r = tls_rec;
-    if (r == NULL || r->wg.graph == NULL) {
+    if (r == NULL || !r->attached) {
         return;
     }
     /* ST_EINVAL: t was pushed before this thread had a record */
@@ -539,8 +543,9 @@ deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *waiter,
     int rc, reported = 0;
     if (g_mode == 0 || !infinite
         || st_waitgraph_owner_threads(&g_graph) == 0) {
-        if ((r = cur_rec()) != NULL && r->wg.blocked_on != NULL) {
+        if ((r = cur_rec()) != NULL && r->blocked) {
             st_waitgraph_unblock(&g_graph, &r->wg);
+            r->blocked = 0;
         }
         return 0;
     }
@@ -564,6 +569,7 @@ deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *waiter,
         }
     }
     st_waitgraph_block(&g_graph, &r->wg, t, wake_waiter, waiter);
+    r->blocked = 1;
     if (reported) {
         /* warn mode: said once; no recheck reports this wait again */
         st_waitgraph_set_reported(&g_graph, &r->wg);
@@ -578,12 +584,11 @@ deadlock_after_wait(st_state *st)
 {
     thread_rec *r = cur_rec();
     (void)st;
-    /* blocked_on is set and cleared by this thread only (and by the
-     * record's destructor, under the GIL) */
-    if (r == NULL || r->wg.blocked_on == NULL) {
+    if (r == NULL || !r->blocked) {
         return;
     }
     st_waitgraph_unblock(&g_graph, &r->wg); /* and its flags */
+    r->blocked = 0;
 }
 
 int

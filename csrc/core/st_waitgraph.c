@@ -594,6 +594,16 @@ st_waitgraph_disown(st_waitgraph_t *g, st_wg_thread_t *rec,
     return rc;
 }
 
+const void *
+st_waitgraph_owned_top(st_waitgraph_t *g, st_wg_thread_t *rec)
+{
+    const void *ctx;
+    st_mutex_lock(&g->mu);
+    ctx = rec->nowned > 0 ? rec->owned[rec->nowned - 1] : NULL;
+    st_mutex_unlock(&g->mu);
+    return ctx;
+}
+
 st_wg_thread_t *
 st_waitgraph_owner_of(st_waitgraph_t *g, const void *ctx)
 {

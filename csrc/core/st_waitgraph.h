@@ -148,6 +148,11 @@ int st_waitgraph_own(st_waitgraph_t *g, st_wg_thread_t *rec,
 int st_waitgraph_disown(st_waitgraph_t *g, st_wg_thread_t *rec,
                         const void *ctx);
 
+/* Any thread.  The innermost context rec runs now, or NULL (a caller
+ * that holds a reference per context drops them with this and
+ * st_waitgraph_disown before st_waitgraph_detach). */
+const void *st_waitgraph_owned_top(st_waitgraph_t *g, st_wg_thread_t *rec);
+
 /* Any thread.  The record that runs ctx now, or NULL.  The pointer is a
  * snapshot: valid while the caller keeps that record attached. */
 st_wg_thread_t *st_waitgraph_owner_of(st_waitgraph_t *g, const void *ctx);

@@ -184,6 +184,39 @@ TEST(wg_issue10_edges_followed_in_reported_order_c6)
     st_waitgraph_destroy(&g);
 }
 
+/* The innermost context a record runs: how the binding drops the
+ * references it holds when a thread ends while running contexts (any
+ * number of them: the binding's old limit was 8). */
+TEST(wg_issue10_owned_top_past_8_c8)
+{
+    st_waitgraph_t g;
+    st_wg_thread_t t;
+    tg_ctx c[20];
+    const void *top;
+    int i, n = 0;
+
+    st_waitgraph_init(&g);
+    st_wg_thread_init(&t, 7);
+    st_waitgraph_attach(&g, &t);
+    ASSERT_NULL(st_waitgraph_owned_top(&g, &t));
+    for (i = 0; i < 20; i++) {
+        ASSERT_OK(st_waitgraph_own(&g, &t, &c[i]));
+        ASSERT(st_waitgraph_owned_top(&g, &t) == &c[i]);
+    }
+    ASSERT_EQ(st_waitgraph_owner_threads(&g), 1);
+    /* out of order: the top stays the innermost */
+    ASSERT_OK(st_waitgraph_disown(&g, &t, &c[3]));
+    ASSERT(st_waitgraph_owned_top(&g, &t) == &c[19]);
+    while ((top = st_waitgraph_owned_top(&g, &t)) != NULL) {
+        ASSERT_OK(st_waitgraph_disown(&g, &t, top));
+        n++;
+    }
+    ASSERT_EQ(n, 19);
+    ASSERT_EQ(st_waitgraph_owner_threads(&g), 0);
+    st_waitgraph_detach(&g, &t);
+    st_waitgraph_destroy(&g);
+}
+
 TEST(wg_issue10_two_threads_cycle_and_recheck_wakes_c6)
 {
     st_waitgraph_t g;
