@@ -10,7 +10,9 @@
  * are not kept: they live in the embedder's task objects and are asked for
  * through the edges callback during a search.  This keeps the hot paths
  * (an async method's step) free of any graph update but the running
- * push/pop, which is two atomic stores.
+ * push/pop, which is two atomic stores (inline in the header; the
+ * _slow functions here take the rest: growing, lost pushes, out-of-order
+ * pops).
  *
  * The search.  Depth-first from a task, looking for the start thread,
  * with an explicit stack of frames (node, its range of edges) and one
@@ -650,8 +652,8 @@ grow_running(st_waitgraph_t *g, st_wg_thread_t *rec)
 }
 
 int
-st_waitgraph_running_push(st_waitgraph_t *g, st_wg_thread_t *rec,
-                          const void *task)
+st_waitgraph_running_push_slow(st_waitgraph_t *g, st_wg_thread_t *rec,
+                               const void *task)
 {
     /* relaxed: rec's own length, which only this thread writes */
     size_t n = st_atomic_load(&rec->nrunning, ST_RELAXED);
@@ -673,8 +675,8 @@ st_waitgraph_running_push(st_waitgraph_t *g, st_wg_thread_t *rec,
 }
 
 int
-st_waitgraph_running_pop(st_waitgraph_t *g, st_wg_thread_t *rec,
-                         const void *task)
+st_waitgraph_running_pop_slow(st_waitgraph_t *g, st_wg_thread_t *rec,
+                              const void *task)
 {
     /* relaxed: rec's own length, which only this thread writes */
     size_t n = st_atomic_load(&rec->nrunning, ST_RELAXED), i, j;
@@ -831,21 +833,7 @@ st_waitgraph_recheck(st_waitgraph_t *g, st_wg_thread_t *self,
     return rc < 0 ? rc : found;
 }
 
-/* ------------------------------------------------------------ queries */
-
-int
-st_waitgraph_owner_threads(st_waitgraph_t *g)
-{
-    /* relaxed: a snapshot for gating */
-    return st_atomic_load(&g->owner_threads, ST_RELAXED);
-}
-
-int
-st_waitgraph_blocked_owners(st_waitgraph_t *g)
-{
-    /* relaxed: a snapshot for gating */
-    return st_atomic_load(&g->blocked_owners, ST_RELAXED);
-}
+/* -------------------------------------------------------------- paths */
 
 void
 st_wg_path_init(st_wg_path_t *p)
