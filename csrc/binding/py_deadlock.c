@@ -7,29 +7,45 @@
  *
  * DEADLOCK DETECTION
  *
- * A thread record per thread (TLS, owned by a capsule in the thread
- * state dict) says which contexts the thread runs (`owned`), which task it
- * is blocked on in an infinite wait (`blocked_on`), and which tasks' code
- * it is executing now (`running`).  With those, the waits-for graph is:
- *   thread T blocked on task X            T -> X
+ * The waits-for graph and its cycle search are the core's st_waitgraph
+ * (csrc/core/st_waitgraph.h, with C tests in all three builds); this file
+ * is its Python side.  A thread record per thread (TLS, owned by a
+ * capsule in the thread state dict) embeds the graph's st_wg_thread_t:
+ * which contexts the thread runs (st_waitgraph_own, one strong reference
+ * per context kept here), which task it is blocked on in an infinite wait
+ * (st_waitgraph_block), and which tasks' code it is executing now
+ * (st_waitgraph_running_push/pop).  The graph keeps those thread-side
+ * edges; the task-side ones stay in the Task objects and task_edges()
+ * hands them to a search:
  *   box X (suspended) awaiting Y          X -> Y
  *   box X resuming on context C           X -> C
  *   promise X completed by a post to C    X -> C   (UiThread.invoke)
  *   when_all X                            X -> each input
  *   proxy / continuation X of Y           X -> Y
- *   task X whose code runs on thread Q    X -> Q
- *   context C run only by thread T        C -> T
+ * and the graph adds: thread T blocked on X (T -> X), task X whose code
+ * runs on thread Q (X -> Q), context C run only by thread T (C -> T).
  * Every edge is a hard dependency: X cannot complete unless its target
  * makes progress, so a cycle through a blocked thread is a deadlock that
  * no later event can undo - no false positive by construction.  Edges
  * whose target could progress in another way (a context run by a free
- * thread, a TaskCompletionSource anyone may set, when_any) end the walk.
- * The walk runs (1) when a thread is about to block forever, starting
- * from what it waits for, looking for itself; (2) when the graph changes
- * while some context owner is blocked (a box suspends, a post): then for
- * each such owner, and a hit wakes that owner, which raises.  Both are
- * bounded (depth 64, visited set) and cost nothing while no thread that
- * runs a context is blocked.
+ * thread, a TaskCompletionSource anyone may set, when_any, a cancellable
+ * continuation) are not edges.
+ * The search runs (1) when a thread is about to block forever, starting
+ * from what it waits for, looking for itself (st_waitgraph_find_cycle);
+ * (2) when the graph changes while some context owner is blocked (a box
+ * suspends, a post, a block): st_waitgraph_recheck searches for each such
+ * owner, and a hit wakes that owner (wake_waiter sets its waiter's
+ * event), which raises.  No depth limit and no limit on the contexts a
+ * thread runs; both cost nothing while no thread that runs a context is
+ * blocked.
+ * Locks: every call here holds the GIL; the graph's mutex is taken under
+ * it, never the other way.  task_edges runs with that mutex held: it only
+ * reads Task fields (no Python code, no allocation of objects).
+ * The message (report_deadlock) is built after the search, from the path
+ * it found, plus, for every method on it that resumes on a context, the
+ * cycle through the task that method awaits (each one needing the
+ * blocked thread is named: fixing only the first would not end the
+ * deadlock).
  * Rejected: a timeout heuristic ("blocked for 5 s on a UI thread"): it
  * has false positives and reports late; asgiref's thread-sensitive guard
  * only sees one pattern.
@@ -42,40 +58,20 @@
 #include "py_task.h"
 
 #include "st_error.h"
-#include "st_list.h"  /* st_container_of */
 #include "st_thread.h"
+#include "st_waitgraph.h"
 
 /* ------------------------------------------------------ thread records */
 
-#define MAX_OWNED 8
-#define RUNNING_INLINE 16 /* running[] entries before it grows */
-#define WALK_DEPTH 64
-
 struct thread_rec {
-    struct thread_rec *prev, *next; /* g_threads, GIL-protected */
-    unsigned long ident;            /* threading.get_ident() */
-    TaskObject *blocked_on;         /* borrowed; infinite waits only */
-    st_waiter_t *waiter;            /* while blocked_on is set */
-    int deadlocked;                 /* set by a re-check: wake and raise */
-    int warned;                     /* "warn" mode: reported this wait */
-    PyObject *owned[MAX_OWNED];     /* contexts it runs (strong) */
-    int nowned;
-    /* Tasks whose code runs here, innermost last (borrowed: each is
-     * running on this thread's stack).  Nested inline resumptions can go
-     * deeper than the inline block: the array then grows, and if it
-     * cannot, the entries past capacity are counted but not stored (the
-     * walk then misses an edge: a missed report, never a false one).
-     * Reads stop at min(nrunning, caprunning). */
-    TaskObject **running;           /* running_inline or a PyMem block */
-    int nrunning;
-    int caprunning;
-    TaskObject *running_inline[RUNNING_INLINE];
+    st_wg_thread_t wg; /* the graph's part; its fields are the graph's */
+    int attached;      /* wg is in g_graph (GIL) */
+    int blocked;       /* between st_waitgraph_block and _unblock (GIL) */
 };
 
-static thread_rec *g_threads;        /* all records (GIL) */
-static int g_owner_threads;          /* records with nowned > 0 */
-static int g_blocked_owners;         /* of those, blocked forever now */
-static int g_mode = 2;               /* 0 off, 1 warn, 2 raise */
+static st_waitgraph_t g_graph;  /* every record (GIL to attach/detach) */
+static int g_graph_ready;       /* g_graph initialised (GIL) */
+static int g_mode = 2;          /* 0 off, 1 warn, 2 raise */
 
 /* The calling thread's record, or NULL (issue 9 item 4).  A capsule in
  * the thread state's dict owns the record.  When that dict is cleared on
@@ -83,22 +79,18 @@ static int g_mode = 2;               /* 0 off, 1 warn, 2 raise */
  * a native thread that will maybe enter Python again with a new thread
  * state), the capsule's destructor clears this cache and frees the
  * record.  Cleared on another thread (finalization, or a dict kept alive
- * elsewhere), the record is unlinked but not freed: the cache of its
- * thread may still point to it, and a record is plain memory.  So the
- * cache never points to freed memory, without a check per read. */
+ * elsewhere), the record is detached from the graph but not freed: the
+ * cache of its thread may still point to it, and a record is plain
+ * memory; a detached record counts as none (cur_rec).  So the cache never
+ * points to freed memory, without a check per read. */
 static ST_THREAD_LOCAL thread_rec *tls_rec;
 
 /* GIL held. */
 thread_rec *
 cur_rec(void)
 {
-    return tls_rec;
-}
-
-static int
-running_count(const thread_rec *r)
-{
-    return r->nrunning < r->caprunning ? r->nrunning : r->caprunning;
+    thread_rec *r = tls_rec;
+    return r != NULL && r->attached ? r : NULL;
 }
 
 static void
@@ -109,40 +101,30 @@ rec_capsule_destructor(PyObject *capsule)
         PyErr_Clear();
         return;
     }
-    if (r->prev != NULL) {
-        r->prev->next = r->next;
-    }
-    else {
-        g_threads = r->next;
-    }
-    if (r->next != NULL) {
-        r->next->prev = r->prev;
-    }
-    if (r->nowned > 0) {
-        g_owner_threads--;
-    }
-    if (r->blocked_on != NULL && r->nowned > 0) {
-        g_blocked_owners--; /* cleared while blocked: the thread is gone */
-    }
-    r->prev = r->next = NULL;
-    r->blocked_on = NULL;
-    /* the contexts it still ran (a thread that ended inside run(), or a
-     * stray _context_owner push): ours to drop, but not once finalization
-     * started (no code of theirs may run then: the process ends) */
-    while (r->nowned > 0) {
-        PyObject *ctx = r->owned[--r->nowned];
-        if (!Py_IsFinalizing()) {
-            Py_DECREF(ctx);
+    if (r->attached) {
+        /* cleared while blocked: the thread is gone */
+        st_waitgraph_unblock(&g_graph, &r->wg);
+        r->blocked = 0;
+        /* the contexts it still ran (a thread that ended inside run(), or
+         * a stray _context_owner push): ours to drop, but not once
+         * finalization started (no code of theirs may run then: the
+         * process ends).  Each leaves the graph before its reference. */
+        const void *top;
+        while ((top = st_waitgraph_owned_top(&g_graph, &r->wg)) != NULL) {
+            PyObject *ctx = (PyObject *)top;
+            (void)st_waitgraph_disown(&g_graph, &r->wg, ctx);
+            if (!Py_IsFinalizing()) {
+                Py_DECREF(ctx);
+            }
         }
+        st_waitgraph_detach(&g_graph, &r->wg); /* frees its arrays */
+        r->attached = 0;
     }
-    if (PyThread_get_thread_ident() != r->ident) {
+    if (PyThread_get_thread_ident() != (unsigned long)r->wg.ident) {
         return; /* another thread's cache may name it: leave the memory */
     }
     if (tls_rec == r) {
         tls_rec = NULL;
-    }
-    if (r->running != r->running_inline) {
-        PyMem_Free(r->running);
     }
     PyMem_Free(r);
 }
@@ -162,26 +144,25 @@ get_rec(void)
         PyErr_SetString(PyExc_RuntimeError, "no thread state dict");
         return NULL;
     }
+    if (!g_graph_ready) {
+        st_waitgraph_init(&g_graph); /* once, under the GIL */
+        g_graph_ready = 1;
+    }
     r = PyMem_Calloc(1, sizeof(*r));
     if (r == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    r->ident = PyThread_get_thread_ident();
-    r->running = r->running_inline;
-    r->caprunning = RUNNING_INLINE;
+    st_wg_thread_init(&r->wg, PyThread_get_thread_ident());
     cap = PyCapsule_New(r, "sharptask.thread_rec", rec_capsule_destructor);
     if (cap == NULL) {
         PyMem_Free(r);
         return NULL;
     }
-    r->next = g_threads;
-    if (g_threads != NULL) {
-        g_threads->prev = r;
-    }
-    g_threads = r;
+    st_waitgraph_attach(&g_graph, &r->wg);
+    r->attached = 1;
     if (PyDict_SetItemString(dict, "sharptask.thread_rec", cap) < 0) {
-        Py_DECREF(cap); /* unlinks and frees r */
+        Py_DECREF(cap); /* detaches and frees r */
         return NULL;
     }
     Py_DECREF(cap); /* the dict owns it now */
@@ -189,37 +170,22 @@ get_rec(void)
     return r;
 }
 
-static int
-rec_owns(thread_rec *r, PyObject *ctx)
-{
-    for (int i = 0; i < r->nowned; i++) {
-        if (r->owned[i] == ctx) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 int
 owner_push(st_state *st, PyObject *ctx)
 {
     thread_rec *r = get_rec();
+    (void)st;
     if (r == NULL) {
         return -1;
     }
-    if (r->nowned == MAX_OWNED) {
-        PyErr_SetString(st->InvalidOperationError,
-                        "too many nested synchronization contexts on one "
-                        "thread");
+    if (st_waitgraph_own(&g_graph, &r->wg, ctx) != 0) {
+        PyErr_NoMemory();
         return -1;
     }
-    if (r->nowned++ == 0) {
-        g_owner_threads++;
-    }
     /* strong: a borrowed pointer outliving its context would make a new
-     * object at the same address "owned" by this thread, and the walk
+     * object at the same address "owned" by this thread, and the search
      * would report a deadlock that is not there */
-    r->owned[r->nowned - 1] = Py_NewRef(ctx);
+    Py_INCREF(ctx);
     return 0;
 }
 
@@ -230,52 +196,17 @@ owner_pop(PyObject *ctx)
     if (r == NULL) {
         return;
     }
-    for (int i = r->nowned - 1; i >= 0; i--) {
-        if (r->owned[i] == ctx) {
-            PyObject *held = r->owned[i];
-            for (int j = i; j + 1 < r->nowned; j++) {
-                r->owned[j] = r->owned[j + 1];
-            }
-            if (--r->nowned == 0) {
-                g_owner_threads--;
-            }
-            Py_DECREF(held); /* after the record is consistent */
-            return;
-        }
+    if (st_waitgraph_disown(&g_graph, &r->wg, ctx) == 0) {
+        Py_DECREF(ctx); /* after the graph is consistent */
     }
-}
-
-static thread_rec *
-owner_of(PyObject *ctx)
-{
-    for (thread_rec *r = g_threads; r != NULL; r = r->next) {
-        if (rec_owns(r, ctx)) {
-            return r;
-        }
-    }
-    return NULL;
-}
-
-static thread_rec *
-runner_of(TaskObject *t)
-{
-    for (thread_rec *r = g_threads; r != NULL; r = r->next) {
-        int n = running_count(r); /* never past what was stored */
-        for (int i = 0; i < n; i++) {
-            if (r->running[i] == t) {
-                return r;
-            }
-        }
-    }
-    return NULL;
 }
 
 void
 thread_running_push(TaskObject *t)
 {
-    thread_rec *r = cur_rec();
-    if (r == NULL) {
-        if (g_owner_threads == 0) {
+    thread_rec *r = tls_rec;
+    if (ST_UNLIKELY(r == NULL || !r->attached)) {
+        if (st_waitgraph_owner_threads(&g_graph) == 0) {
             return; /* nobody runs a context: nothing to detect */
         }
         r = get_rec();
@@ -284,228 +215,303 @@ thread_running_push(TaskObject *t)
             return;
         }
     }
-    if (r->nrunning == r->caprunning && r->nrunning < INT_MAX / 2) {
-        /* deeper than ever on this thread: grow (issue 9 item 3) */
-        size_t cap = (size_t)r->caprunning * 2;
-        TaskObject **a;
-        if (r->running == r->running_inline) {
-            a = PyMem_Malloc(cap * sizeof(*a));
-            if (a != NULL) {
-                memcpy(a, r->running_inline, sizeof(r->running_inline));
-            }
-        }
-        else {
-            a = PyMem_Realloc(r->running, cap * sizeof(*a));
-        }
-        if (a != NULL) {
-            r->running = a;
-            r->caprunning = (int)cap;
-        }
-    }
-    if (r->nrunning < r->caprunning) {
-        r->running[r->nrunning] = t;
-    }
-    r->nrunning++;
+    /* ST_ENOMEM: counted, not recorded (a missed report, never a false
+     * one); its pop still balances (issue 9 item 3) */
+    (void)st_waitgraph_running_push(&g_graph, &r->wg, t);
 }
 
 void
 thread_running_pop(TaskObject *t)
 {
-    thread_rec *r = cur_rec();
-    if (r == NULL || r->nrunning == 0) {
+    thread_rec *r = tls_rec;
+    if (r == NULL || !r->attached) {
         return;
     }
-    r->nrunning--;
-    (void)t;
+    /* ST_EINVAL: t was pushed before this thread had a record */
+    (void)st_waitgraph_running_pop(&g_graph, &r->wg, t);
 }
 
-/* ------------------------------------------------------------ the walk */
+/* ------------------------------------------------- the task-side edges */
 
-typedef struct walk {
-    st_state *st;
-    thread_rec *start;
-    PyObject *steps;           /* list of steps for the message, or NULL */
-    TaskObject *visited[128];
-    int nvisited;
-    int depth;
-} walk;
-
-static int reaches_task(walk *w, TaskObject *x);
-
-static void
-add_step(walk *w, const char *kind, PyObject *a, PyObject *b)
-{
-    PyObject *step;
-    if (w->steps == NULL) {
-        return;
-    }
-    step = Py_BuildValue("(sOO)", kind, a ? a : Py_None, b ? b : Py_None);
-    if (step == NULL || PyList_Append(w->steps, step) < 0) {
-        PyErr_Clear();
-    }
-    Py_XDECREF(step);
-}
-
-/* Drops the steps added after n (a branch that found nothing). */
-static void
-truncate_steps(walk *w, Py_ssize_t n)
-{
-    if (w->steps != NULL && PyList_GET_SIZE(w->steps) > n) {
-        if (PyList_SetSlice(w->steps, n, PyList_GET_SIZE(w->steps), NULL)
-            < 0) {
-            PyErr_Clear();
-        }
-    }
-}
-
-static Py_ssize_t
-nsteps(walk *w)
-{
-    return w->steps != NULL ? PyList_GET_SIZE(w->steps) : 0;
-}
-
+/* The edges callback (st_wg_edges_fn): x's hard dependencies, read from
+ * its fields.  Graph mutex held, under the GIL the caller holds: no
+ * Python code, no object allocation (type checks only). */
 static int
-reaches_thread(walk *w, thread_rec *q)
+task_edges(void *arg, const void *node, st_wg_sink_t *sink)
 {
-    if (q == w->start) {
-        return 1;
+    st_state *st = arg;
+    /* only read; const dropped for the core's status accessor */
+    TaskObject *x = (TaskObject *)(uintptr_t)node;
+    int status = st_task_status(&x->task_core);
+    PyObject *a = x->task_arg;
+
+    if (status >= ST_STATUS_RAN_TO_COMPLETION) {
+        return 0;
     }
-    if (q->blocked_on != NULL) {
-        PyObject *id = PyLong_FromUnsignedLong(q->ident);
-        add_step(w, "blocked", id, (PyObject *)q->blocked_on);
-        Py_XDECREF(id);
-        return reaches_task(w, q->blocked_on);
+    if (x->task_kind == TASK_BOX) {
+        int rc = 0;
+        /* the context first: the search and the message follow it first */
+        if (is_sync_context(st, x->task_target)) {
+            rc = st_waitgraph_edge(sink, ST_WG_CONTEXT, x->task_target);
+        }
+        if (rc == 0 && a != NULL && Task_Check(st, a)) {
+            rc = st_waitgraph_edge(sink, ST_WG_TASK, a);
+        }
+        return rc;
+    }
+    if (x->task_kind == TASK_PROMISE) {
+        if (is_sync_context(st, x->task_target)) {
+            return st_waitgraph_edge(sink, ST_WG_CONTEXT, x->task_target);
+        }
+        if (a != NULL && PyTuple_Check(a)) {
+            /* when_all: blocked if any input is */
+            for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(a); i++) {
+                PyObject *in = PyTuple_GET_ITEM(a, i);
+                int rc = Task_Check(st, in)
+                             ? st_waitgraph_edge(sink, ST_WG_TASK, in)
+                             : 0;
+                if (rc != 0) {
+                    return rc;
+                }
+            }
+            return 0;
+        }
+        if (a != NULL && Task_Check(st, a)) {
+            return st_waitgraph_edge(sink, ST_WG_TASK, a); /* proxy */
+        }
+        return 0;
+    }
+    if (x->task_kind == TASK_CONTINUATION && x->task_token != NULL
+        && !(x->task_options & 0x20 /* LAZY_CANCELLATION */)) {
+        /* a cancellable continuation may end (canceled) before its
+         * antecedent: not a hard dependency (R3.10) */
+        return 0;
+    }
+    if (status == ST_STATUS_WAITING_FOR_ACTIVATION && a != NULL
+        && Task_Check(st, a)) {
+        /* a continuation waiting for its antecedent, or a delegate
+         * mirroring the task it returned */
+        return st_waitgraph_edge(sink, ST_WG_TASK, a);
     }
     return 0;
 }
 
-static int
-reaches_context(walk *w, PyObject *ctx)
+/* Wakes a blocked owner a recheck found deadlocked (st_wg_wake_fn; graph
+ * mutex held): its waiter's event only, a leaf lock. */
+static void
+wake_waiter(st_wg_thread_t *rec, void *arg)
 {
-    thread_rec *o = owner_of(ctx);
-    Py_ssize_t n = nsteps(w);
-    PyObject *id;
-    int found;
-    if (o == NULL) {
-        return 0;
+    (void)rec;
+    st_event_set(&((st_waiter_t *)arg)->ev); /* it raises when it wakes */
+}
+
+/* An error code of a search as a Python exception; -1. */
+static int
+graph_error(int rc)
+{
+    if (rc == ST_ENOMEM) {
+        PyErr_NoMemory();
     }
-    id = PyLong_FromUnsignedLong(o->ident);
-    add_step(w, "context", ctx, id);
-    Py_XDECREF(id);
-    found = reaches_thread(w, o);
-    if (!found) {
-        truncate_steps(w, n);
+    else {
+        PyErr_Format(PyExc_SystemError, "deadlock search failed (%d)", rc);
     }
-    return found;
+    return -1;
+}
+
+/* ------------------------------------------------------- the message */
+
+/* One node of a found path, held for the message (the path's pointers
+ * are valid only until Python code runs: the GIL may change hands). */
+typedef struct msg_node {
+    int kind;            /* ST_WG_* */
+    PyObject *obj;       /* task or context (strong), or NULL */
+    unsigned long ident; /* THREAD: its ident */
+    PyObject *blocked;   /* THREAD: the task it is blocked on (strong) */
+} msg_node;
+
+static void
+msg_nodes_free(msg_node *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Py_XDECREF(v[i].obj);
+        Py_XDECREF(v[i].blocked);
+    }
+    PyMem_Free(v);
+}
+
+/* Searches from task for r's thread and holds the path.  1 (*out, *nout
+ * set; free with msg_nodes_free), 0 (no cycle), -1 with an error.  No
+ * Python code runs between the search and the copy (PyMem only). */
+static int
+msg_path(st_state *st, thread_rec *r, PyObject *task, msg_node **out,
+         size_t *nout)
+{
+    st_wg_path_t path;
+    msg_node *v;
+    int rc;
+
+    st_wg_path_init(&path);
+    rc = st_waitgraph_find_cycle(&g_graph, &r->wg, task, task_edges, st,
+                                 &path);
+    if (rc != 1) {
+        st_wg_path_free(&path);
+        return rc < 0 ? graph_error(rc) : 0;
+    }
+    v = PyMem_Calloc(path.len, sizeof(*v));
+    if (v == NULL) {
+        st_wg_path_free(&path);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < path.len; i++) {
+        st_wg_node_t n = path.nodes[i];
+        v[i].kind = n.kind;
+        if (n.kind == ST_WG_THREAD) {
+            /* the record is attached (detached only under the GIL, which
+             * this thread holds) and its ident never changes; a blocked
+             * thread inside the path is followed by its task */
+            const st_wg_thread_t *q = n.ptr;
+            v[i].ident = (unsigned long)q->ident;
+            if (i + 1 < path.len) {
+                v[i].blocked = Py_NewRef((PyObject *)path.nodes[i + 1].ptr);
+            }
+        }
+        else {
+            v[i].obj = Py_NewRef((PyObject *)n.ptr);
+        }
+    }
+    *out = v;
+    *nout = path.len;
+    st_wg_path_free(&path);
+    return 1;
 }
 
 static int
-reaches_task(walk *w, TaskObject *x)
+add_step(PyObject *steps, const char *kind, PyObject *a, PyObject *b)
 {
-    st_state *st = w->st;
-    Py_ssize_t n = nsteps(w);
-    int found = 0, status = st_task_status(&x->task_core);
-    thread_rec *q;
-
-    if (status >= ST_STATUS_RAN_TO_COMPLETION || w->depth >= WALK_DEPTH) {
-        return 0;
-    }
-    for (int i = 0; i < w->nvisited; i++) {
-        if (w->visited[i] == x) {
-            return 0;
-        }
-    }
-    if (w->nvisited < (int)(sizeof(w->visited) / sizeof(w->visited[0]))) {
-        w->visited[w->nvisited++] = x;
-    }
-    w->depth++;
-    add_step(w, x->task_kind == TASK_BOX ? "box" : "task", (PyObject *)x,
-             x->task_kind == TASK_BOX ? x->task_fn : NULL);
-    /* code of x running on some thread now: x needs that thread */
-    if ((q = runner_of(x)) != NULL) {
-        found = reaches_thread(w, q);
-    }
-    else if (x->task_kind == TASK_BOX) {
-        if (is_sync_context(st, x->task_target)) {
-            found = reaches_context(w, x->task_target);
-        }
-        /* When building the message, go on down the await chain even
-         * after a hit: every method on it that needs the blocked thread
-         * is named (fixing only the first would not end the deadlock). */
-        if ((!found || w->steps != NULL) && x->task_arg != NULL
-            && Task_Check(st, x->task_arg)) {
-            Py_ssize_t before = nsteps(w);
-            if (reaches_task(w, (TaskObject *)x->task_arg)) {
-                found = 1;
-            }
-            else {
-                truncate_steps(w, before);
-            }
-        }
-    }
-    else if (x->task_kind == TASK_PROMISE) {
-        if (is_sync_context(st, x->task_target)) {
-            found = reaches_context(w, x->task_target);
-        }
-        else if (x->task_arg != NULL && PyTuple_Check(x->task_arg)) {
-            /* when_all: blocked if any input is */
-            for (Py_ssize_t i = 0;
-                 !found && i < PyTuple_GET_SIZE(x->task_arg); i++) {
-                found = reaches_task(
-                    w, (TaskObject *)PyTuple_GET_ITEM(x->task_arg, i));
-            }
-        }
-        else if (x->task_arg != NULL && Task_Check(st, x->task_arg)) {
-            found = reaches_task(w, (TaskObject *)x->task_arg); /* proxy */
-        }
-    }
-    else if (x->task_kind == TASK_CONTINUATION && x->task_token != NULL
-             && !(x->task_options & 0x20 /* LAZY_CANCELLATION */)) {
-        /* a cancellable continuation may end (canceled) before its
-         * antecedent: not a hard dependency (R3.10) */
-        found = 0;
-    }
-    else if (status == ST_STATUS_WAITING_FOR_ACTIVATION
-             && x->task_arg != NULL && Task_Check(st, x->task_arg)) {
-        /* a continuation waiting for its antecedent, or a delegate
-         * mirroring the task it returned */
-        found = reaches_task(w, (TaskObject *)x->task_arg);
-    }
-    w->depth--;
-    if (!found) {
-        truncate_steps(w, n);
-    }
-    return found;
+    PyObject *step = Py_BuildValue("(sOO)", kind, a ? a : Py_None,
+                                   b ? b : Py_None);
+    int rc = step == NULL ? -1 : PyList_Append(steps, step);
+    Py_XDECREF(step);
+    return rc;
 }
 
+/* Appends the steps of path v[0..n-1] (the last node is the start thread,
+ * which has none) for deadlock_message; the tasks it names go into
+ * `seen`, and the task awaited by each box that needs a context into
+ * `more`.  0 or -1. */
 static int
-find_cycle(st_state *st, thread_rec *start, TaskObject *t, PyObject *steps)
+add_path_steps(st_state *st, const msg_node *v, size_t n, PyObject *steps,
+               PyObject *seen, PyObject *more)
 {
-    walk w;
-    w.st = st;
-    w.start = start;
-    w.steps = steps;
-    w.nvisited = 0;
-    w.depth = 0;
-    return reaches_task(&w, t);
+    for (size_t i = 0; i + 1 < n; i++) {
+        const msg_node *m = &v[i], *next = &v[i + 1];
+        int rc = 0;
+        if (m->kind == ST_WG_TASK) {
+            TaskObject *x = (TaskObject *)m->obj;
+            int box = x->task_kind == TASK_BOX;
+            PyObject *key = PyLong_FromVoidPtr(x);
+            if (key == NULL || PySet_Add(seen, key) < 0) {
+                Py_XDECREF(key);
+                return -1;
+            }
+            Py_DECREF(key);
+            rc = add_step(steps, box ? "box" : "task", m->obj,
+                          box ? x->task_fn : NULL);
+            if (rc == 0 && box && next->kind == ST_WG_CONTEXT
+                && x->task_arg != NULL && Task_Check(st, x->task_arg)) {
+                rc = PyList_Append(more, x->task_arg);
+            }
+        }
+        else if (m->kind == ST_WG_CONTEXT) {
+            /* the next node is its owner thread */
+            PyObject *id = PyLong_FromUnsignedLong(next->ident);
+            rc = id == NULL ? -1 : add_step(steps, "context", m->obj, id);
+            Py_XDECREF(id);
+        }
+        else {
+            /* a blocked thread on the way; the next node is its task */
+            PyObject *id = PyLong_FromUnsignedLong(m->ident);
+            rc = id == NULL ? -1
+                            : add_step(steps, "blocked", id, m->blocked);
+            Py_XDECREF(id);
+        }
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The steps of the cycle from t back to r's thread: its path, then, for
+ * each method on it that resumes on a context, the path through the task
+ * it awaits (every method on the chain that needs the blocked thread is
+ * named).  1 (found), 0 (none: gone meanwhile), -1 with an error. */
+static int
+deadlock_steps(st_state *st, thread_rec *r, TaskObject *t, PyObject *steps)
+{
+    PyObject *seen = PySet_New(NULL), *more = PyList_New(0);
+    Py_ssize_t next = 0;
+    int found = -1;
+
+    if (seen == NULL || more == NULL
+        || PyList_Append(more, (PyObject *)t) < 0) {
+        goto done;
+    }
+    found = 0;
+    while (next < PyList_GET_SIZE(more)) {
+        int first = next == 0;
+        PyObject *y = Py_NewRef(PyList_GET_ITEM(more, next++));
+        PyObject *key = PyLong_FromVoidPtr(y);
+        msg_node *v = NULL;
+        size_t n = 0;
+        int rc = key == NULL ? -1 : PySet_Contains(seen, key);
+        Py_XDECREF(key);
+        if (rc == 0) {
+            /* the GIL may have changed hands since the last search: the
+             * record is checked again (still this thread's, attached) */
+            rc = cur_rec() == r ? msg_path(st, r, y, &v, &n) : 0;
+            if (rc == 1) {
+                rc = add_path_steps(st, v, n, steps, seen, more);
+                msg_nodes_free(v, n);
+                if (rc == 0 && first) {
+                    found = 1; /* the cycle from t itself */
+                }
+            }
+        }
+        Py_DECREF(y);
+        if (rc < 0) {
+            found = -1;
+            break;
+        }
+        if (first && found == 0) {
+            break; /* no cycle from t: nothing to report */
+        }
+    }
+done:
+    Py_XDECREF(seen);
+    Py_XDECREF(more);
+    return found;
 }
 
 /* Builds the DeadlockError message (via sharptask._impl) and raises it,
- * or warns (mode warn).  Returns -1 with the error set when raising. */
+ * or warns (mode warn).  Returns -1 with the error set when raising or
+ * on an error, 0 otherwise (also when the cycle is gone meanwhile). */
 static int
 report_deadlock(st_state *st, thread_rec *r, TaskObject *t)
 {
     PyObject *steps = PyList_New(0), *msg = NULL, *id = NULL;
-    int rc = -1;
+    int rc = -1, found;
     if (steps == NULL) {
         return -1;
     }
-    if (!find_cycle(st, r, t, steps)) {
+    found = deadlock_steps(st, r, t, steps);
+    if (found <= 0) {
         Py_DECREF(steps);
-        return 0; /* gone meanwhile */
+        return found; /* 0: gone meanwhile */
     }
     ST_TRACE(ST_TRACE_DEADLOCK_DETECTED, trace_task_id(t), 0, 0); /* D2 */
-    id = PyLong_FromUnsignedLong(r->ident);
+    id = PyLong_FromUnsignedLong((unsigned long)r->wg.ident);
     if (id != NULL) {
         PyObject *a[3] = {id, (PyObject *)t, steps};
         msg = call_impl(st, "deadlock_message", a, 3, NULL);
@@ -527,14 +533,19 @@ report_deadlock(st_state *st, thread_rec *r, TaskObject *t)
     return rc;
 }
 
+/* --------------------------------------------- around a blocking wait */
+
 int
 deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *waiter,
                      int infinite)
 {
     thread_rec *r;
-    if (g_mode == 0 || !infinite || g_owner_threads == 0) {
-        if ((r = cur_rec()) != NULL) {
-            r->blocked_on = NULL;
+    int rc, reported = 0;
+    if (g_mode == 0 || !infinite
+        || st_waitgraph_owner_threads(&g_graph) == 0) {
+        if ((r = cur_rec()) != NULL && r->blocked) {
+            st_waitgraph_unblock(&g_graph, &r->wg);
+            r->blocked = 0;
         }
         return 0;
     }
@@ -542,18 +553,26 @@ deadlock_before_wait(st_state *st, TaskObject *t, st_waiter_t *waiter,
     if (r == NULL) {
         return -1;
     }
-    r->warned = 0;
-    r->deadlocked = 0;
-    if (find_cycle(st, r, t, NULL)) {
+    rc = st_waitgraph_find_cycle(&g_graph, &r->wg, t, task_edges, st, NULL);
+    if (rc < 0) {
+        return graph_error(rc);
+    }
+    if (rc == 1) {
         if (report_deadlock(st, r, t) < 0) {
             return -1;
         }
-        r->warned = 1;
+        reported = 1;
+        if (cur_rec() != r) {
+            /* the warning's code ended this thread's record: no wait to
+             * mark (it cannot be checked again) */
+            return 0;
+        }
     }
-    r->blocked_on = t;
-    r->waiter = waiter;
-    if (r->nowned > 0) {
-        g_blocked_owners++;
+    st_waitgraph_block(&g_graph, &r->wg, t, wake_waiter, waiter);
+    r->blocked = 1;
+    if (reported) {
+        /* warn mode: said once; no recheck reports this wait again */
+        st_waitgraph_set_reported(&g_graph, &r->wg);
     }
     /* this block may close a cycle through another blocked owner */
     deadlock_graph_changed(st);
@@ -565,29 +584,23 @@ deadlock_after_wait(st_state *st)
 {
     thread_rec *r = cur_rec();
     (void)st;
-    if (r == NULL || r->blocked_on == NULL) {
+    if (r == NULL || !r->blocked) {
         return;
     }
-    if (r->nowned > 0) {
-        g_blocked_owners--;
-    }
-    r->blocked_on = NULL;
-    r->waiter = NULL;
-    r->deadlocked = 0;
+    st_waitgraph_unblock(&g_graph, &r->wg); /* and its flags */
+    r->blocked = 0;
 }
 
 int
 deadlock_check_woken(st_state *st, TaskObject *t)
 {
     thread_rec *r = cur_rec();
-    if (r == NULL || !r->deadlocked) {
+    if (r == NULL || !st_waitgraph_take_deadlocked(&g_graph, &r->wg)) {
         return 0;
     }
-    r->deadlocked = 0;
-    if (r->warned) {
-        return 0; /* warn mode: said once, keep waiting */
-    }
-    r->warned = 1;
+    /* a recheck flags only waits not reported yet: report this one once
+     * (warn mode: then keep waiting) */
+    st_waitgraph_set_reported(&g_graph, &r->wg);
     return report_deadlock(st, r, t);
 }
 
@@ -595,7 +608,7 @@ void
 deadlock_graph_changed(st_state *st)
 {
     thread_rec *self;
-    if (g_blocked_owners == 0 || g_mode == 0) {
+    if (st_waitgraph_blocked_owners(&g_graph) == 0 || g_mode == 0) {
         return;
     }
     if (Py_IsFinalizing()) {
@@ -605,14 +618,9 @@ deadlock_graph_changed(st_state *st)
         return;
     }
     self = cur_rec();
-    for (thread_rec *r = g_threads; r != NULL; r = r->next) {
-        if (r->blocked_on != NULL && r->nowned > 0 && !r->deadlocked
-            && !r->warned && r != self
-            && find_cycle(st, r, r->blocked_on, NULL)) {
-            r->deadlocked = 1;
-            st_event_set(&r->waiter->ev); /* it raises when it wakes */
-        }
-    }
+    /* < 0 (ST_ENOMEM): a missed report, never a false one */
+    (void)st_waitgraph_recheck(&g_graph, self != NULL ? &self->wg : NULL,
+                               task_edges, st);
 }
 
 /* ------------------------------------------------------ box registry */
@@ -817,6 +825,6 @@ PyMethodDef deadlock_methods[] = {
 unsigned long
 thread_rec_ident(const thread_rec *r)
 {
-    return r->ident;
+    return (unsigned long)r->wg.ident;
 }
 

@@ -37,8 +37,9 @@ void deadlock_graph_changed(st_state *st);
 void thread_running_push(TaskObject *t);
 void thread_running_pop(TaskObject *t);
 
-/* A thread's record (opaque outside py_deadlock.c).  GIL held for all
- * below.  cur_rec: the calling thread's record or NULL; get_rec: the
+/* A thread's record (opaque outside py_deadlock.c: it embeds the core's
+ * st_wg_thread_t, attached to the detector's st_waitgraph while the
+ * thread lives).  GIL held for all below.  cur_rec: the calling thread's record or NULL; get_rec: the
  * same, made on first use (NULL with an error).  Refs: none: a record is
  * plain memory owned by a capsule in the thread state dict (borrowed
  * pointer, valid while the thread lives). */
@@ -48,9 +49,10 @@ thread_rec *get_rec(void);
 /* threading.get_ident() of the record's thread.  Refs: none. */
 unsigned long thread_rec_ident(const thread_rec *r);
 /* The calling thread starts (push) / stops (pop) running context ctx: the
- * walk's edge "context C run only by thread T".  push: 0, or -1 with an
- * error (InvalidOperationError past 8 nested contexts).  Refs: push
- * takes its own strong reference to ctx, pop drops it; both borrow ctx. */
+ * search's edge "context C run only by thread T" (st_waitgraph_own; no
+ * limit on the nesting).  push: 0, or -1 with an error (MemoryError).
+ * Refs: push takes its own strong reference to ctx, pop drops it; both
+ * borrow ctx. */
 int owner_push(st_state *st, PyObject *ctx);
 void owner_pop(PyObject *ctx);
 

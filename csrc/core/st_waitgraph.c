@@ -10,7 +10,9 @@
  * are not kept: they live in the embedder's task objects and are asked for
  * through the edges callback during a search.  This keeps the hot paths
  * (an async method's step) free of any graph update but the running
- * push/pop, which is two atomic stores.
+ * push/pop, which is two atomic stores (inline in the header; the
+ * _slow functions here take the rest: growing, lost pushes, out-of-order
+ * pops).
  *
  * The search.  Depth-first from a task, looking for the start thread,
  * with an explicit stack of frames (node, its range of edges) and one
@@ -21,7 +23,8 @@
  * arrays start in the walk's own storage and move to st_malloc'ed memory
  * when they fill (a review found an out-of-bounds read in the binding's
  * fixed running[16]; here no array is indexed by a count it does not own).
- * Expansion rules, the binding's (py_context.c):
+ * Expansion rules (the binding's edges callback is task_edges in
+ * py_deadlock.c):
  *   TASK    running on a thread now -> only that thread; else the
  *           caller's edges;
  *   CONTEXT -> its owner thread, if any (a context nobody runs could be
@@ -593,6 +596,16 @@ st_waitgraph_disown(st_waitgraph_t *g, st_wg_thread_t *rec,
     return rc;
 }
 
+const void *
+st_waitgraph_owned_top(st_waitgraph_t *g, st_wg_thread_t *rec)
+{
+    const void *ctx;
+    st_mutex_lock(&g->mu);
+    ctx = rec->nowned > 0 ? rec->owned[rec->nowned - 1] : NULL;
+    st_mutex_unlock(&g->mu);
+    return ctx;
+}
+
 st_wg_thread_t *
 st_waitgraph_owner_of(st_waitgraph_t *g, const void *ctx)
 {
@@ -639,8 +652,8 @@ grow_running(st_waitgraph_t *g, st_wg_thread_t *rec)
 }
 
 int
-st_waitgraph_running_push(st_waitgraph_t *g, st_wg_thread_t *rec,
-                          const void *task)
+st_waitgraph_running_push_slow(st_waitgraph_t *g, st_wg_thread_t *rec,
+                               const void *task)
 {
     /* relaxed: rec's own length, which only this thread writes */
     size_t n = st_atomic_load(&rec->nrunning, ST_RELAXED);
@@ -662,8 +675,8 @@ st_waitgraph_running_push(st_waitgraph_t *g, st_wg_thread_t *rec,
 }
 
 int
-st_waitgraph_running_pop(st_waitgraph_t *g, st_wg_thread_t *rec,
-                         const void *task)
+st_waitgraph_running_pop_slow(st_waitgraph_t *g, st_wg_thread_t *rec,
+                              const void *task)
 {
     /* relaxed: rec's own length, which only this thread writes */
     size_t n = st_atomic_load(&rec->nrunning, ST_RELAXED), i, j;
@@ -820,21 +833,7 @@ st_waitgraph_recheck(st_waitgraph_t *g, st_wg_thread_t *self,
     return rc < 0 ? rc : found;
 }
 
-/* ------------------------------------------------------------ queries */
-
-int
-st_waitgraph_owner_threads(st_waitgraph_t *g)
-{
-    /* relaxed: a snapshot for gating */
-    return st_atomic_load(&g->owner_threads, ST_RELAXED);
-}
-
-int
-st_waitgraph_blocked_owners(st_waitgraph_t *g)
-{
-    /* relaxed: a snapshot for gating */
-    return st_atomic_load(&g->blocked_owners, ST_RELAXED);
-}
+/* -------------------------------------------------------------- paths */
 
 void
 st_wg_path_init(st_wg_path_t *p)

@@ -70,7 +70,9 @@ typedef struct st_wg_thread st_wg_thread_t;
 typedef struct st_wg_walk st_wg_sink_t;
 
 /* The caller's task edges: calls st_waitgraph_edge(sink, ...) once per
- * hard dependency of `task` (none for a completed task).  Called with the
+ * hard dependency of `task` (none for a completed task).  A search
+ * follows them depth first in the order they are reported (so the first
+ * edge that closes a cycle is the one a path shows).  Called with the
  * graph's mutex held (see above).  Returns 0, or a negative code that
  * stops the search and is returned by it. */
 typedef int (*st_wg_edges_fn)(void *arg, const void *task,
@@ -146,21 +148,65 @@ int st_waitgraph_own(st_waitgraph_t *g, st_wg_thread_t *rec,
 int st_waitgraph_disown(st_waitgraph_t *g, st_wg_thread_t *rec,
                         const void *ctx);
 
+/* Any thread.  The innermost context rec runs now, or NULL (a caller
+ * that holds a reference per context drops them with this and
+ * st_waitgraph_disown before st_waitgraph_detach). */
+const void *st_waitgraph_owned_top(st_waitgraph_t *g, st_wg_thread_t *rec);
+
 /* Any thread.  The record that runs ctx now, or NULL.  The pointer is a
  * snapshot: valid while the caller keeps that record attached. */
 st_wg_thread_t *st_waitgraph_owner_of(st_waitgraph_t *g, const void *ctx);
 
+/* The general paths of st_waitgraph_running_push/pop below (a stack to
+ * grow, a lost push, an out-of-order pop), and the whole of them; same
+ * contract.  The inline functions below call them only off the fast
+ * path. */
+int st_waitgraph_running_push_slow(st_waitgraph_t *g, st_wg_thread_t *rec,
+                                   const void *task);
+int st_waitgraph_running_pop_slow(st_waitgraph_t *g, st_wg_thread_t *rec,
+                                  const void *task);
+
 /* rec's thread.  task's code starts running on rec (nested).  Lock-free
  * unless the stack must grow.  0, or ST_ENOMEM when it could not grow:
- * the push is then counted but not recorded (its pop still balances). */
-int st_waitgraph_running_push(st_waitgraph_t *g, st_wg_thread_t *rec,
-                              const void *task);
+ * the push is then counted but not recorded (its pop still balances).
+ * Inline: it runs on every step of an async method (no call when the
+ * stack has room). */
+static inline int
+st_waitgraph_running_push(st_waitgraph_t *g, st_wg_thread_t *rec,
+                          const void *task)
+{
+    /* relaxed: rec's own length, which only this thread writes */
+    size_t n = st_atomic_load(&rec->nrunning, ST_RELAXED);
+
+    if (rec->running_lost == 0 && n < rec->running_cap) {
+        /* relaxed: published by the release store of the length */
+        st_atomic_store(&rec->running[n], task, ST_RELAXED);
+        /* release: publishes the entry to searches (see st_waitgraph.c,
+         * DESIGN: Running stacks) */
+        st_atomic_store(&rec->nrunning, n + 1, ST_RELEASE);
+        return 0;
+    }
+    return st_waitgraph_running_push_slow(g, rec, task);
+}
 
 /* rec's thread.  task's code stops running on rec: removes its innermost
  * entry (the top one when calls nest properly).  0, or ST_EINVAL when
- * task is not on rec's stack (nothing changed). */
-int st_waitgraph_running_pop(st_waitgraph_t *g, st_wg_thread_t *rec,
-                             const void *task);
+ * task is not on rec's stack (nothing changed).  Inline, as the push. */
+static inline int
+st_waitgraph_running_pop(st_waitgraph_t *g, st_wg_thread_t *rec,
+                         const void *task)
+{
+    /* relaxed: rec's own length and entries, written by this thread */
+    size_t n = st_atomic_load(&rec->nrunning, ST_RELAXED);
+
+    if (rec->running_lost == 0 && n > 0
+        && st_atomic_load(&rec->running[n - 1], ST_RELAXED) == task) {
+        /* release: as in st_waitgraph_running_push */
+        st_atomic_store(&rec->nrunning, n - 1, ST_RELEASE);
+        return 0;
+    }
+    return st_waitgraph_running_pop_slow(g, rec, task);
+}
 
 /* rec's thread.  Tasks on rec's running stack now (recorded ones). */
 size_t st_waitgraph_running_depth(st_wg_thread_t *rec);
@@ -208,9 +254,21 @@ void st_waitgraph_set_reported(st_waitgraph_t *g, st_wg_thread_t *rec);
 int st_waitgraph_edge(st_wg_sink_t *sink, int kind, const void *ptr);
 
 /* Any thread.  Records that run a context, and those of them blocked now
- * (relaxed snapshots, for the caller's cheap "is detection armed?"). */
-int st_waitgraph_owner_threads(st_waitgraph_t *g);
-int st_waitgraph_blocked_owners(st_waitgraph_t *g);
+ * (relaxed snapshots, for the caller's cheap "is detection armed?";
+ * inline: the binding asks on every suspension of a method). */
+static inline int
+st_waitgraph_owner_threads(st_waitgraph_t *g)
+{
+    /* relaxed: a snapshot for gating (see st_waitgraph.c, Counters) */
+    return st_atomic_load(&g->owner_threads, ST_RELAXED);
+}
+
+static inline int
+st_waitgraph_blocked_owners(st_waitgraph_t *g)
+{
+    /* relaxed: as above */
+    return st_atomic_load(&g->blocked_owners, ST_RELAXED);
+}
 
 /* Not thread safe (the caller's path).  An empty path; free it after
  * use. */

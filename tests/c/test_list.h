@@ -130,6 +130,8 @@
     X(sem_issue10_stress_releasers_fifo_exactly_once)                       \
     /* test_waitgraph.c (issue 10) */                                       \
     X(wg_issue10_context_owner_closes_cycle_c6)                             \
+    X(wg_issue10_edges_followed_in_reported_order_c6)                       \
+    X(wg_issue10_owned_top_past_8_c8)                                       \
     X(wg_issue10_two_threads_cycle_and_recheck_wakes_c6)                    \
     X(wg_issue10_running_task_edge_c5)                                      \
     X(wg_issue10_long_chain_no_depth_limit)                                 \

@@ -123,6 +123,100 @@ TEST(wg_issue10_context_owner_closes_cycle_c6)
     st_waitgraph_destroy(&g);
 }
 
+/* The binding relies on these two facts to build DeadlockError's message
+ * from a path: edges are followed in the order the callback reports them
+ * (a box's context before the task it awaits), and a blocked thread
+ * inside a path is followed by the task it is blocked on. */
+TEST(wg_issue10_edges_followed_in_reported_order_c6)
+{
+    st_waitgraph_t g;
+    st_wg_thread_t t, q;
+    tg_task x, x2, y, z;
+    tg_ctx c, d;
+    st_wg_path_t path;
+
+    st_waitgraph_init(&g);
+    st_wg_thread_init(&t, 1);
+    st_wg_thread_init(&q, 2);
+    st_waitgraph_attach(&g, &t);
+    st_waitgraph_attach(&g, &q);
+    st_wg_path_init(&path);
+    task_init(&x);
+    task_init(&x2);
+    task_init(&y);
+    task_init(&z);
+    ASSERT_OK(st_waitgraph_own(&g, &t, &c));
+    task_edge(&y, ST_WG_CONTEXT, &c);
+    task_edge(&x, ST_WG_CONTEXT, &c); /* context first */
+    task_edge(&x, ST_WG_TASK, &y);
+    task_edge(&x2, ST_WG_TASK, &y); /* awaited task first */
+    task_edge(&x2, ST_WG_CONTEXT, &c);
+    ASSERT_EQ(st_waitgraph_find_cycle(&g, &t, &x, tg_edges, NULL, &path), 1);
+    ASSERT_EQ(path.len, 3);
+    expect_node(&path, 0, ST_WG_TASK, &x);
+    expect_node(&path, 1, ST_WG_CONTEXT, &c);
+    expect_node(&path, 2, ST_WG_THREAD, &t);
+    ASSERT_EQ(st_waitgraph_find_cycle(&g, &t, &x2, tg_edges, NULL, &path),
+              1);
+    ASSERT_EQ(path.len, 4);
+    expect_node(&path, 0, ST_WG_TASK, &x2);
+    expect_node(&path, 1, ST_WG_TASK, &y);
+    expect_node(&path, 2, ST_WG_CONTEXT, &c);
+    expect_node(&path, 3, ST_WG_THREAD, &t);
+    /* z needs d, run by q, which is blocked on y: z, d, q, y, c, t */
+    ASSERT_OK(st_waitgraph_own(&g, &q, &d));
+    task_edge(&z, ST_WG_CONTEXT, &d);
+    st_waitgraph_block(&g, &q, &y, NULL, NULL);
+    ASSERT_EQ(st_waitgraph_find_cycle(&g, &t, &z, tg_edges, NULL, &path), 1);
+    ASSERT_EQ(path.len, 6);
+    expect_node(&path, 0, ST_WG_TASK, &z);
+    expect_node(&path, 1, ST_WG_CONTEXT, &d);
+    expect_node(&path, 2, ST_WG_THREAD, &q);
+    expect_node(&path, 3, ST_WG_TASK, &y);
+    expect_node(&path, 4, ST_WG_CONTEXT, &c);
+    expect_node(&path, 5, ST_WG_THREAD, &t);
+    st_waitgraph_unblock(&g, &q);
+    ASSERT_OK(st_waitgraph_disown(&g, &q, &d));
+    ASSERT_OK(st_waitgraph_disown(&g, &t, &c));
+    st_wg_path_free(&path);
+    st_waitgraph_detach(&g, &q);
+    st_waitgraph_detach(&g, &t);
+    st_waitgraph_destroy(&g);
+}
+
+/* The innermost context a record runs: how the binding drops the
+ * references it holds when a thread ends while running contexts (any
+ * number of them: the binding's old limit was 8). */
+TEST(wg_issue10_owned_top_past_8_c8)
+{
+    st_waitgraph_t g;
+    st_wg_thread_t t;
+    tg_ctx c[20];
+    const void *top;
+    int i, n = 0;
+
+    st_waitgraph_init(&g);
+    st_wg_thread_init(&t, 7);
+    st_waitgraph_attach(&g, &t);
+    ASSERT_NULL(st_waitgraph_owned_top(&g, &t));
+    for (i = 0; i < 20; i++) {
+        ASSERT_OK(st_waitgraph_own(&g, &t, &c[i]));
+        ASSERT(st_waitgraph_owned_top(&g, &t) == &c[i]);
+    }
+    ASSERT_EQ(st_waitgraph_owner_threads(&g), 1);
+    /* out of order: the top stays the innermost */
+    ASSERT_OK(st_waitgraph_disown(&g, &t, &c[3]));
+    ASSERT(st_waitgraph_owned_top(&g, &t) == &c[19]);
+    while ((top = st_waitgraph_owned_top(&g, &t)) != NULL) {
+        ASSERT_OK(st_waitgraph_disown(&g, &t, top));
+        n++;
+    }
+    ASSERT_EQ(n, 19);
+    ASSERT_EQ(st_waitgraph_owner_threads(&g), 0);
+    st_waitgraph_detach(&g, &t);
+    st_waitgraph_destroy(&g);
+}
+
 TEST(wg_issue10_two_threads_cycle_and_recheck_wakes_c6)
 {
     st_waitgraph_t g;
