@@ -198,10 +198,29 @@ enum {
 #define TF_RESUME_PENDING 0x10 /* resumed while running: step again */
 #define TF_NO_UNWRAP 0x8   /* start_new: a returned Task is the result */
 
+/* The fields few tasks use (issue 10 W9): a cancellation token, an
+ * async_state, a custom scheduler, the original traceback of a faulted
+ * or canceled task.  A task has none of them until one is stored; the
+ * block is then allocated (PyMem) and kept until the task is freed, and
+ * its fields are strong references that Task_traverse visits and
+ * Task_clear drops like the task's own.  Read them with task_token(),
+ * task_async_state(), task_scheduler(), task_tb(); store with
+ * task_x_put(). */
+typedef struct task_extra {
+    PyObject *x_token;     /* cancellation token, or NULL */
+    PyObject *x_state;     /* async_state, or NULL (None) */
+    PyObject *x_scheduler; /* custom TaskScheduler, or NULL (pool) */
+    PyObject *x_tb; /* faulted/canceled: the raised exception's original
+                       traceback, restored at each rethrow (D3a) */
+} task_extra;
+
+/* The Task layout (docs/architecture.md, "The Task object"): 144 bytes
+ * on 64-bit platforms, 160 with the GC header; a pending async-method
+ * call uses every field but task_x and task_result.  The Task id is the
+ * core's trace id (st_task_trace_id: 0 until first read, task_id()). */
 typedef struct TaskObject {
     PyObject_HEAD
-    st_task_t task_core;   /* state word + continuation list */
-    uint32_t task_id;      /* 0 until first read */
+    st_task_t task_core;   /* state word, Task id, continuation list */
     uint8_t task_kind;     /* TASK_* */
     uint8_t task_flags;    /* TF_* */
     uint16_t task_cwopts;  /* continuation: TaskContinuationOptions>>16 */
@@ -209,22 +228,107 @@ typedef struct TaskObject {
     /* RAN_TO_COMPLETION: the value; FAULTED: a tuple of exceptions;
      * CANCELED: the stored OperationCanceledError, or NULL. */
     PyObject *task_result;
-    PyObject *task_token;   /* cancellation token, or NULL */
-    PyObject *task_state;   /* async_state */
     PyObject *task_fn;      /* delegate callable; box: the coroutine */
     PyObject *task_arg;     /* delegate args; continuation: antecedent;
                                box: what it awaits now */
     PyObject *task_context; /* contextvars.Context the code runs in */
     PyObject *task_target;  /* box: context/scheduler it resumes on */
     PyObject *task_weakreflist;
-    PyObject *task_scheduler; /* custom TaskScheduler, or NULL (pool) */
-    PyObject *task_tb; /* faulted/canceled: the raised exception's original
-                          traceback, restored at each rethrow (D3a) */
+    task_extra *task_x;     /* the rare fields, or NULL (owned) */
     struct TaskObject *task_box_prev; /* pending boxes list (dump_async) */
     struct TaskObject *task_box_next;
-    st_cont_t task_cont;    /* node registered on what it waits for */
-    st_work_t task_work;    /* node queued on the pool */
+    /* The task's one intrusive node, used as one of two at a time: a
+     * node registered on what it waits for (a box's await, a
+     * continuation's antecedent, a proxy's source), or a node queued on
+     * the pool or a context's queue (a delegate, a continuation or a box
+     * to run).  Never both: a node is queued only from the completion
+     * callback that has taken it off its task (st_task.h: the node then
+     * belongs to the callback), or for a task that registered none
+     * (Task.run, start); and a box registers again only from its own
+     * step, after the queue's run function was called (the pool and
+     * the context's queue never touch an item after its run).  Whoever
+     * queues sets run and flags, whoever registers sets fn and kind. */
+    union {
+        st_cont_t task_cont; /* node registered on what it waits for */
+        st_work_t task_work; /* node queued on the pool */
+    };
 } TaskObject;
+
+/* The task's rare fields (NULL when not set).  Refs: borrowed (the task
+ * owns them). */
+static inline PyObject *
+task_token(TaskObject *t)
+{
+    return t->task_x != NULL ? t->task_x->x_token : NULL;
+}
+
+static inline PyObject *
+task_async_state(TaskObject *t)
+{
+    return t->task_x != NULL ? t->task_x->x_state : NULL;
+}
+
+static inline PyObject *
+task_scheduler(TaskObject *t)
+{
+    return t->task_x != NULL ? t->task_x->x_scheduler : NULL;
+}
+
+static inline PyObject *
+task_tb(TaskObject *t)
+{
+    return t->task_x != NULL ? t->task_x->x_tb : NULL;
+}
+
+/* The task's side block, allocated (zeroed) if it has none: NULL with
+ * MemoryError set on failure.  Refs: borrowed (the task owns it). */
+static inline task_extra *
+task_x_ensure(TaskObject *t)
+{
+    if (t->task_x == NULL) {
+        t->task_x = (task_extra *)PyMem_Calloc(1, sizeof(task_extra));
+        if (t->task_x == NULL) {
+            PyErr_NoMemory();
+        }
+    }
+    return t->task_x;
+}
+
+/* Stores v in the rare field `field` of t (x_token, x_state,
+ * x_scheduler, x_tb), dropping the old value (which may run code, as
+ * Py_XSETREF does; NULL before a task's first store).  NULL clears.
+ * 0, or -1 with MemoryError set when the side block could not be
+ * allocated (v is dropped).  Refs: steals v. */
+#define task_x_put(t, field, v) \
+    task_x_put_at((t), offsetof(task_extra, field), (v))
+
+static inline int
+task_x_put_at(TaskObject *t, size_t offset, PyObject *v)
+{
+    PyObject **slot, *old;
+    if (t->task_x == NULL) {
+        if (v == NULL) {
+            return 0;
+        }
+        if (task_x_ensure(t) == NULL) {
+            Py_DECREF(v);
+            return -1;
+        }
+    }
+    slot = (PyObject **)((char *)t->task_x + offset);
+    old = *slot;
+    *slot = v;
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* The Task id (Task.id), the core's trace id: 0 until trace_task_id
+ * gives one.  Refs: none. */
+static inline uint32_t
+task_id(TaskObject *t)
+{
+    return st_task_trace_id(&t->task_core);
+}
 
 #define TaskObject_CAST(op) ((TaskObject *)(op))
 #define Task_Check(st, op) PyObject_TypeCheck((op), (st)->Task_type)

@@ -836,7 +836,6 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             if (trace_id != 0) {
                 trace_claim_id(0);
                 if (box != NULL) { /* D2: the Task the call returns */
-                    box->task_id = trace_id;
                     st_task_set_trace_id(&box->task_core, trace_id);
                 }
             }

@@ -372,7 +372,7 @@ when_all_finish(st_state *st, TaskObject *promise, PyObject *tasks)
     else if (first_canceled != NULL) {
         task_try_complete(promise, ST_STATUS_CANCELED,
                           first_canceled->task_result,
-                          first_canceled->task_token);
+                          task_token(first_canceled));
     }
     else {
         if ((results = PyList_New(n)) == NULL) {
@@ -644,20 +644,21 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
         return NULL;
     }
     ct->task_cwopts = (uint16_t)(opts >> 16);
-    ct->task_scheduler = Py_XNewRef(scheduler);
     ct->task_fn = Py_NewRef(fn);
     ct->task_arg = Py_NewRef(op);
     if (state != NULL) {
-        ct->task_state = Py_NewRef(state);
         ct->task_flags |= TF_CONT_STATE;
     }
     ct->task_context = PyContext_CopyCurrent();
-    if (ct->task_context == NULL) {
+    if (ct->task_context == NULL
+        || task_x_put(ct, x_scheduler, Py_XNewRef(scheduler)) < 0
+        || task_x_put(ct, x_state, Py_XNewRef(state)) < 0
+        || (token != Py_None
+            && task_x_put(ct, x_token, Py_NewRef(token)) < 0)) {
         Py_DECREF(ct);
         return NULL;
     }
     if (token != Py_None) {
-        ct->task_token = Py_NewRef(token);
         int canceled = cancel_token_check(st, token); /* py_cancel.c */
         if (canceled < 0) {
             Py_DECREF(ct);
@@ -684,7 +685,7 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
-    if (ct->task_token != NULL && !(opts & TCW_LAZY)
+    if (task_token(ct) != NULL && !(opts & TCW_LAZY)
         && cancel_watch_continuation(st, ct) < 0) { /* R3.10 */
         Py_DECREF(ct);
         return NULL;

@@ -459,7 +459,7 @@ reaches_task(walk *w, TaskObject *x)
             found = reaches_task(w, (TaskObject *)x->task_arg); /* proxy */
         }
     }
-    else if (x->task_kind == TASK_CONTINUATION && x->task_token != NULL
+    else if (x->task_kind == TASK_CONTINUATION && task_token(x) != NULL
              && !(x->task_options & 0x20 /* LAZY_CANCELLATION */)) {
         /* a cancellable continuation may end (canceled) before its
          * antecedent: not a hard dependency (R3.10) */

@@ -126,36 +126,32 @@ box_return(st_state *st, TaskObject *b)
     exc = PyErr_GetRaisedException();
     /* move every reference out first: dropping one may run code */
     old[0] = b->task_result;
-    old[1] = b->task_token;
-    old[2] = b->task_state;
+    old[1] = b->task_x != NULL ? b->task_x->x_token : NULL;
+    old[2] = b->task_x != NULL ? b->task_x->x_state : NULL;
     old[3] = b->task_fn;
     old[4] = b->task_arg;
     old[5] = b->task_context;
     old[6] = b->task_target;
-    old[7] = b->task_scheduler;
-    old[8] = b->task_tb;
+    old[7] = b->task_x != NULL ? b->task_x->x_scheduler : NULL;
+    old[8] = b->task_x != NULL ? b->task_x->x_tb : NULL;
     b->task_result = NULL;
-    b->task_token = NULL;
-    b->task_state = NULL;
+    if (b->task_x != NULL) { /* kept for the next operation, emptied */
+        memset(b->task_x, 0, sizeof(*b->task_x));
+    }
     b->task_fn = NULL;
     b->task_arg = NULL;
     b->task_context = NULL;
     b->task_target = NULL;
-    b->task_scheduler = NULL;
-    b->task_tb = NULL;
     box_registry_remove(b); /* no-op: completion unlinked it */
     st_task_init(&b->task_core, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
-    b->task_id = 0; /* a new operation gets a new id */
+    /* a new operation gets a new id: st_task_init set it to 0 */
     b->task_kind = TASK_PROMISE;
     b->task_flags = TF_POOLED;
     BOX_VERSION(b) = (uint16_t)(BOX_VERSION(b) + 1u); /* wraps, as .NET */
     b->task_options = 0;
     b->task_cont.next = NULL;
     b->task_cont.fn = NULL;
-    b->task_cont.kind = ST_CONT_ACTION;
-    b->task_work.next = NULL;
-    b->task_work.run = NULL;
-    b->task_work.flags = ST_WORK_DOMAIN;
+    b->task_cont.kind = ST_CONT_ACTION; /* the node is either (binding.h) */
     g_pool_returned++;
     slot = box_slot(st);
     if (slot != NULL && slot->bs_box == NULL) {
