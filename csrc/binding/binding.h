@@ -214,9 +214,10 @@ typedef struct task_extra {
                        traceback, restored at each rethrow (D3a) */
 } task_extra;
 
-/* The Task layout (docs/architecture.md, "The Task object"): 144 bytes
- * on 64-bit platforms, 160 with the GC header; a pending async-method
- * call uses every field but task_x and task_result.  The Task id is the
+/* The Task layout (docs/architecture.md, "The task"): 128 bytes on
+ * 64-bit platforms, 144 with the GC header; a pending async-method call
+ * uses every field but task_x and task_result (dump_async finds pending
+ * boxes through the GC, py_deadlock.c).  The Task id is the
  * core's trace id (st_task_trace_id: 0 until first read, task_id()). */
 typedef struct TaskObject {
     PyObject_HEAD
@@ -235,8 +236,6 @@ typedef struct TaskObject {
     PyObject *task_target;  /* box: context/scheduler it resumes on */
     PyObject *task_weakreflist;
     task_extra *task_x;     /* the rare fields, or NULL (owned) */
-    struct TaskObject *task_box_prev; /* pending boxes list (dump_async) */
-    struct TaskObject *task_box_next;
     /* The task's one intrusive node, used as one of two at a time: a
      * node registered on what it waits for (a box's await, a
      * continuation's antecedent, a proxy's source), or a node queued on

@@ -786,7 +786,6 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
     if (*pbox != NULL) {
         (*pbox)->task_flags &= ~(TF_RUNNING_BOX | TF_RESUME_PENDING);
         if (rc == STEP_SUSPENDED) {
-            box_registry_add(*pbox);
             /* a suspension may close a cycle through a blocked thread */
             deadlock_graph_changed(st);
         }

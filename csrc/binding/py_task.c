@@ -270,7 +270,6 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
         t->task_arg = NULL;
     }
     Py_CLEAR(t->task_target);
-    g_hooks.box_registry_remove(t);
     st_task_finish(&t->task_core, status);
     g_hooks.cancel_release_deferred(); /* the watch nodes' drops
                                           (py_cancel_reg.c) */
@@ -1249,7 +1248,6 @@ Task_dealloc(PyObject *op)
     if (t->task_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
-    g_hooks.box_registry_remove(t);
     (void)Task_clear(op);
     PyMem_Free(t->task_x); /* emptied by Task_clear */
     t->task_x = NULL;

@@ -52,8 +52,6 @@ task_alloc(st_state *st, int kind, int status, uint32_t options)
     t->task_target = NULL;
     t->task_weakreflist = NULL;
     t->task_x = NULL;
-    t->task_box_prev = NULL;
-    t->task_box_next = NULL;
     t->task_cont.next = NULL;
     t->task_cont.fn = NULL;
     t->task_cont.kind = ST_CONT_ACTION; /* the node is either (binding.h) */

@@ -6,7 +6,6 @@
  * versioned and why a stale ValueTask can never reach a reused box.
  */
 #include "binding.h"
-#include "py_deadlock.h" /* box_registry_remove */
 #include "py_task.h"
 #include "py_vt.h"
 
@@ -142,7 +141,6 @@ box_return(st_state *st, TaskObject *b)
     b->task_arg = NULL;
     b->task_context = NULL;
     b->task_target = NULL;
-    box_registry_remove(b); /* no-op: completion unlinked it */
     st_task_init(&b->task_core, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
     /* a new operation gets a new id: st_task_init set it to 0 */
     b->task_kind = TASK_PROMISE;

@@ -23,8 +23,8 @@ import pytest
 import sharptask as st
 
 #: sizeof(TaskObject) + the GC header on a 64-bit build (binding.h):
-#: 144 + 16; it was 200 + 16.
-BOX_BYTES = 160
+#: 128 + 16; it was 200 + 16.
+BOX_BYTES = 144
 #: the contextvars.Context copy a call runs in, with its GC header
 CONTEXT_BYTES = sys.getsizeof(__import__("contextvars").copy_context())
 
@@ -42,9 +42,9 @@ def _pending_calls(count):
 
 
 @pytest.mark.skipif(sys.maxsize < 2**32, reason="64-bit layout")
-def test_issue10_W9_a_pending_box_is_at_most_160_bytes():
+def test_issue10_W9_a_pending_box_is_at_most_144_bytes():
     """issue 10 W9: sys.getsizeof of a pending async-method box (the Task
-    with its GC header) is 160 bytes at most (216 before)."""
+    with its GC header) is 144 bytes at most (216 before)."""
     tasks, tcs = _pending_calls(3)
     try:
         for t in tasks:
@@ -60,7 +60,7 @@ def test_issue10_W9_a_pending_box_is_at_most_160_bytes():
 def test_issue10_W9m_traced_bytes_per_pending_call_are_coroutine_box_context():
     """issue 10 W9m: what starting a call leaves allocated while it is
     pending, measured with tracemalloc over many calls, is its coroutine,
-    a box of at most 160 bytes and its context copy: nothing else (no
+    a box of at most 144 bytes and its context copy: nothing else (no
     side block for a call that has no token, state, scheduler or
     traceback)."""
     n = 2_000
@@ -345,3 +345,37 @@ def test_issue10_W9_stress_continuation_canceled_while_antecedent_completes():
     canceled = [c for c in conts if c.is_canceled]
     assert len(done) + len(canceled) == n
     assert len(done) == len(ran)
+
+
+def test_issue10_W9_pending_boxes_found_without_a_list_newest_first():
+    """issue 10 W9 (D1): with no list through the boxes, dump_async's
+    source (_pending_boxes) still lists every pending async method once,
+    newest first, with what it awaits, and none that completed; also
+    after a collection moved them to an older generation."""
+    from sharptask import _native
+
+    gates = [st.TaskCompletionSource() for _ in range(5)]
+
+    @st.async_method
+    async def slim10_pending(g):
+        return await g
+
+    tasks = [slim10_pending(g.task) for g in gates]
+    for collect in (False, True):
+        if collect:
+            gc.collect()
+        rows = [r for r in _native._pending_boxes()
+                if any(r[0] is t for t in tasks)]
+        assert [r[0] for r in rows] == tasks[::-1]
+        assert [r[2] for r in rows] == [g.task for g in gates][::-1]
+        assert all(r[4] is False for r in rows)
+    gates[2].set_result(1)
+    rows = [r for r in _native._pending_boxes()
+            if any(r[0] is t for t in tasks)]
+    assert [r[0] for r in rows] == [tasks[i] for i in (4, 3, 1, 0)]
+    assert "slim10_pending" in str(st.dump_async())
+    for g in gates:
+        g.try_set_result(1)
+    assert st.Task.when_all(tasks).wait(10)
+    assert not [r for r in _native._pending_boxes()
+                if any(r[0] is t for t in tasks)]
