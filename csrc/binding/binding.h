@@ -197,6 +197,8 @@ enum {
 #define TF_RUNNING_BOX 0x4 /* a box whose coroutine is on a thread now */
 #define TF_RESUME_PENDING 0x10 /* resumed while running: step again */
 #define TF_NO_UNWRAP 0x8   /* start_new: a returned Task is the result */
+#define TF_HAS_X 0x20      /* task_xb is the side block (which holds the
+                              target); else task_tgt is the target */
 
 /* The fields few tasks use (issue 10 W9): a cancellation token, an
  * async_state, a custom scheduler, the original traceback of a faulted
@@ -205,8 +207,12 @@ enum {
  * its fields are strong references that Task_traverse visits and
  * Task_clear drops like the task's own.  Read them with task_token(),
  * task_async_state(), task_scheduler(), task_tb(); store with
- * task_x_put(). */
+ * task_x_put().  The block takes the place of the target in the task
+ * (TF_HAS_X), and the target moves into it: a pending async method
+ * resuming on a context has a target and usually no block, a Task.run
+ * delegate with a token a block and no target. */
 typedef struct task_extra {
+    PyObject *x_target;    /* the target when the task has a block */
     PyObject *x_token;     /* cancellation token, or NULL */
     PyObject *x_state;     /* async_state, or NULL (None) */
     PyObject *x_scheduler; /* custom TaskScheduler, or NULL (pool) */
@@ -214,11 +220,12 @@ typedef struct task_extra {
                        traceback, restored at each rethrow (D3a) */
 } task_extra;
 
-/* The Task layout (docs/architecture.md, "The task"): 128 bytes on
- * 64-bit platforms, 144 with the GC header; a pending async-method call
- * uses every field but task_x and task_result (dump_async finds pending
- * boxes through the GC, py_deadlock.c).  The Task id is the
- * core's trace id (st_task_trace_id: 0 until first read, task_id()). */
+/* The Task layout (docs/architecture.md, "The task"): 120 bytes on
+ * 64-bit platforms, 136 with the GC header.  A pending async-method call
+ * uses every field but task_result and the side block; dump_async finds
+ * the pending boxes through the GC (py_deadlock.c), with no list through
+ * them.  The Task id is the core's trace id (st_task_trace_id: 0 until
+ * first read, task_id()). */
 typedef struct TaskObject {
     PyObject_HEAD
     st_task_t task_core;   /* state word, Task id, continuation list */
@@ -233,9 +240,15 @@ typedef struct TaskObject {
     PyObject *task_arg;     /* delegate args; continuation: antecedent;
                                box: what it awaits now */
     PyObject *task_context; /* contextvars.Context the code runs in */
-    PyObject *task_target;  /* box: context/scheduler it resumes on */
     PyObject *task_weakreflist;
-    task_extra *task_x;     /* the rare fields, or NULL (owned) */
+    /* Read through task_target() and task_x(), written through
+     * task_set_target() and task_x_put(). */
+    union {
+        PyObject *task_tgt; /* !TF_HAS_X: the target (box: the context
+                               or scheduler it resumes on), or NULL */
+        task_extra *task_xb; /* TF_HAS_X: the side block (owned), whose
+                                x_target is the target */
+    };
     /* The task's one intrusive node, used as one of two at a time: a
      * node registered on what it waits for (a box's await, a
      * continuation's antecedent, a proxy's source), or a node queued on
@@ -253,51 +266,84 @@ typedef struct TaskObject {
     };
 } TaskObject;
 
+/* The task's side block, or NULL.  Refs: borrowed (the task owns it). */
+static inline task_extra *
+task_x(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb : NULL;
+}
+
 /* The task's rare fields (NULL when not set).  Refs: borrowed (the task
  * owns them). */
 static inline PyObject *
 task_token(TaskObject *t)
 {
-    return t->task_x != NULL ? t->task_x->x_token : NULL;
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_token : NULL;
 }
 
 static inline PyObject *
 task_async_state(TaskObject *t)
 {
-    return t->task_x != NULL ? t->task_x->x_state : NULL;
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_state : NULL;
 }
 
 static inline PyObject *
 task_scheduler(TaskObject *t)
 {
-    return t->task_x != NULL ? t->task_x->x_scheduler : NULL;
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_scheduler : NULL;
 }
 
 static inline PyObject *
 task_tb(TaskObject *t)
 {
-    return t->task_x != NULL ? t->task_x->x_tb : NULL;
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_tb : NULL;
 }
 
-/* The task's side block, allocated (zeroed) if it has none: NULL with
- * MemoryError set on failure.  Refs: borrowed (the task owns it). */
+/* The target: the context or scheduler a box resumes on (a promise's:
+ * the context whose callback completes it, for the deadlock walk), or
+ * NULL.  Refs: borrowed (the task owns it). */
+static inline PyObject *
+task_target(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_target : t->task_tgt;
+}
+
+/* Sets the target (NULL: none), dropping the old one (which may run
+ * code, as Py_XSETREF does).  Never fails.  Refs: steals v. */
+static inline void
+task_set_target(TaskObject *t, PyObject *v)
+{
+    PyObject **slot = (t->task_flags & TF_HAS_X) ? &t->task_xb->x_target
+                                                 : &t->task_tgt;
+    PyObject *old = *slot;
+    *slot = v;
+    Py_XDECREF(old);
+}
+
+/* The task's side block, allocated (zeroed, the target moved into it)
+ * if it has none: NULL with MemoryError set on failure.  Refs: borrowed
+ * (the task owns it). */
 static inline task_extra *
 task_x_ensure(TaskObject *t)
 {
-    if (t->task_x == NULL) {
-        t->task_x = (task_extra *)PyMem_Calloc(1, sizeof(task_extra));
-        if (t->task_x == NULL) {
+    if (!(t->task_flags & TF_HAS_X)) {
+        task_extra *x = (task_extra *)PyMem_Calloc(1, sizeof(task_extra));
+        if (x == NULL) {
             PyErr_NoMemory();
+            return NULL;
         }
+        x->x_target = t->task_tgt; /* moved: the reference goes along */
+        t->task_xb = x;
+        t->task_flags |= TF_HAS_X;
     }
-    return t->task_x;
+    return t->task_xb;
 }
 
 /* Stores v in the rare field `field` of t (x_token, x_state,
- * x_scheduler, x_tb), dropping the old value (which may run code, as
- * Py_XSETREF does; NULL before a task's first store).  NULL clears.
- * 0, or -1 with MemoryError set when the side block could not be
- * allocated (v is dropped).  Refs: steals v. */
+ * x_scheduler, x_tb; the target: task_set_target), dropping the old
+ * value (which may run code, as Py_XSETREF does; NULL before a task's
+ * first store).  NULL clears.  0, or -1 with MemoryError set when the
+ * side block could not be allocated (v is dropped).  Refs: steals v. */
 #define task_x_put(t, field, v) \
     task_x_put_at((t), offsetof(task_extra, field), (v))
 
@@ -305,7 +351,7 @@ static inline int
 task_x_put_at(TaskObject *t, size_t offset, PyObject *v)
 {
     PyObject **slot, *old;
-    if (t->task_x == NULL) {
+    if (!(t->task_flags & TF_HAS_X)) {
         if (v == NULL) {
             return 0;
         }
@@ -314,7 +360,7 @@ task_x_put_at(TaskObject *t, size_t offset, PyObject *v)
             return -1;
         }
     }
-    slot = (PyObject **)((char *)t->task_x + offset);
+    slot = (PyObject **)((char *)t->task_xb + offset);
     old = *slot;
     *slot = v;
     Py_XDECREF(old);

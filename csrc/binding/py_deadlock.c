@@ -426,8 +426,8 @@ reaches_task(walk *w, TaskObject *x)
         found = reaches_thread(w, q);
     }
     else if (x->task_kind == TASK_BOX) {
-        if (is_sync_context(st, x->task_target)) {
-            found = reaches_context(w, x->task_target);
+        if (is_sync_context(st, task_target(x))) {
+            found = reaches_context(w, task_target(x));
         }
         /* When building the message, go on down the await chain even
          * after a hit: every method on it that needs the blocked thread
@@ -444,8 +444,8 @@ reaches_task(walk *w, TaskObject *x)
         }
     }
     else if (x->task_kind == TASK_PROMISE) {
-        if (is_sync_context(st, x->task_target)) {
-            found = reaches_context(w, x->task_target);
+        if (is_sync_context(st, task_target(x))) {
+            found = reaches_context(w, task_target(x));
         }
         else if (x->task_arg != NULL && PyTuple_Check(x->task_arg)) {
             /* when_all: blocked if any input is */
@@ -636,7 +636,7 @@ pending_boxes_of(st_state *st, PyObject *objs, PyObject *list)
         item = Py_BuildValue(
             "(OOOOO)", o, b->task_fn ? b->task_fn : Py_None,
             b->task_arg ? b->task_arg : Py_None,
-            b->task_target ? b->task_target : Py_None,
+            task_target(b) ? task_target(b) : Py_None,
             (b->task_flags & TF_RUNNING_BOX) ? Py_True : Py_False);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
@@ -779,8 +779,8 @@ mod_completed_by(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "task must be a promise task");
         return NULL;
     }
-    Py_XSETREF(((TaskObject *)task)->task_target,
-               ctx == Py_None ? NULL : Py_NewRef(ctx));
+    task_set_target((TaskObject *)task,
+                    ctx == Py_None ? NULL : Py_NewRef(ctx));
     deadlock_graph_changed(st);
     Py_RETURN_NONE;
 }

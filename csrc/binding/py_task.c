@@ -120,7 +120,7 @@ untrack_if_atomic(TaskObject *t)
     PyObject *fields[] = {t->task_result,       task_token(t),
                           task_async_state(t),  t->task_fn,
                           t->task_arg,          t->task_context,
-                          t->task_target,       task_scheduler(t),
+                          task_target(t),       task_scheduler(t),
                           task_tb(t)};
     if (!st_task_is_completed(&t->task_core)
         || !PyObject_GC_IsTracked((PyObject *)t)) {
@@ -222,7 +222,7 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
                   PyObject *token)
 {
     PyObject *fn, *arg, *ctx;
-    task_extra *x = t->task_x;
+    task_extra *x = task_x(t);
 
     /* The traceback and the token go in the side block (binding.h):
      * allocated before the reservation, as nothing may fail after it.
@@ -269,7 +269,7 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
     else {
         t->task_arg = NULL;
     }
-    Py_CLEAR(t->task_target);
+    task_set_target(t, NULL);
     st_task_finish(&t->task_core, status);
     g_hooks.cancel_release_deferred(); /* the watch nodes' drops
                                           (py_cancel_reg.c) */
@@ -517,7 +517,8 @@ task_execute(TaskObject *t)
                    ? ST_STATUS_WAITING_TO_RUN
                    : ST_STATUS_WAITING_FOR_ACTIVATION;
 
-    if (task_token(t) != NULL && g_hooks.cancel_token_requested(st, task_token(t))
+    if (task_token(t) != NULL
+        && g_hooks.cancel_token_requested(st, task_token(t))
         && st_task_status(&t->task_core) == from) {
         /* R1.7/R3.10: its token fired before it started (py_cancel.c) */
         task_try_complete(t, ST_STATUS_CANCELED, NULL, task_token(t));
@@ -1128,16 +1129,19 @@ Task_traverse(PyObject *op, visitproc visit, void *arg)
     TaskObject *t = TaskObject_CAST(op);
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(t->task_result);
-    if (t->task_x != NULL) {
-        Py_VISIT(t->task_x->x_token);
-        Py_VISIT(t->task_x->x_state);
-        Py_VISIT(t->task_x->x_scheduler);
-        Py_VISIT(t->task_x->x_tb);
+    if (t->task_flags & TF_HAS_X) { /* each reference once */
+        Py_VISIT(t->task_xb->x_target);
+        Py_VISIT(t->task_xb->x_token);
+        Py_VISIT(t->task_xb->x_state);
+        Py_VISIT(t->task_xb->x_scheduler);
+        Py_VISIT(t->task_xb->x_tb);
+    }
+    else {
+        Py_VISIT(t->task_tgt);
     }
     Py_VISIT(t->task_fn);
     Py_VISIT(t->task_arg);
     Py_VISIT(t->task_context);
-    Py_VISIT(t->task_target);
     if (!st_task_is_completed(&t->task_core)) {
         /* the references registered continuation nodes hold */
         visit_ctx vc = {visit, arg, 0};
@@ -1156,16 +1160,19 @@ Task_clear(PyObject *op)
     /* Break cycles through the outcome too (a traceback often refers
      * back to the task); readers treat a cleared outcome as gone. */
     Py_CLEAR(t->task_result);
-    if (t->task_x != NULL) {
-        Py_CLEAR(t->task_x->x_token);
-        Py_CLEAR(t->task_x->x_state);
-        Py_CLEAR(t->task_x->x_scheduler);
-        Py_CLEAR(t->task_x->x_tb);
+    if (t->task_flags & TF_HAS_X) {
+        Py_CLEAR(t->task_xb->x_target);
+        Py_CLEAR(t->task_xb->x_token);
+        Py_CLEAR(t->task_xb->x_state);
+        Py_CLEAR(t->task_xb->x_scheduler);
+        Py_CLEAR(t->task_xb->x_tb);
+    }
+    else {
+        Py_CLEAR(t->task_tgt);
     }
     Py_CLEAR(t->task_fn);
     Py_CLEAR(t->task_arg);
     Py_CLEAR(t->task_context);
-    Py_CLEAR(t->task_target);
     if (!st_task_is_completed(&t->task_core)) {
         abandon_conts(t);
     }
@@ -1249,8 +1256,11 @@ Task_dealloc(PyObject *op)
         PyObject_ClearWeakRefs(op);
     }
     (void)Task_clear(op);
-    PyMem_Free(t->task_x); /* emptied by Task_clear */
-    t->task_x = NULL;
+    if (t->task_flags & TF_HAS_X) {
+        PyMem_Free(t->task_xb); /* emptied by Task_clear */
+        t->task_flags &= ~TF_HAS_X;
+        t->task_tgt = NULL;
+    }
     tp->tp_free(op);
     Py_DECREF(tp);
     Py_TRASHCAN_END

@@ -49,9 +49,8 @@ task_alloc(st_state *st, int kind, int status, uint32_t options)
     t->task_fn = NULL;
     t->task_arg = NULL;
     t->task_context = NULL;
-    t->task_target = NULL;
     t->task_weakreflist = NULL;
-    t->task_x = NULL;
+    t->task_tgt = NULL; /* no side block: task_flags has no TF_HAS_X */
     t->task_cont.next = NULL;
     t->task_cont.fn = NULL;
     t->task_cont.kind = ST_CONT_ACTION; /* the node is either (binding.h) */

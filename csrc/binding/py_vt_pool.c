@@ -125,26 +125,28 @@ box_return(st_state *st, TaskObject *b)
     exc = PyErr_GetRaisedException();
     /* move every reference out first: dropping one may run code */
     old[0] = b->task_result;
-    old[1] = b->task_x != NULL ? b->task_x->x_token : NULL;
-    old[2] = b->task_x != NULL ? b->task_x->x_state : NULL;
+    old[1] = task_token(b);
+    old[2] = task_async_state(b);
     old[3] = b->task_fn;
     old[4] = b->task_arg;
     old[5] = b->task_context;
-    old[6] = b->task_target;
-    old[7] = b->task_x != NULL ? b->task_x->x_scheduler : NULL;
-    old[8] = b->task_x != NULL ? b->task_x->x_tb : NULL;
+    old[6] = task_target(b);
+    old[7] = task_scheduler(b);
+    old[8] = task_tb(b);
     b->task_result = NULL;
-    if (b->task_x != NULL) { /* kept for the next operation, emptied */
-        memset(b->task_x, 0, sizeof(*b->task_x));
+    if (b->task_flags & TF_HAS_X) { /* kept for the next use, emptied */
+        memset(b->task_xb, 0, sizeof(*b->task_xb));
+    }
+    else {
+        b->task_tgt = NULL;
     }
     b->task_fn = NULL;
     b->task_arg = NULL;
     b->task_context = NULL;
-    b->task_target = NULL;
     st_task_init(&b->task_core, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
     /* a new operation gets a new id: st_task_init set it to 0 */
     b->task_kind = TASK_PROMISE;
-    b->task_flags = TF_POOLED;
+    b->task_flags = TF_POOLED | (b->task_flags & TF_HAS_X); /* its block */
     BOX_VERSION(b) = (uint16_t)(BOX_VERSION(b) + 1u); /* wraps, as .NET */
     b->task_options = 0;
     b->task_cont.next = NULL;
