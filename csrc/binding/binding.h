@@ -220,8 +220,8 @@ typedef struct task_extra {
                        traceback, restored at each rethrow (D3a) */
 } task_extra;
 
-/* The Task layout (docs/architecture.md, "The task"): 120 bytes on
- * 64-bit platforms, 136 with the GC header.  A pending async-method call
+/* The Task layout (docs/architecture.md, "The task"): 112 bytes on
+ * 64-bit platforms, 128 with the GC header.  A pending async-method call
  * uses every field but task_result and the side block; dump_async finds
  * the pending boxes through the GC (py_deadlock.c), with no list through
  * them.  The Task id is the core's trace id (st_task_trace_id: 0 until
@@ -233,10 +233,15 @@ typedef struct TaskObject {
     uint8_t task_flags;    /* TF_* */
     uint16_t task_cwopts;  /* continuation: TaskContinuationOptions>>16 */
     uint32_t task_options; /* creation options */
-    /* RAN_TO_COMPLETION: the value; FAULTED: a tuple of exceptions;
+    /* One slot for what a task holds before and after it completes
+     * (try_complete moves the first out before it stores the second),
+     * read through task_fn() and task_result():
+     * pending: the delegate callable, continuation fn or box coroutine
+     * (task_fn(); NULL once completed);
+     * completed: the outcome (task_result(); NULL while pending):
+     * RAN_TO_COMPLETION: the value; FAULTED: a tuple of exceptions;
      * CANCELED: the stored OperationCanceledError, or NULL. */
-    PyObject *task_result;
-    PyObject *task_fn;      /* delegate callable; box: the coroutine */
+    PyObject *task_fr;
     PyObject *task_arg;     /* delegate args; continuation: antecedent;
                                box: what it awaits now */
     PyObject *task_context; /* contextvars.Context the code runs in */
@@ -265,6 +270,31 @@ typedef struct TaskObject {
         st_work_t task_work; /* node queued on the pool */
     };
 } TaskObject;
+
+/* The task's outcome once it completed (see task_fr), else NULL; its
+ * delegate, continuation fn or coroutine while it is pending, else NULL.
+ * Any thread (the status is read with acquire).  Refs: borrowed. */
+static inline PyObject *
+task_result(TaskObject *t)
+{
+    return st_task_is_completed(&t->task_core) ? t->task_fr : NULL;
+}
+
+static inline PyObject *
+task_fn(TaskObject *t)
+{
+    return st_task_is_completed(&t->task_core) ? NULL : t->task_fr;
+}
+
+/* Sets the fn of a pending task (NULL clears), dropping the old one.
+ * Refs: steals v. */
+static inline void
+task_set_fn(TaskObject *t, PyObject *v)
+{
+    PyObject *old = t->task_fr;
+    t->task_fr = v;
+    Py_XDECREF(old);
+}
 
 /* The task's side block, or NULL.  Refs: borrowed (the task owns it). */
 static inline task_extra *

@@ -843,7 +843,7 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
                 return STEP_RAISED;
             }
             box->task_kind = TASK_BOX;
-            box->task_fn = Py_NewRef(coro);
+            task_set_fn(box, Py_NewRef(coro));
             box->task_context = Py_NewRef(ctx);
             box->task_flags |= TF_RUNNING_BOX;
             *pbox = box;
@@ -899,7 +899,7 @@ start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
     }
     if (*pbox != NULL) {
         (*pbox)->task_kind = TASK_BOX;
-        Py_XSETREF((*pbox)->task_fn, Py_NewRef(coro));
+        task_set_fn(*pbox, Py_NewRef(coro));
         Py_XSETREF((*pbox)->task_context, Py_NewRef(ctx));
     }
     saved = sync_context_save();
@@ -1024,7 +1024,7 @@ void
 box_resume(TaskObject *box)
 {
     st_state *st = g_st;
-    PyObject *coro = box->task_fn, *ctx = box->task_context, *saved;
+    PyObject *coro = task_fn(box), *ctx = box->task_context, *saved;
     PyObject *value = NULL;
     TaskObject *b = box;
     int rc;

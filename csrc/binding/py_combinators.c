@@ -198,7 +198,7 @@ unwrap_outer_done(st_cont_t *c, st_task_t *core, int how)
     if (st_task_status(core) != ST_STATUS_RAN_TO_COMPLETION) {
         task_complete_from(proxy, outer);
     }
-    else if ((inner = outer->task_result) == Py_None) {
+    else if ((inner = task_result(outer)) == Py_None) {
         task_try_complete(proxy, ST_STATUS_CANCELED, NULL, NULL);
     }
     else if (!Task_Check(st, inner)) {
@@ -349,10 +349,10 @@ when_all_finish(st_state *st, TaskObject *promise, PyObject *tasks)
                 goto error;
             }
             mark_observed(t);
-            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(t->task_result);
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(task_result(t));
                  j++) {
                 if (PyList_Append(excs,
-                                  PyTuple_GET_ITEM(t->task_result, j)) < 0) {
+                                  PyTuple_GET_ITEM(task_result(t), j)) < 0) {
                     goto error;
                 }
             }
@@ -371,7 +371,7 @@ when_all_finish(st_state *st, TaskObject *promise, PyObject *tasks)
     }
     else if (first_canceled != NULL) {
         task_try_complete(promise, ST_STATUS_CANCELED,
-                          first_canceled->task_result,
+                          task_result(first_canceled),
                           task_token(first_canceled));
     }
     else {
@@ -380,7 +380,7 @@ when_all_finish(st_state *st, TaskObject *promise, PyObject *tasks)
         }
         for (i = 0; i < n; i++) {
             TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(tasks, i);
-            PyList_SET_ITEM(results, i, Py_NewRef(t->task_result));
+            PyList_SET_ITEM(results, i, Py_NewRef(task_result(t)));
         }
         task_try_complete(promise, ST_STATUS_RAN_TO_COMPLETION, results,
                           NULL);
@@ -644,7 +644,7 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
         return NULL;
     }
     ct->task_cwopts = (uint16_t)(opts >> 16);
-    ct->task_fn = Py_NewRef(fn);
+    task_set_fn(ct, Py_NewRef(fn));
     ct->task_arg = Py_NewRef(op);
     if (state != NULL) {
         ct->task_flags |= TF_CONT_STATE;
@@ -700,7 +700,7 @@ task_unwrap(PyObject *op, PyObject *unused)
     TaskObject *outer = TaskObject_CAST(op), *proxy;
 
     if (task_status(outer) == ST_STATUS_RAN_TO_COMPLETION) {
-        PyObject *inner = outer->task_result;
+        PyObject *inner = task_result(outer);
         if (inner == Py_None) {
             return task_new_canceled(st, NULL, NULL);
         }

@@ -420,7 +420,7 @@ reaches_task(walk *w, TaskObject *x)
     }
     w->depth++;
     add_step(w, x->task_kind == TASK_BOX ? "box" : "task", (PyObject *)x,
-             x->task_kind == TASK_BOX ? x->task_fn : NULL);
+             x->task_kind == TASK_BOX ? task_fn(x) : NULL);
     /* code of x running on some thread now: x needs that thread */
     if ((q = runner_of(x)) != NULL) {
         found = reaches_thread(w, q);
@@ -634,7 +634,7 @@ pending_boxes_of(st_state *st, PyObject *objs, PyObject *list)
             continue;
         }
         item = Py_BuildValue(
-            "(OOOOO)", o, b->task_fn ? b->task_fn : Py_None,
+            "(OOOOO)", o, task_fn(b) ? task_fn(b) : Py_None,
             b->task_arg ? b->task_arg : Py_None,
             task_target(b) ? task_target(b) : Py_None,
             (b->task_flags & TF_RUNNING_BOX) ? Py_True : Py_False);

@@ -71,7 +71,7 @@ task_run(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
     if (t == NULL) {
         return NULL;
     }
-    t->task_fn = Py_NewRef(args[0]);
+    task_set_fn(t, Py_NewRef(args[0]));
     t->task_arg = PyTuple_New(nargs - 1);
     t->task_context = PyContext_CopyCurrent();
     if (t->task_arg == NULL || t->task_context == NULL) {
@@ -142,7 +142,7 @@ task_start_new_raw(PyObject *unused, PyObject *args)
         Py_DECREF(t);
         return NULL;
     }
-    t->task_fn = Py_NewRef(fn);
+    task_set_fn(t, Py_NewRef(fn));
     t->task_arg = Py_NewRef(fargs);
     t->task_context = ctx;
     t->task_flags |= TF_NO_UNWRAP;
@@ -303,7 +303,7 @@ mod_try_execute_task(PyObject *mod, PyObject *args)
         Py_RETURN_TRUE; /* canceled while queued: "ran" as canceled */
     }
     if ((t->task_kind != TASK_DELEGATE && t->task_kind != TASK_CONTINUATION)
-        || t->task_fn == NULL
+        || task_fn(t) == NULL
         || (status != ST_STATUS_WAITING_TO_RUN
             && status != ST_STATUS_WAITING_FOR_ACTIVATION)) {
         Py_RETURN_FALSE; /* already executed (or executing) */
@@ -332,7 +332,7 @@ delegate_start_status(st_state *st, TaskObject *t, PyObject *sched)
                    ? ST_STATUS_WAITING_TO_RUN
                    : ST_STATUS_WAITING_FOR_ACTIVATION;
     if ((t->task_kind != TASK_DELEGATE && t->task_kind != TASK_CONTINUATION)
-        || t->task_fn == NULL || st_task_status(&t->task_core) != from) {
+        || task_fn(t) == NULL || st_task_status(&t->task_core) != from) {
         return -1;
     }
     return from;
@@ -371,7 +371,7 @@ mod_task_delegate(PyObject *mod, PyObject *args)
     if (fargs == NULL) {
         return NULL;
     }
-    PyObject *r = PyTuple_Pack(2, t->task_fn, fargs);
+    PyObject *r = PyTuple_Pack(2, task_fn(t), fargs);
     Py_DECREF(fargs);
     return r;
 }

@@ -117,8 +117,8 @@ pending_exc_restore(void)
 static void
 untrack_if_atomic(TaskObject *t)
 {
-    PyObject *fields[] = {t->task_result,       task_token(t),
-                          task_async_state(t),  t->task_fn,
+    PyObject *fields[] = {task_result(t),       task_token(t),
+                          task_async_state(t),  task_fn(t),
                           t->task_arg,          t->task_context,
                           task_target(t),       task_scheduler(t),
                           task_tb(t)};
@@ -153,7 +153,7 @@ task_new_completed(st_state *st, PyObject *value)
     TaskObject *t = task_alloc(st, TASK_PROMISE,
                                ST_STATUS_RAN_TO_COMPLETION, 0);
     if (t != NULL) {
-        t->task_result = Py_NewRef(value);
+        t->task_fr = Py_NewRef(value);
         untrack_if_atomic(t);
     }
     return (PyObject *)t;
@@ -197,7 +197,7 @@ task_new_faulted(st_state *st, PyObject *excs)
 {
     TaskObject *t = task_alloc(st, TASK_PROMISE, ST_STATUS_FAULTED, 0);
     if (t != NULL) {
-        t->task_result = Py_NewRef(excs);
+        t->task_fr = Py_NewRef(excs);
     }
     return (PyObject *)t;
 }
@@ -207,7 +207,7 @@ task_new_canceled(st_state *st, PyObject *oce, PyObject *token)
 {
     TaskObject *t = task_alloc(st, TASK_PROMISE, ST_STATUS_CANCELED, 0);
     if (t != NULL) {
-        t->task_result = Py_XNewRef(oce);
+        t->task_fr = Py_XNewRef(oce);
         if (task_x_put(t, x_token, Py_XNewRef(token)) < 0) {
             Py_CLEAR(t);
         }
@@ -241,8 +241,12 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
     if (!st_task_try_reserve(&t->task_core)) {
         return 0;
     }
-    /* No Python code may run until st_task_finish: only stores. */
-    t->task_result = Py_XNewRef(value);
+    /* No Python code may run until st_task_finish: only stores.  The
+     * delegate, the awaited object and the context are not needed any
+     * more; drop them after publication (a DECREF can run code).  The
+     * fn leaves its slot to the outcome (binding.h, task_fr). */
+    fn = t->task_fr;
+    t->task_fr = Py_XNewRef(value);
     if (x != NULL) {
         /* old values: never set, so no code runs */
         if (status == ST_STATUS_FAULTED) {
@@ -256,12 +260,8 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
             Py_XSETREF(x->x_token, Py_NewRef(token));
         }
     }
-    /* The delegate, the awaited object and the context are not needed
-     * any more; drop them after publication (a DECREF can run code). */
-    fn = t->task_fn;
     arg = t->task_arg;
     ctx = t->task_context;
-    t->task_fn = NULL;
     t->task_context = NULL;
     if (t->task_kind == TASK_CONTINUATION) {
         arg = NULL; /* keep the antecedent: it is cheap and useful */
@@ -359,12 +359,12 @@ task_complete_from(TaskObject *dst, TaskObject *src)
     int status = task_status(src);
     switch (status) {
     case ST_STATUS_RAN_TO_COMPLETION:
-        return task_try_complete(dst, status, src->task_result, NULL);
+        return task_try_complete(dst, status, task_result(src), NULL);
     case ST_STATUS_FAULTED:
         mark_observed(src); /* the proxy carries them on (R2.6) */
-        return task_try_complete(dst, status, src->task_result, NULL);
+        return task_try_complete(dst, status, task_result(src), NULL);
     case ST_STATUS_CANCELED:
-        return task_try_complete(dst, status, src->task_result,
+        return task_try_complete(dst, status, task_result(src),
                                  task_token(src));
     default:
         ST_ASSERT(0);
@@ -416,14 +416,14 @@ task_get_result(st_state *st, TaskObject *t)
     }
     switch (task_status(t)) {
     case ST_STATUS_RAN_TO_COMPLETION:
-        return Py_NewRef(t->task_result);
+        return Py_NewRef(task_result(t));
     case ST_STATUS_FAULTED:
         mark_observed(t);
-        rethrow_stored(t, PyTuple_GET_ITEM(t->task_result, 0));
+        rethrow_stored(t, PyTuple_GET_ITEM(task_result(t), 0));
         return NULL;
     case ST_STATUS_CANCELED:
-        if (t->task_result != NULL) {
-            rethrow_stored(t, t->task_result);
+        if (task_result(t) != NULL) {
+            rethrow_stored(t, task_result(t));
             return NULL;
         }
         exc = make_task_canceled(st, t);
@@ -446,7 +446,7 @@ task_aggregate(st_state *st, TaskObject *t)
     PyObject *excs, *agg;
     if (task_status(t) == ST_STATUS_FAULTED) {
         mark_observed(t);
-        return make_aggregate(st, t->task_result);
+        return make_aggregate(st, task_result(t));
     }
     excs = PyTuple_New(1);
     if (excs == NULL) {
@@ -538,14 +538,14 @@ task_execute(TaskObject *t)
     tls_current_scheduler = task_scheduler(t);
     g_hooks.thread_running_push(t);
     if (t->task_kind == TASK_DELEGATE) {
-        res = PyObject_Call(t->task_fn, t->task_arg, NULL);
+        res = PyObject_Call(task_fn(t), t->task_arg, NULL);
     }
     else if (t->task_flags & TF_CONT_STATE) {
-        res = PyObject_CallFunctionObjArgs(t->task_fn, t->task_arg,
+        res = PyObject_CallFunctionObjArgs(task_fn(t), t->task_arg,
                                            task_async_state(t), NULL);
     }
     else {
-        res = PyObject_CallOneArg(t->task_fn, t->task_arg);
+        res = PyObject_CallOneArg(task_fn(t), t->task_arg);
     }
     g_hooks.thread_running_pop(t);
     tls_current_task = outer_task;
@@ -567,7 +567,7 @@ task_execute(TaskObject *t)
             /* Task.run(async def): t becomes the async method's box */
             st_task_transition(&t->task_core, ST_STATUS_RUNNING,
                                ST_STATUS_WAITING_FOR_ACTIVATION);
-            Py_CLEAR(t->task_fn);
+            task_set_fn(t, NULL);
             Py_CLEAR(t->task_arg);
             Py_INCREF(t);
             PyObject *r = g_hooks.builder_start(st, res, t); /* steals res */
@@ -810,7 +810,7 @@ task_exception_get(PyObject *op, void *closure)
         return NULL;
     }
     mark_observed(t);
-    return make_aggregate(g_st, t->task_result);
+    return make_aggregate(g_st, task_result(t));
 }
 
 static PyObject *
@@ -845,7 +845,7 @@ task_result_get(PyObject *op, void *closure)
     if (raise_if_failed(st, t) < 0) {
         return NULL;
     }
-    return Py_NewRef(t->task_result);
+    return Py_NewRef(task_result(t));
 }
 
 static PyObject *
@@ -953,9 +953,9 @@ task_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 {
     TaskObject *t = TaskObject_CAST(op);
     int status = task_status(t);
-    if (status == ST_STATUS_RAN_TO_COMPLETION && t->task_result != NULL) {
+    if (status == ST_STATUS_RAN_TO_COMPLETION && task_result(t) != NULL) {
         /* the hot path of `await completed_task` (A4, W1) */
-        *presult = Py_NewRef(t->task_result);
+        *presult = Py_NewRef(task_result(t));
         return PYGEN_RETURN;
     }
     if (status < ST_STATUS_RAN_TO_COMPLETION) {
@@ -1128,7 +1128,7 @@ Task_traverse(PyObject *op, visitproc visit, void *arg)
 {
     TaskObject *t = TaskObject_CAST(op);
     Py_VISIT(Py_TYPE(op));
-    Py_VISIT(t->task_result);
+    Py_VISIT(t->task_fr); /* fn or outcome: one reference */
     if (t->task_flags & TF_HAS_X) { /* each reference once */
         Py_VISIT(t->task_xb->x_target);
         Py_VISIT(t->task_xb->x_token);
@@ -1139,7 +1139,6 @@ Task_traverse(PyObject *op, visitproc visit, void *arg)
     else {
         Py_VISIT(t->task_tgt);
     }
-    Py_VISIT(t->task_fn);
     Py_VISIT(t->task_arg);
     Py_VISIT(t->task_context);
     if (!st_task_is_completed(&t->task_core)) {
@@ -1159,7 +1158,7 @@ Task_clear(PyObject *op)
     TaskObject *t = TaskObject_CAST(op);
     /* Break cycles through the outcome too (a traceback often refers
      * back to the task); readers treat a cleared outcome as gone. */
-    Py_CLEAR(t->task_result);
+    Py_CLEAR(t->task_fr); /* fn or outcome */
     if (t->task_flags & TF_HAS_X) {
         Py_CLEAR(t->task_xb->x_target);
         Py_CLEAR(t->task_xb->x_token);
@@ -1170,7 +1169,6 @@ Task_clear(PyObject *op)
     else {
         Py_CLEAR(t->task_tgt);
     }
-    Py_CLEAR(t->task_fn);
     Py_CLEAR(t->task_arg);
     Py_CLEAR(t->task_context);
     if (!st_task_is_completed(&t->task_core)) {
@@ -1189,12 +1187,12 @@ Task_finalize(PyObject *op)
     int observed = 0;
 
     if (task_status(t) != ST_STATUS_FAULTED || (t->task_flags & TF_OBSERVED)
-        || t->task_result == NULL || st == NULL) {
+        || task_result(t) == NULL || st == NULL) {
         return;
     }
     t->task_flags |= TF_OBSERVED; /* report once */
     exc = PyErr_GetRaisedException();
-    agg = make_aggregate(st, t->task_result);
+    agg = make_aggregate(st, task_result(t));
     if (agg == NULL) {
         PyErr_WriteUnraisable(op);
         goto done;
@@ -1395,7 +1393,7 @@ task_new_on_scheduler(st_state *st, PyObject *fn, PyObject *scheduler)
     if (t == NULL) {
         return NULL;
     }
-    t->task_fn = Py_NewRef(fn);
+    t->task_fr = Py_NewRef(fn); /* a new task: the slot is empty */
     t->task_arg = PyTuple_New(0);
     if (t->task_arg == NULL
         || task_x_put(t, x_scheduler, Py_NewRef(scheduler)) < 0

@@ -45,8 +45,7 @@ task_alloc(st_state *st, int kind, int status, uint32_t options)
     t->task_flags = 0;
     t->task_cwopts = 0;
     t->task_options = options;
-    t->task_result = NULL;
-    t->task_fn = NULL;
+    t->task_fr = NULL;
     t->task_arg = NULL;
     t->task_context = NULL;
     t->task_weakreflist = NULL;
@@ -86,7 +85,7 @@ static inline int
 outcome_gone(st_state *st, TaskObject *t)
 {
     int s = task_status(t);
-    if (t->task_result == NULL
+    if (task_result(t) == NULL
         && (s == ST_STATUS_RAN_TO_COMPLETION || s == ST_STATUS_FAULTED)) {
         PyErr_SetString(st->InvalidOperationError,
                         "the task's outcome was cleared by the garbage "

@@ -124,23 +124,22 @@ box_return(st_state *st, TaskObject *b)
 
     exc = PyErr_GetRaisedException();
     /* move every reference out first: dropping one may run code */
-    old[0] = b->task_result;
+    old[0] = b->task_fr; /* fn or outcome: one reference */
     old[1] = task_token(b);
     old[2] = task_async_state(b);
-    old[3] = b->task_fn;
+    old[3] = NULL; /* the fn shares old[0]'s slot */
     old[4] = b->task_arg;
     old[5] = b->task_context;
     old[6] = task_target(b);
     old[7] = task_scheduler(b);
     old[8] = task_tb(b);
-    b->task_result = NULL;
+    b->task_fr = NULL;
     if (b->task_flags & TF_HAS_X) { /* kept for the next use, emptied */
         memset(b->task_xb, 0, sizeof(*b->task_xb));
     }
     else {
         b->task_tgt = NULL;
     }
-    b->task_fn = NULL;
     b->task_arg = NULL;
     b->task_context = NULL;
     st_task_init(&b->task_core, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
