@@ -220,8 +220,8 @@ typedef struct task_extra {
                        traceback, restored at each rethrow (D3a) */
 } task_extra;
 
-/* The Task layout (docs/architecture.md, "The task"): 112 bytes on
- * 64-bit platforms, 128 with the GC header.  A pending async-method call
+/* The Task layout (docs/architecture.md, "The task"): 104 bytes on
+ * 64-bit platforms, 120 with the GC header.  A pending async-method call
  * uses every field but task_result and the side block; dump_async finds
  * the pending boxes through the GC (py_deadlock.c), with no list through
  * them.  The Task id is the core's trace id (st_task_trace_id: 0 until

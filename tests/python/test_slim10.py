@@ -23,8 +23,8 @@ import pytest
 import sharptask as st
 
 #: sizeof(TaskObject) + the GC header on a 64-bit build (binding.h):
-#: 112 + 16; it was 200 + 16.
-BOX_BYTES = 128
+#: 104 + 16; it was 200 + 16.
+BOX_BYTES = 120
 #: the contextvars.Context copy a call runs in, with its GC header
 CONTEXT_BYTES = sys.getsizeof(__import__("contextvars").copy_context())
 
@@ -42,9 +42,9 @@ def _pending_calls(count):
 
 
 @pytest.mark.skipif(sys.maxsize < 2**32, reason="64-bit layout")
-def test_issue10_W9_a_pending_box_is_at_most_128_bytes():
+def test_issue10_W9_a_pending_box_is_at_most_120_bytes():
     """issue 10 W9: sys.getsizeof of a pending async-method box (the Task
-    with its GC header) is 128 bytes at most (216 before)."""
+    with its GC header) is 120 bytes at most (216 before)."""
     tasks, tcs = _pending_calls(3)
     try:
         for t in tasks:
@@ -60,7 +60,7 @@ def test_issue10_W9_a_pending_box_is_at_most_128_bytes():
 def test_issue10_W9m_traced_bytes_per_pending_call_are_coroutine_box_context():
     """issue 10 W9m: what starting a call leaves allocated while it is
     pending, measured with tracemalloc over many calls, is its coroutine,
-    a box of at most 128 bytes and its context copy: nothing else (no
+    a box of at most 120 bytes and its context copy: nothing else (no
     side block for a call that has no token, state, scheduler or
     traceback)."""
     n = 2_000
