@@ -222,10 +222,10 @@ typedef struct task_extra {
 
 /* The Task layout (docs/architecture.md, "The task"): 104 bytes on
  * 64-bit platforms, 120 with the GC header.  A pending async-method call
- * uses every field but task_result and the side block; dump_async finds
- * the pending boxes through the GC (py_deadlock.c), with no list through
- * them.  The Task id is the core's trace id (st_task_trace_id: 0 until
- * first read, task_id()). */
+ * uses every field (task_fr holding its coroutine) and no side block;
+ * dump_async finds the pending boxes through the GC (py_deadlock.c),
+ * with no list through them.  The Task id is the core's trace id
+ * (st_task_trace_id: 0 until first read, task_id()). */
 typedef struct TaskObject {
     PyObject_HEAD
     st_task_t task_core;   /* state word, Task id, continuation list */
@@ -273,7 +273,7 @@ typedef struct TaskObject {
 
 /* The task's outcome once it completed (see task_fr), else NULL; its
  * delegate, continuation fn or coroutine while it is pending, else NULL.
- * Any thread (the status is read with acquire).  Refs: borrowed. */
+ * GIL held (the status is read with acquire).  Refs: borrowed. */
 static inline PyObject *
 task_result(TaskObject *t)
 {
