@@ -23,6 +23,7 @@ import asyncio
 import gc
 import tracemalloc
 from time import perf_counter_ns
+from typing import Any
 
 from . import _harness as h
 
@@ -96,7 +97,7 @@ def sharptask_pending_bytes(st, leaf, count):
     """W9m, sharptask side: bytes per pending `@async_method` call."""
     tcs = st.TaskCompletionSource()
     gate = tcs.task
-    tasks = [None] * count
+    tasks: list[Any] = [None] * count
 
     def start_all():
         for i in range(count):
@@ -112,11 +113,11 @@ def sharptask_pending_bytes(st, leaf, count):
 
 def asyncio_pending_bytes(loop, count):
     """W9m, asyncio side: bytes per pending Task with its coroutine."""
-    result = []
+    result: list[int] = []
 
     async def main():
         fut = loop.create_future()
-        tasks = [None] * count
+        tasks: list[Any] = [None] * count
         create_task = asyncio.create_task
 
         async def start_and_park():
