@@ -197,34 +197,213 @@ enum {
 #define TF_RUNNING_BOX 0x4 /* a box whose coroutine is on a thread now */
 #define TF_RESUME_PENDING 0x10 /* resumed while running: step again */
 #define TF_NO_UNWRAP 0x8   /* start_new: a returned Task is the result */
+#define TF_HAS_X 0x20      /* task_xb is the side block (which holds the
+                              target); else task_tgt is the target */
 
+/* The fields few tasks use (issue 10 W9): a cancellation token, an
+ * async_state, a custom scheduler, the original traceback of a faulted
+ * or canceled task.  A task has none of them until one is stored; the
+ * block is then allocated (PyMem) and kept until the task is freed, and
+ * its fields are strong references that Task_traverse visits and
+ * Task_clear drops like the task's own.  Read them with task_token(),
+ * task_async_state(), task_scheduler(), task_tb(); store with
+ * task_x_put().  The block takes the place of the target in the task
+ * (TF_HAS_X), and the target moves into it: a pending async method
+ * resuming on a context has a target and usually no block, a Task.run
+ * delegate with a token a block and no target. */
+typedef struct task_extra {
+    PyObject *x_target;    /* the target when the task has a block */
+    PyObject *x_token;     /* cancellation token, or NULL */
+    PyObject *x_state;     /* async_state, or NULL (None) */
+    PyObject *x_scheduler; /* custom TaskScheduler, or NULL (pool) */
+    PyObject *x_tb; /* faulted/canceled: the raised exception's original
+                       traceback, restored at each rethrow (D3a) */
+} task_extra;
+
+/* The Task layout (docs/architecture.md, "The task"): 104 bytes on
+ * 64-bit platforms, 120 with the GC header.  A pending async-method call
+ * uses every field (task_fr holding its coroutine) and no side block;
+ * dump_async finds the pending boxes through the GC (py_deadlock.c),
+ * with no list through them.  The Task id is the core's trace id
+ * (st_task_trace_id: 0 until first read, task_id()). */
 typedef struct TaskObject {
     PyObject_HEAD
-    st_task_t task_core;   /* state word + continuation list */
-    uint32_t task_id;      /* 0 until first read */
+    st_task_t task_core;   /* state word, Task id, continuation list */
     uint8_t task_kind;     /* TASK_* */
     uint8_t task_flags;    /* TF_* */
     uint16_t task_cwopts;  /* continuation: TaskContinuationOptions>>16 */
     uint32_t task_options; /* creation options */
-    /* RAN_TO_COMPLETION: the value; FAULTED: a tuple of exceptions;
+    /* One slot for what a task holds before and after it completes
+     * (try_complete moves the first out before it stores the second),
+     * read through task_fn() and task_result():
+     * pending: the delegate callable, continuation fn or box coroutine
+     * (task_fn(); NULL once completed);
+     * completed: the outcome (task_result(); NULL while pending):
+     * RAN_TO_COMPLETION: the value; FAULTED: a tuple of exceptions;
      * CANCELED: the stored OperationCanceledError, or NULL. */
-    PyObject *task_result;
-    PyObject *task_token;   /* cancellation token, or NULL */
-    PyObject *task_state;   /* async_state */
-    PyObject *task_fn;      /* delegate callable; box: the coroutine */
+    PyObject *task_fr;
     PyObject *task_arg;     /* delegate args; continuation: antecedent;
                                box: what it awaits now */
     PyObject *task_context; /* contextvars.Context the code runs in */
-    PyObject *task_target;  /* box: context/scheduler it resumes on */
     PyObject *task_weakreflist;
-    PyObject *task_scheduler; /* custom TaskScheduler, or NULL (pool) */
-    PyObject *task_tb; /* faulted/canceled: the raised exception's original
-                          traceback, restored at each rethrow (D3a) */
-    struct TaskObject *task_box_prev; /* pending boxes list (dump_async) */
-    struct TaskObject *task_box_next;
-    st_cont_t task_cont;    /* node registered on what it waits for */
-    st_work_t task_work;    /* node queued on the pool */
+    /* Read through task_target() and task_x(), written through
+     * task_set_target() and task_x_put(). */
+    union {
+        PyObject *task_tgt; /* !TF_HAS_X: the target (box: the context
+                               or scheduler it resumes on), or NULL */
+        task_extra *task_xb; /* TF_HAS_X: the side block (owned), whose
+                                x_target is the target */
+    };
+    /* The task's one intrusive node, used as one of two at a time: a
+     * node registered on what it waits for (a box's await, a
+     * continuation's antecedent, a proxy's source), or a node queued on
+     * the pool or a context's queue (a delegate, a continuation or a box
+     * to run).  Never both: a node is queued only from the completion
+     * callback that has taken it off its task (st_task.h: the node then
+     * belongs to the callback), or for a task that registered none
+     * (Task.run, start); and a box registers again only from its own
+     * step, after the queue's run function was called (the pool and
+     * the context's queue never touch an item after its run).  Whoever
+     * queues sets run and flags, whoever registers sets fn and kind. */
+    union {
+        st_cont_t task_cont; /* node registered on what it waits for */
+        st_work_t task_work; /* node queued on the pool */
+    };
 } TaskObject;
+
+/* The task's outcome once it completed (see task_fr), else NULL; its
+ * delegate, continuation fn or coroutine while it is pending, else NULL.
+ * GIL held (the status is read with acquire).  Refs: borrowed. */
+static inline PyObject *
+task_result(TaskObject *t)
+{
+    return st_task_is_completed(&t->task_core) ? t->task_fr : NULL;
+}
+
+static inline PyObject *
+task_fn(TaskObject *t)
+{
+    return st_task_is_completed(&t->task_core) ? NULL : t->task_fr;
+}
+
+/* Sets the fn of a pending task (NULL clears), dropping the old one.
+ * Refs: steals v. */
+static inline void
+task_set_fn(TaskObject *t, PyObject *v)
+{
+    PyObject *old = t->task_fr;
+    t->task_fr = v;
+    Py_XDECREF(old);
+}
+
+/* The task's side block, or NULL.  Refs: borrowed (the task owns it). */
+static inline task_extra *
+task_x(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb : NULL;
+}
+
+/* The task's rare fields (NULL when not set).  Refs: borrowed (the task
+ * owns them). */
+static inline PyObject *
+task_token(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_token : NULL;
+}
+
+static inline PyObject *
+task_async_state(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_state : NULL;
+}
+
+static inline PyObject *
+task_scheduler(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_scheduler : NULL;
+}
+
+static inline PyObject *
+task_tb(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_tb : NULL;
+}
+
+/* The target: the context or scheduler a box resumes on (a promise's:
+ * the context whose callback completes it, for the deadlock walk), or
+ * NULL.  Refs: borrowed (the task owns it). */
+static inline PyObject *
+task_target(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? t->task_xb->x_target : t->task_tgt;
+}
+
+/* Sets the target (NULL: none), dropping the old one (which may run
+ * code, as Py_XSETREF does).  Never fails.  Refs: steals v. */
+static inline void
+task_set_target(TaskObject *t, PyObject *v)
+{
+    PyObject **slot = (t->task_flags & TF_HAS_X) ? &t->task_xb->x_target
+                                                 : &t->task_tgt;
+    PyObject *old = *slot;
+    *slot = v;
+    Py_XDECREF(old);
+}
+
+/* The task's side block, allocated (zeroed, the target moved into it)
+ * if it has none: NULL with MemoryError set on failure.  Refs: borrowed
+ * (the task owns it). */
+static inline task_extra *
+task_x_ensure(TaskObject *t)
+{
+    if (!(t->task_flags & TF_HAS_X)) {
+        task_extra *x = (task_extra *)PyMem_Calloc(1, sizeof(task_extra));
+        if (x == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        x->x_target = t->task_tgt; /* moved: the reference goes along */
+        t->task_xb = x;
+        t->task_flags |= TF_HAS_X;
+    }
+    return t->task_xb;
+}
+
+/* Stores v in the rare field `field` of t (x_token, x_state,
+ * x_scheduler, x_tb; the target: task_set_target), dropping the old
+ * value (which may run code, as Py_XSETREF does; NULL before a task's
+ * first store).  NULL clears.  0, or -1 with MemoryError set when the
+ * side block could not be allocated (v is dropped).  Refs: steals v. */
+#define task_x_put(t, field, v) \
+    task_x_put_at((t), offsetof(task_extra, field), (v))
+
+static inline int
+task_x_put_at(TaskObject *t, size_t offset, PyObject *v)
+{
+    PyObject **slot, *old;
+    if (!(t->task_flags & TF_HAS_X)) {
+        if (v == NULL) {
+            return 0;
+        }
+        if (task_x_ensure(t) == NULL) {
+            Py_DECREF(v);
+            return -1;
+        }
+    }
+    slot = (PyObject **)((char *)t->task_xb + offset);
+    old = *slot;
+    *slot = v;
+    Py_XDECREF(old);
+    return 0;
+}
+
+/* The Task id (Task.id), the core's trace id: 0 until trace_task_id
+ * gives one.  Refs: none. */
+static inline uint32_t
+task_id(TaskObject *t)
+{
+    return st_task_trace_id(&t->task_core);
+}
 
 #define TaskObject_CAST(op) ((TaskObject *)(op))
 #define Task_Check(st, op) PyObject_TypeCheck((op), (st)->Task_type)

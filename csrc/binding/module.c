@@ -214,7 +214,6 @@ assemble_task_layer(void)
         .builder_start = builder_start,
         .thread_running_push = thread_running_push,
         .thread_running_pop = thread_running_pop,
-        .box_registry_remove = box_registry_remove,
         .cancel_token_requested = cancel_token_requested,
         .cancel_error_is_own_token = cancel_error_is_own_token,
         .cancel_release_deferred = cancel_release_deferred,

@@ -529,7 +529,7 @@ void
 box_schedule(TaskObject *box)
 {
     st_state *st = g_st;
-    PyObject *target = box->task_target;
+    PyObject *target = task_target(box);
 
     /* D2: before anything can run it */
     ST_TRACE(ST_TRACE_CONTINUATION_QUEUED, trace_task_id(box), 0,
@@ -585,7 +585,7 @@ builder_await_foreign(st_state *st, TaskObject *box, PyObject *yielded)
         return -1;
     }
     Py_XSETREF(box->task_arg, Py_NewRef(yielded));
-    Py_CLEAR(box->task_target);
+    task_set_target(box, NULL);
     ST_TRACE(ST_TRACE_METHOD_SUSPEND, trace_task_id(box), 0,
              trace_type_name(yielded)); /* D2: before it registers */
     r = call_impl(st, "builder_await_foreign", args, 2, NULL);
@@ -616,7 +616,7 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
     else if (!awaiter_unpack(st, yielded, &awaited, &options)) {
         if (Py_TYPE(yielded) == st->YieldAwaitable_type) {
             /* Task.yield_(): always posted or queued, never inline */
-            Py_XSETREF(box->task_target, capture_target(st));
+            task_set_target(box, capture_target(st));
             Py_XSETREF(box->task_arg, Py_NewRef(yielded));
             ST_TRACE(ST_TRACE_METHOD_SUSPEND, trace_task_id(box), 0,
                      trace_type_name(yielded));
@@ -654,7 +654,7 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
             return -1;
         }
         Py_XSETREF(box->task_arg, Py_NewRef(yielded));
-        Py_CLEAR(box->task_target);
+        task_set_target(box, NULL);
         ST_TRACE(ST_TRACE_METHOD_SUSPEND, trace_task_id(box), 0,
                  trace_type_name(yielded)); /* D2: before it registers */
         PyObject *r = PyObject_CallOneArg(meth, action);
@@ -668,8 +668,8 @@ box_await(st_state *st, TaskObject *box, PyObject *yielded)
         return 0;
     }
     /* a Task, plain or configured */
-    Py_XSETREF(box->task_target,
-               (options & CAO_CONTINUE) ? capture_target(st) : NULL);
+    task_set_target(box,
+                    (options & CAO_CONTINUE) ? capture_target(st) : NULL);
     Py_XSETREF(box->task_arg, Py_NewRef(awaited));
     box->task_cont.fn = box_on_complete;
     box->task_cont.kind = ST_CONT_AWAIT;
@@ -789,7 +789,6 @@ run_steps(st_state *st, TaskObject **pbox, PyObject *coro, PyObject *ctx,
     if (*pbox != NULL) {
         (*pbox)->task_flags &= ~(TF_RUNNING_BOX | TF_RESUME_PENDING);
         if (rc == STEP_SUSPENDED) {
-            box_registry_add(*pbox);
             /* a suspension may close a cycle through a blocked thread */
             deadlock_graph_changed(st);
         }
@@ -840,7 +839,6 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
             if (trace_id != 0) {
                 trace_claim_id(0);
                 if (box != NULL) { /* D2: the Task the call returns */
-                    box->task_id = trace_id;
                     st_task_set_trace_id(&box->task_core, trace_id);
                 }
             }
@@ -849,7 +847,7 @@ run_steps_inner(st_state *st, TaskObject **pbox, PyObject *coro,
                 return STEP_RAISED;
             }
             box->task_kind = TASK_BOX;
-            box->task_fn = Py_NewRef(coro);
+            task_set_fn(box, Py_NewRef(coro));
             box->task_context = Py_NewRef(ctx);
             box->task_flags |= TF_RUNNING_BOX;
             *pbox = box;
@@ -911,7 +909,7 @@ start_steps(st_state *st, PyObject *coro, TaskObject **pbox,
     if (ST_UNLIKELY(*pbox != NULL)) {
         /* a Task.run delegate's box (py_task.c): run_steps marks it */
         (*pbox)->task_kind = TASK_BOX;
-        Py_XSETREF((*pbox)->task_fn, Py_NewRef(coro));
+        task_set_fn(*pbox, Py_NewRef(coro));
         Py_XSETREF((*pbox)->task_context, Py_NewRef(ctx));
         rc = run_steps(st, pbox, coro, ctx, value, trace_id, NULL, NULL,
                        NULL);
@@ -1058,7 +1056,7 @@ void
 box_resume(TaskObject *box)
 {
     st_state *st = g_st;
-    PyObject *coro = box->task_fn, *ctx = box->task_context, *saved;
+    PyObject *coro = task_fn(box), *ctx = box->task_context, *saved;
     PyObject *value = NULL;
     TaskObject *b = box;
     int rc;
@@ -1108,7 +1106,7 @@ box_on_complete(st_cont_t *c, st_task_t *core, int how)
     st_state *st = g_st;
     TaskObject *box = st_container_of(c, TaskObject, task_cont);
     (void)core;
-    if (how == ST_RUN_INLINE && can_inline_here(st, box->task_target)) {
+    if (how == ST_RUN_INLINE && can_inline_here(st, task_target(box))) {
         ST_TRACE(ST_TRACE_CONTINUATION_INLINE, trace_task_id(box), 0, 0);
         tls_inline_depth++;
         box_resume(box);

@@ -457,14 +457,14 @@ cancel_error_is_own_token(st_state *st, TaskObject *t)
     PyObject *exc, *tok;
     int match = 0;
 
-    if (t->task_token == NULL || !PyErr_Occurred()
+    if (task_token(t) == NULL || !PyErr_Occurred()
         || !PyErr_ExceptionMatches(st->OperationCanceledError)) {
         return 0;
     }
     /* the error aside first: a token object's is_cancellation_requested
      * is Python code (issue 9 item 20: no call with an exception set) */
     exc = PyErr_GetRaisedException();
-    if (!cancel_token_requested(st, t->task_token)) {
+    if (!cancel_token_requested(st, task_token(t))) {
         PyErr_SetRaisedException(exc);
         return 0;
     }
@@ -473,7 +473,7 @@ cancel_error_is_own_token(st_state *st, TaskObject *t)
         PyErr_Clear();
     }
     else {
-        match = PyObject_RichCompareBool(tok, t->task_token, Py_EQ);
+        match = PyObject_RichCompareBool(tok, task_token(t), Py_EQ);
         if (match < 0) {
             PyErr_Clear();
             match = 0;
@@ -527,10 +527,10 @@ watch_task(st_state *st, TaskObject *t, cancel_action_fn fn)
 {
     int already;
     PyObject *reg;
-    if (t->task_token == NULL || !Token_Check(st, t->task_token)) {
+    if (task_token(t) == NULL || !Token_Check(st, task_token(t))) {
         return 0; /* other token objects are checked when it starts */
     }
-    reg = cancel_register_action(st, t->task_token, fn, (PyObject *)t,
+    reg = cancel_register_action(st, task_token(t), fn, (PyObject *)t,
                                  NULL, NULL, t, &already);
     if (reg == NULL) {
         return -1;
@@ -538,7 +538,7 @@ watch_task(st_state *st, TaskObject *t, cancel_action_fn fn)
     Py_DECREF(reg);
     if (already) {
         /* canceled since the caller looked: act now */
-        PyObject *token = Py_NewRef(t->task_token);
+        PyObject *token = Py_NewRef(task_token(t));
         int rc = fn((PyObject *)t, token, NULL);
         Py_DECREF(token);
         return rc;

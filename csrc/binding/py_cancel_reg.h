@@ -39,7 +39,7 @@ PyObject *cancel_register_action(st_state *st, PyObject *token,
                                  cancel_action_fn fn, PyObject *target,
                                  void *carg, void (*carg_release)(void *),
                                  TaskObject *watch, int *already);
-/* Task.run/start_new (R1.7, R5.1): t's native token (t->task_token), if
+/* Task.run/start_new (R1.7, R5.1): t's native token (task_token(t)), if
  * it fires before t starts, cancels t at once.  0 or -1.  Refs: borrows
  * t (the registration takes its own reference). */
 int cancel_watch_delegate(st_state *st, TaskObject *t);

@@ -198,7 +198,7 @@ unwrap_outer_done(st_cont_t *c, st_task_t *core, int how)
     if (st_task_status(core) != ST_STATUS_RAN_TO_COMPLETION) {
         task_complete_from(proxy, outer);
     }
-    else if ((inner = outer->task_result) == Py_None) {
+    else if ((inner = task_result(outer)) == Py_None) {
         task_try_complete(proxy, ST_STATUS_CANCELED, NULL, NULL);
     }
     else if (!Task_Check(st, inner)) {
@@ -349,10 +349,10 @@ when_all_finish(st_state *st, TaskObject *promise, PyObject *tasks)
                 goto error;
             }
             mark_observed(t);
-            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(t->task_result);
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(task_result(t));
                  j++) {
                 if (PyList_Append(excs,
-                                  PyTuple_GET_ITEM(t->task_result, j)) < 0) {
+                                  PyTuple_GET_ITEM(task_result(t), j)) < 0) {
                     goto error;
                 }
             }
@@ -371,8 +371,8 @@ when_all_finish(st_state *st, TaskObject *promise, PyObject *tasks)
     }
     else if (first_canceled != NULL) {
         task_try_complete(promise, ST_STATUS_CANCELED,
-                          first_canceled->task_result,
-                          first_canceled->task_token);
+                          task_result(first_canceled),
+                          task_token(first_canceled));
     }
     else {
         if ((results = PyList_New(n)) == NULL) {
@@ -380,7 +380,7 @@ when_all_finish(st_state *st, TaskObject *promise, PyObject *tasks)
         }
         for (i = 0; i < n; i++) {
             TaskObject *t = (TaskObject *)PyTuple_GET_ITEM(tasks, i);
-            PyList_SET_ITEM(results, i, Py_NewRef(t->task_result));
+            PyList_SET_ITEM(results, i, Py_NewRef(task_result(t)));
         }
         task_try_complete(promise, ST_STATUS_RAN_TO_COMPLETION, results,
                           NULL);
@@ -644,20 +644,21 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
         return NULL;
     }
     ct->task_cwopts = (uint16_t)(opts >> 16);
-    ct->task_scheduler = Py_XNewRef(scheduler);
-    ct->task_fn = Py_NewRef(fn);
+    task_set_fn(ct, Py_NewRef(fn));
     ct->task_arg = Py_NewRef(op);
     if (state != NULL) {
-        ct->task_state = Py_NewRef(state);
         ct->task_flags |= TF_CONT_STATE;
     }
     ct->task_context = PyContext_CopyCurrent();
-    if (ct->task_context == NULL) {
+    if (ct->task_context == NULL
+        || task_x_put(ct, x_scheduler, Py_XNewRef(scheduler)) < 0
+        || task_x_put(ct, x_state, Py_XNewRef(state)) < 0
+        || (token != Py_None
+            && task_x_put(ct, x_token, Py_NewRef(token)) < 0)) {
         Py_DECREF(ct);
         return NULL;
     }
     if (token != Py_None) {
-        ct->task_token = Py_NewRef(token);
         int canceled = cancel_token_check(st, token); /* py_cancel.c */
         if (canceled < 0) {
             Py_DECREF(ct);
@@ -684,7 +685,7 @@ task_continue_with(PyObject *op, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
-    if (ct->task_token != NULL && !(opts & TCW_LAZY)
+    if (task_token(ct) != NULL && !(opts & TCW_LAZY)
         && cancel_watch_continuation(st, ct) < 0) { /* R3.10 */
         Py_DECREF(ct);
         return NULL;
@@ -699,7 +700,7 @@ task_unwrap(PyObject *op, PyObject *unused)
     TaskObject *outer = TaskObject_CAST(op), *proxy;
 
     if (task_status(outer) == ST_STATUS_RAN_TO_COMPLETION) {
-        PyObject *inner = outer->task_result;
+        PyObject *inner = task_result(outer);
         if (inner == Py_None) {
             return task_new_canceled(st, NULL, NULL);
         }

@@ -251,8 +251,8 @@ task_edges(void *arg, const void *node, st_wg_sink_t *sink)
     if (x->task_kind == TASK_BOX) {
         int rc = 0;
         /* the context first: the search and the message follow it first */
-        if (is_sync_context(st, x->task_target)) {
-            rc = st_waitgraph_edge(sink, ST_WG_CONTEXT, x->task_target);
+        if (is_sync_context(st, task_target(x))) {
+            rc = st_waitgraph_edge(sink, ST_WG_CONTEXT, task_target(x));
         }
         if (rc == 0 && a != NULL && Task_Check(st, a)) {
             rc = st_waitgraph_edge(sink, ST_WG_TASK, a);
@@ -260,8 +260,8 @@ task_edges(void *arg, const void *node, st_wg_sink_t *sink)
         return rc;
     }
     if (x->task_kind == TASK_PROMISE) {
-        if (is_sync_context(st, x->task_target)) {
-            return st_waitgraph_edge(sink, ST_WG_CONTEXT, x->task_target);
+        if (is_sync_context(st, task_target(x))) {
+            return st_waitgraph_edge(sink, ST_WG_CONTEXT, task_target(x));
         }
         if (a != NULL && PyTuple_Check(a)) {
             /* when_all: blocked if any input is */
@@ -281,7 +281,7 @@ task_edges(void *arg, const void *node, st_wg_sink_t *sink)
         }
         return 0;
     }
-    if (x->task_kind == TASK_CONTINUATION && x->task_token != NULL
+    if (x->task_kind == TASK_CONTINUATION && task_token(x) != NULL
         && !(x->task_options & 0x20 /* LAZY_CANCELLATION */)) {
         /* a cancellable continuation may end (canceled) before its
          * antecedent: not a hard dependency (R3.10) */
@@ -417,7 +417,7 @@ add_path_steps(st_state *st, const msg_node *v, size_t n, PyObject *steps,
             }
             Py_DECREF(key);
             rc = add_step(steps, box ? "box" : "task", m->obj,
-                          box ? x->task_fn : NULL);
+                          box ? task_fn(x) : NULL);
             if (rc == 0 && box && next->kind == ST_WG_CONTEXT
                 && x->task_arg != NULL && Task_Check(st, x->task_arg)) {
                 rc = PyList_Append(more, x->task_arg);
@@ -623,63 +623,89 @@ deadlock_graph_changed(st_state *st)
                                task_edges, st);
 }
 
-/* ------------------------------------------------------ box registry */
+/* ------------------------------------------------------ pending boxes */
 
-static TaskObject *g_boxes; /* pending async methods (GIL) */
-
-void
-box_registry_add(TaskObject *box)
+/* Appends to list the pending boxes among objs (a list from
+ * gc.get_objects()), last first.  0 or -1.  Refs: borrows both. */
+static int
+pending_boxes_of(st_state *st, PyObject *objs, PyObject *list)
 {
-    if (box->task_box_prev != NULL || g_boxes == box) {
-        return;
-    }
-    box->task_box_next = g_boxes;
-    if (g_boxes != NULL) {
-        g_boxes->task_box_prev = box;
-    }
-    g_boxes = box;
-}
-
-void
-box_registry_remove(TaskObject *box)
-{
-    if (box->task_box_prev == NULL && g_boxes != box) {
-        return;
-    }
-    if (box->task_box_prev != NULL) {
-        box->task_box_prev->task_box_next = box->task_box_next;
-    }
-    else {
-        g_boxes = box->task_box_next;
-    }
-    if (box->task_box_next != NULL) {
-        box->task_box_next->task_box_prev = box->task_box_prev;
-    }
-    box->task_box_prev = NULL;
-    box->task_box_next = NULL;
-}
-
-/* _pending_boxes() -> [(box, coroutine, awaiting, context, running)] */
-static PyObject *
-mod_pending_boxes(PyObject *mod, PyObject *unused)
-{
-    PyObject *list = PyList_New(0);
-    if (list == NULL) {
-        return NULL;
-    }
-    for (TaskObject *b = g_boxes; b != NULL; b = b->task_box_next) {
-        PyObject *item = Py_BuildValue(
-            "(OOOOO)", (PyObject *)b, b->task_fn ? b->task_fn : Py_None,
+    for (Py_ssize_t i = PyList_GET_SIZE(objs) - 1; i >= 0; i--) {
+        PyObject *o = PyList_GET_ITEM(objs, i), *item;
+        TaskObject *b;
+        if (!Task_Check(st, o)) {
+            continue;
+        }
+        b = (TaskObject *)o;
+        if (b->task_kind != TASK_BOX
+            || st_task_is_completed(&b->task_core)) {
+            continue;
+        }
+        item = Py_BuildValue(
+            "(OOOOO)", o, task_fn(b) ? task_fn(b) : Py_None,
             b->task_arg ? b->task_arg : Py_None,
-            b->task_target ? b->task_target : Py_None,
+            task_target(b) ? task_target(b) : Py_None,
             (b->task_flags & TF_RUNNING_BOX) ? Py_True : Py_False);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
-            Py_DECREF(list);
-            return NULL;
+            return -1;
         }
         Py_DECREF(item);
     }
+    return 0;
+}
+
+/* _pending_boxes() -> [(box, coroutine, awaiting, context, running)]
+ *
+ * The pending async methods are the GC-tracked Tasks of kind TASK_BOX
+ * that have not completed: a box is made at its method's first
+ * suspension and stays tracked until it completes (only a completed task
+ * is ever untracked), so walking gc.get_objects() finds every one without
+ * a list through the boxes (issue 10 W9: two pointers less per pending
+ * call).  Newest first, as the list through them gave them: a box is
+ * tracked when it is made, at its first suspension, each generation
+ * keeps its objects in the order they were tracked (a collection appends
+ * the survivors of the younger one), so reading generations 0, 1, 2,
+ * each backwards, gives the newest box first (a box made before its
+ * first suspension, by Task.run of an async def or rented from the
+ * ValueTask pool, counts from when it was made). */
+static PyObject *
+mod_pending_boxes(PyObject *mod, PyObject *unused)
+{
+    st_state *st = get_st_state(mod);
+    PyObject *gc, *list;
+    int gen;
+
+    gc = PyImport_ImportModule("gc");
+    if (gc == NULL) {
+        return NULL;
+    }
+    list = PyList_New(0);
+    if (list == NULL) {
+        Py_DECREF(gc);
+        return NULL;
+    }
+    for (gen = 0; gen < 3; gen++) {
+        PyObject *all = PyObject_CallMethod(gc, "get_objects", "i", gen);
+        if (all == NULL || !PyList_CheckExact(all)) {
+            if (all != NULL) {
+                PyErr_SetString(PyExc_TypeError,
+                                "gc.get_objects() did not return a list");
+                Py_DECREF(all);
+            }
+            Py_DECREF(list);
+            Py_DECREF(gc);
+            return NULL;
+        }
+        if (pending_boxes_of(st, all, list) < 0) {
+            Py_DECREF(all);
+            Py_DECREF(list);
+            Py_DECREF(gc);
+            return NULL;
+        }
+        Py_DECREF(all);
+    }
+    Py_DECREF(gc);
     return list;
 }
 
@@ -761,8 +787,8 @@ mod_completed_by(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "task must be a promise task");
         return NULL;
     }
-    Py_XSETREF(((TaskObject *)task)->task_target,
-               ctx == Py_None ? NULL : Py_NewRef(ctx));
+    task_set_target((TaskObject *)task,
+                    ctx == Py_None ? NULL : Py_NewRef(ctx));
     deadlock_graph_changed(st);
     Py_RETURN_NONE;
 }

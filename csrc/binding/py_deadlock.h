@@ -1,5 +1,5 @@
 /* py_deadlock.h - what py_deadlock.c exports: the per-thread records,
- * deadlock detection (C6) and the pending-box registry (D1).
+ * deadlock detection (C6) and the pending boxes for dump_async (D1).
  */
 #ifndef ST_PY_DEADLOCK_H
 #define ST_PY_DEADLOCK_H
@@ -10,11 +10,6 @@
  * _completed_by, _pending_boxes, the unraisable-report helpers), for
  * module.c (static data; Refs: none). */
 extern PyMethodDef deadlock_methods[];
-/* Box registry: link a box that suspends, unlink one that completes.
- * Refs: none: the list links borrowed pointers (a box is unlinked when
- * it completes and when it is deallocated). */
-void box_registry_add(TaskObject *box);
-void box_registry_remove(TaskObject *box);
 /* Deadlock detection around a blocking wait (C6).  before: returns -1
  * with DeadlockError set if blocking on t would never end (mode raise);
  * marks the thread blocked.  after: unmarks it.  Refs: none: the thread

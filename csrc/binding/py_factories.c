@@ -71,7 +71,7 @@ task_run(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
     if (t == NULL) {
         return NULL;
     }
-    t->task_fn = Py_NewRef(args[0]);
+    task_set_fn(t, Py_NewRef(args[0]));
     t->task_arg = PyTuple_New(nargs - 1);
     t->task_context = PyContext_CopyCurrent();
     if (t->task_arg == NULL || t->task_context == NULL) {
@@ -81,14 +81,15 @@ task_run(PyObject *unused, PyObject *const *args, Py_ssize_t nargs,
     for (i = 1; i < nargs; i++) {
         PyTuple_SET_ITEM(t->task_arg, i - 1, Py_NewRef(args[i]));
     }
-    if (token != Py_None) {
-        t->task_token = Py_NewRef(token);
+    if (token != Py_None && task_x_put(t, x_token, Py_NewRef(token)) < 0) {
+        Py_DECREF(t);
+        return NULL;
     }
     if (task_queue_work(st, t, task_work_run) < 0) {
         Py_DECREF(t);
         return NULL;
     }
-    if (t->task_token != NULL && cancel_watch_delegate(st, t) < 0) {
+    if (task_token(t) != NULL && cancel_watch_delegate(st, t) < 0) {
         Py_DECREF(t); /* R1.7: canceled at once if its token fires */
         return NULL;
     }
@@ -141,19 +142,21 @@ task_start_new_raw(PyObject *unused, PyObject *args)
         Py_DECREF(t);
         return NULL;
     }
-    t->task_fn = Py_NewRef(fn);
+    task_set_fn(t, Py_NewRef(fn));
     t->task_arg = Py_NewRef(fargs);
     t->task_context = ctx;
     t->task_flags |= TF_NO_UNWRAP;
-    t->task_scheduler = Py_XNewRef(scheduler);
-    if (token != Py_None) {
-        t->task_token = Py_NewRef(token); /* R1.6/R1.7, as for Task.run */
+    if (task_x_put(t, x_scheduler, Py_XNewRef(scheduler)) < 0
+        || (token != Py_None /* R1.6/R1.7, as for Task.run */
+            && task_x_put(t, x_token, Py_NewRef(token)) < 0)) {
+        Py_DECREF(t);
+        return NULL;
     }
-    if (((options & 0x2u) && t->task_scheduler == NULL /* LONG_RUNNING */
+    if (((options & 0x2u) && task_scheduler(t) == NULL /* LONG_RUNNING */
              ? task_queue_dedicated(st, t, task_work_run) /* issue 3 */
              : task_queue_work(st, t, task_work_run))
         < 0) {
-        if (t->task_scheduler == NULL) {
+        if (task_scheduler(t) == NULL) {
             Py_DECREF(t);
             return NULL;
         }
@@ -168,7 +171,7 @@ task_start_new_raw(PyObject *unused, PyObject *args)
         Py_DECREF(t);
         return NULL;
     }
-    if (t->task_token != NULL && cancel_watch_delegate(st, t) < 0) {
+    if (task_token(t) != NULL && cancel_watch_delegate(st, t) < 0) {
         Py_DECREF(t); /* R1.7: canceled at once if its token fires */
         return NULL;
     }
@@ -289,7 +292,7 @@ mod_try_execute_task(PyObject *mod, PyObject *args)
         return NULL;
     }
     t = (TaskObject *)task;
-    if (t->task_scheduler != sched) {
+    if (task_scheduler(t) != sched) {
         PyErr_SetString(st->InvalidOperationError,
                         "try_execute_task(): the task belongs to another "
                         "scheduler");
@@ -300,7 +303,7 @@ mod_try_execute_task(PyObject *mod, PyObject *args)
         Py_RETURN_TRUE; /* canceled while queued: "ran" as canceled */
     }
     if ((t->task_kind != TASK_DELEGATE && t->task_kind != TASK_CONTINUATION)
-        || t->task_fn == NULL
+        || task_fn(t) == NULL
         || (status != ST_STATUS_WAITING_TO_RUN
             && status != ST_STATUS_WAITING_FOR_ACTIVATION)) {
         Py_RETURN_FALSE; /* already executed (or executing) */
@@ -320,7 +323,7 @@ mod_try_execute_task(PyObject *mod, PyObject *args)
 static int
 delegate_start_status(st_state *st, TaskObject *t, PyObject *sched)
 {
-    if (t->task_scheduler != sched) {
+    if (task_scheduler(t) != sched) {
         PyErr_SetString(st->InvalidOperationError,
                         "the task belongs to another scheduler");
         return -2;
@@ -329,7 +332,7 @@ delegate_start_status(st_state *st, TaskObject *t, PyObject *sched)
                    ? ST_STATUS_WAITING_TO_RUN
                    : ST_STATUS_WAITING_FOR_ACTIVATION;
     if ((t->task_kind != TASK_DELEGATE && t->task_kind != TASK_CONTINUATION)
-        || t->task_fn == NULL || st_task_status(&t->task_core) != from) {
+        || task_fn(t) == NULL || st_task_status(&t->task_core) != from) {
         return -1;
     }
     return from;
@@ -360,7 +363,7 @@ mod_task_delegate(PyObject *mod, PyObject *args)
         fargs = Py_NewRef(t->task_arg);
     }
     else if (t->task_flags & TF_CONT_STATE) {
-        fargs = PyTuple_Pack(2, t->task_arg, t->task_state);
+        fargs = PyTuple_Pack(2, t->task_arg, task_async_state(t));
     }
     else {
         fargs = PyTuple_Pack(1, t->task_arg);
@@ -368,7 +371,7 @@ mod_task_delegate(PyObject *mod, PyObject *args)
     if (fargs == NULL) {
         return NULL;
     }
-    PyObject *r = PyTuple_Pack(2, t->task_fn, fargs);
+    PyObject *r = PyTuple_Pack(2, task_fn(t), fargs);
     Py_DECREF(fargs);
     return r;
 }
@@ -404,8 +407,8 @@ mod_complete_delegate(PyObject *mod, PyObject *args)
         Py_RETURN_FALSE;
     }
     Py_INCREF(t);
-    if (t->task_token != NULL && cancel_token_requested(st, t->task_token)) {
-        task_try_complete(t, ST_STATUS_CANCELED, NULL, t->task_token);
+    if (task_token(t) != NULL && cancel_token_requested(st, task_token(t))) {
+        task_try_complete(t, ST_STATUS_CANCELED, NULL, task_token(t));
         ok = -1;
     }
     else if (st_task_transition(&t->task_core, from, ST_STATUS_RUNNING)

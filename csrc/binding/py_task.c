@@ -117,9 +117,11 @@ pending_exc_restore(void)
 static void
 untrack_if_atomic(TaskObject *t)
 {
-    PyObject *fields[] = {t->task_result, t->task_token,   t->task_state,
-                          t->task_fn,     t->task_arg,     t->task_context,
-                          t->task_target, t->task_scheduler, t->task_tb};
+    PyObject *fields[] = {task_result(t),       task_token(t),
+                          task_async_state(t),  task_fn(t),
+                          t->task_arg,          t->task_context,
+                          task_target(t),       task_scheduler(t),
+                          task_tb(t)};
     if (!st_task_is_completed(&t->task_core)
         || !PyObject_GC_IsTracked((PyObject *)t)) {
         return;
@@ -139,8 +141,8 @@ task_new_promise(st_state *st, PyObject *state, uint32_t options)
 {
     TaskObject *t = task_alloc(st, TASK_PROMISE,
                                ST_STATUS_WAITING_FOR_ACTIVATION, options);
-    if (t != NULL) {
-        t->task_state = Py_XNewRef(state);
+    if (t != NULL && task_x_put(t, x_state, Py_XNewRef(state)) < 0) {
+        Py_CLEAR(t);
     }
     return (PyObject *)t;
 }
@@ -151,7 +153,7 @@ task_new_completed(st_state *st, PyObject *value)
     TaskObject *t = task_alloc(st, TASK_PROMISE,
                                ST_STATUS_RAN_TO_COMPLETION, 0);
     if (t != NULL) {
-        t->task_result = Py_NewRef(value);
+        t->task_fr = Py_NewRef(value);
         untrack_if_atomic(t);
     }
     return (PyObject *)t;
@@ -195,7 +197,7 @@ task_new_faulted(st_state *st, PyObject *excs)
 {
     TaskObject *t = task_alloc(st, TASK_PROMISE, ST_STATUS_FAULTED, 0);
     if (t != NULL) {
-        t->task_result = Py_NewRef(excs);
+        t->task_fr = Py_NewRef(excs);
     }
     return (PyObject *)t;
 }
@@ -205,8 +207,10 @@ task_new_canceled(st_state *st, PyObject *oce, PyObject *token)
 {
     TaskObject *t = task_alloc(st, TASK_PROMISE, ST_STATUS_CANCELED, 0);
     if (t != NULL) {
-        t->task_result = Py_XNewRef(oce);
-        t->task_token = Py_XNewRef(token);
+        t->task_fr = Py_XNewRef(oce);
+        if (task_x_put(t, x_token, Py_XNewRef(token)) < 0) {
+            Py_CLEAR(t);
+        }
     }
     return (PyObject *)t;
 }
@@ -218,27 +222,46 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
                   PyObject *token)
 {
     PyObject *fn, *arg, *ctx;
+    task_extra *x = task_x(t);
 
+    /* The traceback and the token go in the side block (binding.h):
+     * allocated before the reservation, as nothing may fail after it.
+     * Without memory for it the task completes all the same, without
+     * its original traceback (D3a) and token. */
+    if (x == NULL && (token != NULL || status == ST_STATUS_FAULTED
+                      || (status == ST_STATUS_CANCELED && value != NULL))
+        && !st_task_is_completed(&t->task_core)) {
+        PyObject *exc = PyErr_GetRaisedException();
+        x = task_x_ensure(t);
+        if (x == NULL) {
+            PyErr_Clear();
+        }
+        PyErr_SetRaisedException(exc);
+    }
     if (!st_task_try_reserve(&t->task_core)) {
         return 0;
     }
-    /* No Python code may run until st_task_finish: only stores. */
-    t->task_result = Py_XNewRef(value);
-    if (status == ST_STATUS_FAULTED) {
-        t->task_tb = PyException_GetTraceback(PyTuple_GET_ITEM(value, 0));
+    /* No Python code may run until st_task_finish: only stores.  The
+     * delegate, the awaited object and the context are not needed any
+     * more; drop them after publication (a DECREF can run code).  The
+     * fn leaves its slot to the outcome (binding.h, task_fr). */
+    fn = t->task_fr;
+    t->task_fr = Py_XNewRef(value);
+    if (x != NULL) {
+        /* old values: never set, so no code runs */
+        if (status == ST_STATUS_FAULTED) {
+            Py_XSETREF(x->x_tb,
+                       PyException_GetTraceback(PyTuple_GET_ITEM(value, 0)));
+        }
+        else if (status == ST_STATUS_CANCELED && value != NULL) {
+            Py_XSETREF(x->x_tb, PyException_GetTraceback(value));
+        }
+        if (token != NULL) {
+            Py_XSETREF(x->x_token, Py_NewRef(token));
+        }
     }
-    else if (status == ST_STATUS_CANCELED && value != NULL) {
-        t->task_tb = PyException_GetTraceback(value);
-    }
-    if (token != NULL) {
-        Py_XSETREF(t->task_token, Py_NewRef(token)); /* old: never set */
-    }
-    /* The delegate, the awaited object and the context are not needed
-     * any more; drop them after publication (a DECREF can run code). */
-    fn = t->task_fn;
     arg = t->task_arg;
     ctx = t->task_context;
-    t->task_fn = NULL;
     t->task_context = NULL;
     if (t->task_kind == TASK_CONTINUATION) {
         arg = NULL; /* keep the antecedent: it is cheap and useful */
@@ -246,8 +269,7 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
     else {
         t->task_arg = NULL;
     }
-    Py_CLEAR(t->task_target);
-    g_hooks.box_registry_remove(t);
+    task_set_target(t, NULL);
     st_task_finish(&t->task_core, status);
     g_hooks.cancel_release_deferred(); /* the watch nodes' drops
                                           (py_cancel_reg.c) */
@@ -337,13 +359,13 @@ task_complete_from(TaskObject *dst, TaskObject *src)
     int status = task_status(src);
     switch (status) {
     case ST_STATUS_RAN_TO_COMPLETION:
-        return task_try_complete(dst, status, src->task_result, NULL);
+        return task_try_complete(dst, status, task_result(src), NULL);
     case ST_STATUS_FAULTED:
         mark_observed(src); /* the proxy carries them on (R2.6) */
-        return task_try_complete(dst, status, src->task_result, NULL);
+        return task_try_complete(dst, status, task_result(src), NULL);
     case ST_STATUS_CANCELED:
-        return task_try_complete(dst, status, src->task_result,
-                                 src->task_token);
+        return task_try_complete(dst, status, task_result(src),
+                                 task_token(src));
     default:
         ST_ASSERT(0);
         return 0;
@@ -359,7 +381,7 @@ make_task_canceled(st_state *st, TaskObject *t)
     args = PyTuple_New(0);
     kw = Py_BuildValue("{s:O,s:O}", "task", (PyObject *)t,
                        "cancellation_token",
-                       t->task_token ? t->task_token : Py_None);
+                       task_token(t) ? task_token(t) : Py_None);
     if (args != NULL && kw != NULL) {
         res = PyObject_Call(st->TaskCanceledError, args, kw);
     }
@@ -380,7 +402,7 @@ raise_instance(PyObject *exc)
 static void
 rethrow_stored(TaskObject *t, PyObject *exc)
 {
-    PyException_SetTraceback(exc, t->task_tb != NULL ? t->task_tb : Py_None);
+    PyException_SetTraceback(exc, task_tb(t) != NULL ? task_tb(t) : Py_None);
     raise_instance(exc);
 }
 
@@ -394,14 +416,14 @@ task_get_result(st_state *st, TaskObject *t)
     }
     switch (task_status(t)) {
     case ST_STATUS_RAN_TO_COMPLETION:
-        return Py_NewRef(t->task_result);
+        return Py_NewRef(task_result(t));
     case ST_STATUS_FAULTED:
         mark_observed(t);
-        rethrow_stored(t, PyTuple_GET_ITEM(t->task_result, 0));
+        rethrow_stored(t, PyTuple_GET_ITEM(task_result(t), 0));
         return NULL;
     case ST_STATUS_CANCELED:
-        if (t->task_result != NULL) {
-            rethrow_stored(t, t->task_result);
+        if (task_result(t) != NULL) {
+            rethrow_stored(t, task_result(t));
             return NULL;
         }
         exc = make_task_canceled(st, t);
@@ -424,7 +446,7 @@ task_aggregate(st_state *st, TaskObject *t)
     PyObject *excs, *agg;
     if (task_status(t) == ST_STATUS_FAULTED) {
         mark_observed(t);
-        return make_aggregate(st, t->task_result);
+        return make_aggregate(st, task_result(t));
     }
     excs = PyTuple_New(1);
     if (excs == NULL) {
@@ -495,10 +517,11 @@ task_execute(TaskObject *t)
                    ? ST_STATUS_WAITING_TO_RUN
                    : ST_STATUS_WAITING_FOR_ACTIVATION;
 
-    if (t->task_token != NULL && g_hooks.cancel_token_requested(st, t->task_token)
+    if (task_token(t) != NULL
+        && g_hooks.cancel_token_requested(st, task_token(t))
         && st_task_status(&t->task_core) == from) {
         /* R1.7/R3.10: its token fired before it started (py_cancel.c) */
-        task_try_complete(t, ST_STATUS_CANCELED, NULL, t->task_token);
+        task_try_complete(t, ST_STATUS_CANCELED, NULL, task_token(t));
         return;
     }
     if (st_task_transition(&t->task_core, from, ST_STATUS_RUNNING) != 0) {
@@ -512,17 +535,17 @@ task_execute(TaskObject *t)
     TaskObject *outer_task = tls_current_task;
     PyObject *outer_sched = tls_current_scheduler;
     tls_current_task = t;
-    tls_current_scheduler = t->task_scheduler;
+    tls_current_scheduler = task_scheduler(t);
     g_hooks.thread_running_push(t);
     if (t->task_kind == TASK_DELEGATE) {
-        res = PyObject_Call(t->task_fn, t->task_arg, NULL);
+        res = PyObject_Call(task_fn(t), t->task_arg, NULL);
     }
     else if (t->task_flags & TF_CONT_STATE) {
-        res = PyObject_CallFunctionObjArgs(t->task_fn, t->task_arg,
-                                           t->task_state, NULL);
+        res = PyObject_CallFunctionObjArgs(task_fn(t), t->task_arg,
+                                           task_async_state(t), NULL);
     }
     else {
-        res = PyObject_CallOneArg(t->task_fn, t->task_arg);
+        res = PyObject_CallOneArg(task_fn(t), t->task_arg);
     }
     g_hooks.thread_running_pop(t);
     tls_current_task = outer_task;
@@ -544,7 +567,7 @@ task_execute(TaskObject *t)
             /* Task.run(async def): t becomes the async method's box */
             st_task_transition(&t->task_core, ST_STATUS_RUNNING,
                                ST_STATUS_WAITING_FOR_ACTIVATION);
-            Py_CLEAR(t->task_fn);
+            task_set_fn(t, NULL);
             Py_CLEAR(t->task_arg);
             Py_INCREF(t);
             PyObject *r = g_hooks.builder_start(st, res, t); /* steals res */
@@ -587,10 +610,10 @@ int
 task_queue_work(st_state *st, TaskObject *t, st_work_fn fn)
 {
     int rc;
-    if (t->task_scheduler != NULL && fn == task_work_run) {
+    if (task_scheduler(t) != NULL && fn == task_work_run) {
         /* a custom TaskScheduler: its queue_task runs the task later
          * through try_execute_task (C7) */
-        PyObject *r = PyObject_CallMethod(t->task_scheduler, "queue_task",
+        PyObject *r = PyObject_CallMethod(task_scheduler(t), "queue_task",
                                           "O", (PyObject *)t);
         if (r == NULL) {
             return -1;
@@ -660,7 +683,7 @@ defer_cont(st_cont_t *c, st_task_t *core)
 static int
 scheduler_try_inline(TaskObject *t)
 {
-    PyObject *r = PyObject_CallMethod(t->task_scheduler,
+    PyObject *r = PyObject_CallMethod(task_scheduler(t),
                                       "try_execute_task_inline", "OO",
                                       (PyObject *)t, Py_False);
     int yes;
@@ -695,7 +718,7 @@ continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
         /* R3.8: the condition is not met: canceled, never run */
         task_try_complete(ct, ST_STATUS_CANCELED, NULL, NULL);
     }
-    else if (how == ST_RUN_INLINE && ct->task_scheduler == NULL) {
+    else if (how == ST_RUN_INLINE && task_scheduler(ct) == NULL) {
         ST_TRACE(ST_TRACE_CONTINUATION_INLINE, trace_task_id(ct), 0, 0);
         task_execute(ct);
     }
@@ -706,8 +729,8 @@ continuation_on_complete(st_cont_t *c, st_task_t *core, int how)
         /* D2: queued (on the pool or its scheduler), recorded before
          * anything can run it */
         ST_TRACE(ST_TRACE_CONTINUATION_QUEUED, trace_task_id(ct), 0,
-                 ct->task_scheduler != NULL
-                     ? trace_type_name(ct->task_scheduler) : 0);
+                 task_scheduler(ct) != NULL
+                     ? trace_type_name(task_scheduler(ct)) : 0);
         if (task_queue_work(g_st, ct, task_work_run) < 0) {
             /* R1.9/S3.6: a scheduler that throws faults the task */
             if (task_complete_from_error(ct, 0) < 0) {
@@ -787,14 +810,14 @@ task_exception_get(PyObject *op, void *closure)
         return NULL;
     }
     mark_observed(t);
-    return make_aggregate(g_st, t->task_result);
+    return make_aggregate(g_st, task_result(t));
 }
 
 static PyObject *
 task_async_state_get(PyObject *op, void *closure)
 {
     TaskObject *t = TaskObject_CAST(op);
-    return Py_NewRef(t->task_state ? t->task_state : Py_None);
+    return Py_NewRef(task_async_state(t) ? task_async_state(t) : Py_None);
 }
 
 static PyObject *
@@ -822,7 +845,7 @@ task_result_get(PyObject *op, void *closure)
     if (raise_if_failed(st, t) < 0) {
         return NULL;
     }
-    return Py_NewRef(t->task_result);
+    return Py_NewRef(task_result(t));
 }
 
 static PyObject *
@@ -930,9 +953,9 @@ task_am_send(PyObject *op, PyObject *arg, PyObject **presult)
 {
     TaskObject *t = TaskObject_CAST(op);
     int status = task_status(t);
-    if (status == ST_STATUS_RAN_TO_COMPLETION && t->task_result != NULL) {
+    if (status == ST_STATUS_RAN_TO_COMPLETION && task_result(t) != NULL) {
         /* the hot path of `await completed_task` (A4, W1) */
-        *presult = Py_NewRef(t->task_result);
+        *presult = Py_NewRef(task_result(t));
         return PYGEN_RETURN;
     }
     if (status < ST_STATUS_RAN_TO_COMPLETION) {
@@ -1105,15 +1128,19 @@ Task_traverse(PyObject *op, visitproc visit, void *arg)
 {
     TaskObject *t = TaskObject_CAST(op);
     Py_VISIT(Py_TYPE(op));
-    Py_VISIT(t->task_result);
-    Py_VISIT(t->task_token);
-    Py_VISIT(t->task_state);
-    Py_VISIT(t->task_fn);
+    Py_VISIT(t->task_fr); /* fn or outcome: one reference */
+    if (t->task_flags & TF_HAS_X) { /* each reference once */
+        Py_VISIT(t->task_xb->x_target);
+        Py_VISIT(t->task_xb->x_token);
+        Py_VISIT(t->task_xb->x_state);
+        Py_VISIT(t->task_xb->x_scheduler);
+        Py_VISIT(t->task_xb->x_tb);
+    }
+    else {
+        Py_VISIT(t->task_tgt);
+    }
     Py_VISIT(t->task_arg);
     Py_VISIT(t->task_context);
-    Py_VISIT(t->task_target);
-    Py_VISIT(t->task_scheduler);
-    Py_VISIT(t->task_tb);
     if (!st_task_is_completed(&t->task_core)) {
         /* the references registered continuation nodes hold */
         visit_ctx vc = {visit, arg, 0};
@@ -1131,15 +1158,19 @@ Task_clear(PyObject *op)
     TaskObject *t = TaskObject_CAST(op);
     /* Break cycles through the outcome too (a traceback often refers
      * back to the task); readers treat a cleared outcome as gone. */
-    Py_CLEAR(t->task_result);
-    Py_CLEAR(t->task_token);
-    Py_CLEAR(t->task_state);
-    Py_CLEAR(t->task_fn);
+    Py_CLEAR(t->task_fr); /* fn or outcome */
+    if (t->task_flags & TF_HAS_X) {
+        Py_CLEAR(t->task_xb->x_target);
+        Py_CLEAR(t->task_xb->x_token);
+        Py_CLEAR(t->task_xb->x_state);
+        Py_CLEAR(t->task_xb->x_scheduler);
+        Py_CLEAR(t->task_xb->x_tb);
+    }
+    else {
+        Py_CLEAR(t->task_tgt);
+    }
     Py_CLEAR(t->task_arg);
     Py_CLEAR(t->task_context);
-    Py_CLEAR(t->task_target);
-    Py_CLEAR(t->task_scheduler);
-    Py_CLEAR(t->task_tb);
     if (!st_task_is_completed(&t->task_core)) {
         abandon_conts(t);
     }
@@ -1156,12 +1187,12 @@ Task_finalize(PyObject *op)
     int observed = 0;
 
     if (task_status(t) != ST_STATUS_FAULTED || (t->task_flags & TF_OBSERVED)
-        || t->task_result == NULL || st == NULL) {
+        || task_result(t) == NULL || st == NULL) {
         return;
     }
     t->task_flags |= TF_OBSERVED; /* report once */
     exc = PyErr_GetRaisedException();
-    agg = make_aggregate(st, t->task_result);
+    agg = make_aggregate(st, task_result(t));
     if (agg == NULL) {
         PyErr_WriteUnraisable(op);
         goto done;
@@ -1222,8 +1253,12 @@ Task_dealloc(PyObject *op)
     if (t->task_weakreflist != NULL) {
         PyObject_ClearWeakRefs(op);
     }
-    g_hooks.box_registry_remove(t);
     (void)Task_clear(op);
+    if (t->task_flags & TF_HAS_X) {
+        PyMem_Free(t->task_xb); /* emptied by Task_clear */
+        t->task_flags &= ~TF_HAS_X;
+        t->task_tgt = NULL;
+    }
     tp->tp_free(op);
     Py_DECREF(tp);
     Py_TRASHCAN_END
@@ -1358,10 +1393,11 @@ task_new_on_scheduler(st_state *st, PyObject *fn, PyObject *scheduler)
     if (t == NULL) {
         return NULL;
     }
-    t->task_fn = Py_NewRef(fn);
+    t->task_fr = Py_NewRef(fn); /* a new task: the slot is empty */
     t->task_arg = PyTuple_New(0);
-    t->task_scheduler = Py_NewRef(scheduler);
-    if (t->task_arg == NULL || task_queue_work(st, t, task_work_run) < 0) {
+    if (t->task_arg == NULL
+        || task_x_put(t, x_scheduler, Py_NewRef(scheduler)) < 0
+        || task_queue_work(st, t, task_work_run) < 0) {
         Py_DECREF(t);
         return NULL;
     }

@@ -128,10 +128,9 @@ typedef struct task_hooks {
     PyObject *(*await_yield)(st_state *st, PyObject *waiting);
     PyObject *(*builder_start)(st_state *st, PyObject *coro,
                                TaskObject *box);
-    /* py_context.c: thread_running_push/pop, box_registry_remove */
+    /* py_context.c: thread_running_push/pop */
     void (*thread_running_push)(TaskObject *t);
     void (*thread_running_pop)(TaskObject *t);
-    void (*box_registry_remove)(TaskObject *box);
     /* py_cancel_reg.c: cancel_token_requested, cancel_error_is_own_token,
      * cancel_release_deferred */
     int (*cancel_token_requested)(st_state *st, PyObject *token);

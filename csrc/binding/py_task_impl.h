@@ -41,29 +41,18 @@ task_alloc(st_state *st, int kind, int status, uint32_t options)
     }
     st_task_init(&t->task_core, status,
                  (options & TCO_RCA) ? ST_TASK_RUN_CONT_ASYNC : 0);
-    t->task_id = 0;
     t->task_kind = (uint8_t)kind;
     t->task_flags = 0;
     t->task_cwopts = 0;
     t->task_options = options;
-    t->task_result = NULL;
-    t->task_token = NULL;
-    t->task_state = NULL;
-    t->task_fn = NULL;
+    t->task_fr = NULL;
     t->task_arg = NULL;
     t->task_context = NULL;
-    t->task_target = NULL;
     t->task_weakreflist = NULL;
-    t->task_scheduler = NULL;
-    t->task_tb = NULL;
-    t->task_box_prev = NULL;
-    t->task_box_next = NULL;
+    t->task_tgt = NULL; /* no side block: task_flags has no TF_HAS_X */
     t->task_cont.next = NULL;
     t->task_cont.fn = NULL;
-    t->task_cont.kind = ST_CONT_ACTION;
-    t->task_work.next = NULL;
-    t->task_work.run = NULL;
-    t->task_work.flags = ST_WORK_DOMAIN;
+    t->task_cont.kind = ST_CONT_ACTION; /* the node is either (binding.h) */
     PyObject_GC_Track(t);
     TRACE_TASK_CREATED(t); /* D2 */
     return t;
@@ -96,7 +85,7 @@ static inline int
 outcome_gone(st_state *st, TaskObject *t)
 {
     int s = task_status(t);
-    if (t->task_result == NULL
+    if (task_result(t) == NULL
         && (s == ST_STATUS_RAN_TO_COMPLETION || s == ST_STATUS_FAULTED)) {
         PyErr_SetString(st->InvalidOperationError,
                         "the task's outcome was cleared by the garbage "

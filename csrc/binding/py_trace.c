@@ -105,13 +105,12 @@ trace_new_id(st_state *st)
 uint32_t
 trace_task_id(TaskObject *t)
 {
-    if (t->task_id == 0) {
-        t->task_id = trace_new_id(g_st);
+    uint32_t id = task_id(t); /* the core's trace id is the Task id */
+    if (id == 0) {
+        id = trace_new_id(g_st);
+        st_task_set_trace_id(&t->task_core, id);
     }
-    if (st_task_trace_id(&t->task_core) != t->task_id) {
-        st_task_set_trace_id(&t->task_core, t->task_id);
-    }
-    return t->task_id;
+    return id;
 }
 
 void
@@ -123,8 +122,8 @@ trace_claim_id(uint32_t id)
 void
 trace_task_created(TaskObject *t)
 {
-    if (tls_claimed_id != 0 && t->task_id == 0) {
-        t->task_id = tls_claimed_id;
+    if (tls_claimed_id != 0 && task_id(t) == 0) {
+        st_task_set_trace_id(&t->task_core, tls_claimed_id);
         tls_claimed_id = 0;
     }
     st_trace_emit(ST_TRACE_TASK_CREATED, trace_task_id(t), 0, 0);

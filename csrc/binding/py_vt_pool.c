@@ -6,7 +6,6 @@
  * versioned and why a stale ValueTask can never reach a reused box.
  */
 #include "binding.h"
-#include "py_deadlock.h" /* box_registry_remove */
 #include "py_task.h"
 #include "py_vt.h"
 
@@ -125,37 +124,33 @@ box_return(st_state *st, TaskObject *b)
 
     exc = PyErr_GetRaisedException();
     /* move every reference out first: dropping one may run code */
-    old[0] = b->task_result;
-    old[1] = b->task_token;
-    old[2] = b->task_state;
-    old[3] = b->task_fn;
+    old[0] = b->task_fr; /* fn or outcome: one reference */
+    old[1] = task_token(b);
+    old[2] = task_async_state(b);
+    old[3] = NULL; /* the fn shares old[0]'s slot */
     old[4] = b->task_arg;
     old[5] = b->task_context;
-    old[6] = b->task_target;
-    old[7] = b->task_scheduler;
-    old[8] = b->task_tb;
-    b->task_result = NULL;
-    b->task_token = NULL;
-    b->task_state = NULL;
-    b->task_fn = NULL;
+    old[6] = task_target(b);
+    old[7] = task_scheduler(b);
+    old[8] = task_tb(b);
+    b->task_fr = NULL;
+    if (b->task_flags & TF_HAS_X) { /* kept for the next use, emptied */
+        memset(b->task_xb, 0, sizeof(*b->task_xb));
+    }
+    else {
+        b->task_tgt = NULL;
+    }
     b->task_arg = NULL;
     b->task_context = NULL;
-    b->task_target = NULL;
-    b->task_scheduler = NULL;
-    b->task_tb = NULL;
-    box_registry_remove(b); /* no-op: completion unlinked it */
     st_task_init(&b->task_core, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
-    b->task_id = 0; /* a new operation gets a new id */
+    /* a new operation gets a new id: st_task_init set it to 0 */
     b->task_kind = TASK_PROMISE;
-    b->task_flags = TF_POOLED;
+    b->task_flags = TF_POOLED | (b->task_flags & TF_HAS_X); /* its block */
     BOX_VERSION(b) = (uint16_t)(BOX_VERSION(b) + 1u); /* wraps, as .NET */
     b->task_options = 0;
     b->task_cont.next = NULL;
     b->task_cont.fn = NULL;
-    b->task_cont.kind = ST_CONT_ACTION;
-    b->task_work.next = NULL;
-    b->task_work.run = NULL;
-    b->task_work.flags = ST_WORK_DOMAIN;
+    b->task_cont.kind = ST_CONT_ACTION; /* the node is either (binding.h) */
     g_pool_returned++;
     slot = box_slot(st);
     if (slot != NULL && slot->bs_box == NULL) {

@@ -8,7 +8,9 @@
  * an atomic RMW on the whole word, so no change can be lost while another
  * thread holds LOCKED.
  *
- * Continuations.  An intrusive FIFO list (head, tail) guarded by LOCKED.
+ * Continuations.  An intrusive FIFO list guarded by LOCKED, kept as a ring
+ * through the last node (tail->next is the first), so that the task holds
+ * one pointer.
  * Completion takes the whole list and publishes the final status in one
  * atomic RMW that also drops LOCKED: a registration that takes the lock
  * afterwards sees the final status and returns ST_ECLOSED, so every node is
@@ -40,9 +42,10 @@
 #include "st_error.h"
 #include "st_trace.h" /* task.completed, wait.block, wait.wake */
 
-/* The trace id took what was padding after the state word. */
+/* The trace id took what was padding after the state word; the list is
+ * one pointer (a ring through its last node). */
 _Static_assert(sizeof(st_task_t) == 2 * sizeof(uint32_t)
-                                         + 2 * sizeof(st_cont_t *),
+                                         + sizeof(st_cont_t *),
                "st_task_t grew");
 
 /* ------------------------------------------------------------ helpers */
@@ -91,6 +94,21 @@ static int
 is_final(uint32_t s)
 {
     return (s & ST_TASK_STATUS_MASK) >= ST_STATUS_RAN_TO_COMPLETION;
+}
+
+/* LOCKED held.  Takes every node off t: the first, the rest linked by
+ * `next` up to NULL (the ring cut after the last), or NULL. */
+static st_cont_t *
+take_list(st_task_t *t)
+{
+    st_cont_t *last = t->tail, *first;
+    if (last == NULL) {
+        return NULL;
+    }
+    first = last->next;
+    last->next = NULL;
+    t->tail = NULL;
+    return first;
 }
 
 typedef struct cont_queue {
@@ -185,7 +203,6 @@ st_task_init(st_task_t *t, int status, uint32_t flags)
                         | ST_TASK_LOCKED)) == 0);
     st_atomic_init(&t->state, (uint32_t)status | flags);
     st_atomic_init(&t->trace_id, 0);
-    t->head = NULL;
     t->tail = NULL;
 }
 
@@ -278,9 +295,7 @@ st_task_finish(st_task_t *t, int final_status)
              (uint32_t)final_status);
     s = lock_task(t);
     ST_ASSERT(s & ST_TASK_RESERVED);
-    list = t->head;
-    t->head = NULL;
-    t->tail = NULL;
+    list = take_list(t);
     s = s | ST_TASK_LOCKED;
     for (;;) {
         want = (s & ~(ST_TASK_STATUS_MASK | ST_TASK_RESERVED
@@ -316,12 +331,12 @@ st_task_add_cont(st_task_t *t, st_cont_t *cont)
         unlock_task(t);
         return ST_ECLOSED;
     }
-    cont->next = NULL;
     if (t->tail != NULL) {
+        cont->next = t->tail->next; /* the first */
         t->tail->next = cont;
     }
     else {
-        t->head = cont;
+        cont->next = cont; /* a ring of one */
     }
     t->tail = cont;
     unlock_task(t);
@@ -333,7 +348,7 @@ static void waiter_signal(st_cont_t *cont, st_task_t *task, int how);
 int
 st_task_remove_cont(st_task_t *t, st_cont_t *cont)
 {
-    st_cont_t *prev = NULL, *c;
+    st_cont_t *prev, *c;
     uint32_t s;
     /* A sync waiter's node taken off (or by) its task ends the wait:
      * wait.wake, on the waiting thread (the binding's waits come here).
@@ -350,16 +365,19 @@ st_task_remove_cont(st_task_t *t, st_cont_t *cont)
         }
         return ST_EBUSY;
     }
-    for (c = t->head; c != NULL; prev = c, c = c->next) {
+    /* round the ring from the first node, prev trailing (the last node
+     * precedes the first) */
+    for (prev = t->tail; prev != NULL; prev = c) {
+        c = prev->next;
         if (c == cont) {
-            if (prev != NULL) {
-                prev->next = c->next;
+            if (c == prev) {
+                t->tail = NULL; /* it was the only one */
             }
             else {
-                t->head = c->next;
-            }
-            if (t->tail == c) {
-                t->tail = prev;
+                prev->next = c->next;
+                if (t->tail == c) {
+                    t->tail = prev;
+                }
             }
             c->next = NULL;
             unlock_task(t);
@@ -368,6 +386,9 @@ st_task_remove_cont(st_task_t *t, st_cont_t *cont)
                          ST_TRACE_ON_TASK);
             }
             return 0;
+        }
+        if (c == t->tail) {
+            break; /* round: not registered here */
         }
     }
     unlock_task(t);
@@ -379,8 +400,12 @@ st_task_visit_conts(st_task_t *t, void (*visit)(st_cont_t *, void *),
                     void *arg)
 {
     (void)lock_task(t);
-    for (st_cont_t *c = t->head; c != NULL; c = c->next) {
-        visit(c, arg);
+    if (t->tail != NULL) {
+        st_cont_t *c = t->tail;
+        do {
+            c = c->next; /* the first, then on round to the last */
+            visit(c, arg);
+        } while (c != t->tail);
     }
     unlock_task(t);
 }
@@ -390,9 +415,7 @@ st_task_detach_conts(st_task_t *t)
 {
     st_cont_t *list;
     (void)lock_task(t);
-    list = t->head;
-    t->head = NULL;
-    t->tail = NULL;
+    list = take_list(t);
     unlock_task(t);
     return list;
 }

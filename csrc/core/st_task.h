@@ -100,8 +100,11 @@ struct st_task {
     /* The id trace events carry (SPEC D2), 0 until the embedder sets one;
      * it sits in what was padding, so a task is no bigger. */
     ST_ATOMIC(uint32_t) trace_id;
-    st_cont_t *head;           /* guarded by ST_TASK_LOCKED */
-    st_cont_t *tail;           /* guarded by ST_TASK_LOCKED */
+    /* The last node registered, whose `next` is the first: a ring, so
+     * that one pointer keeps the order and appends in O(1) (a task is
+     * 8 bytes smaller than with head and tail: issue 10 W9).  NULL when
+     * none.  Guarded by ST_TASK_LOCKED. */
+    st_cont_t *tail;
 };
 
 /* A sync waiter: a SIGNAL continuation that sets an event.  The event may

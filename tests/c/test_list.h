@@ -23,6 +23,7 @@
     X(task_signal_inline_under_run_cont_async)                              \
     X(task_add_after_completion)                                            \
     X(task_remove_cont)                                                     \
+    X(task_cont_ring_order)                                                 \
     X(task_add_race_completion)                                             \
     X(task_cont_reuses_node)                                                \
     X(task_wait_timeout)                                                    \

@@ -452,6 +452,66 @@ TEST(task_remove_cont)
     ASSERT_EQ(rec_calls(&r[1]), 1);
 }
 
+/* issue 10 W9: the list is a ring through its last node (one pointer in
+ * the task): removing the first, the last and a middle node keeps the
+ * order that visit, detach and finish see. */
+static void
+ring_visit(st_cont_t *c, void *arg)
+{
+    int *ids = arg;
+    int n = ids[0]++;
+    ids[1 + n] = st_container_of(c, rec_cont, cont)->id;
+}
+
+TEST(task_cont_ring_order)
+{
+    rec_cont r[6];
+    call_log log;
+    st_task_t t;
+    int ids[8];
+    int i;
+    st_cont_t *list;
+    static const int none[] = {-1};
+    static const int inl[] = {2, 4, 5, -1};
+
+    memset(&log, 0, sizeof(log));
+    st_task_init(&t, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
+    for (i = 0; i < 6; i++) {
+        rec_init(&r[i], i, ST_CONT_TASK_SYNC, &log);
+        ASSERT_OK(st_task_add_cont(&t, &r[i].cont));
+    }
+    ASSERT_OK(st_task_remove_cont(&t, &r[0].cont)); /* the first */
+    ASSERT_OK(st_task_remove_cont(&t, &r[3].cont)); /* a middle one */
+    ASSERT_OK(st_task_remove_cont(&t, &r[1].cont)); /* the new first */
+    ids[0] = 0;
+    st_task_visit_conts(&t, ring_visit, ids);
+    ASSERT_EQ(ids[0], 3);
+    ASSERT_EQ(ids[1], 2);
+    ASSERT_EQ(ids[2], 4);
+    ASSERT_EQ(ids[3], 5);
+    complete(&t, ST_STATUS_RAN_TO_COMPLETION);
+    check_passes(&log, none, inl);
+
+    /* detach: a NULL-terminated list in order; removing the last first */
+    st_task_init(&t, ST_STATUS_WAITING_FOR_ACTIVATION, 0);
+    for (i = 0; i < 4; i++) {
+        ASSERT_OK(st_task_add_cont(&t, &r[i].cont));
+    }
+    ASSERT_OK(st_task_remove_cont(&t, &r[3].cont)); /* the last */
+    ASSERT_OK(st_task_add_cont(&t, &r[5].cont));
+    list = st_task_detach_conts(&t);
+    for (i = 0; list != NULL; list = list->next, i++) {
+        static const int want[] = {0, 1, 2, 5};
+        ASSERT(i < 4);
+        ASSERT_EQ(st_container_of(list, rec_cont, cont)->id, want[i]);
+    }
+    ASSERT_EQ(i, 4);
+    ASSERT(st_task_detach_conts(&t) == NULL);
+    ids[0] = 0;
+    st_task_visit_conts(&t, ring_visit, ids);
+    ASSERT_EQ(ids[0], 0);
+}
+
 /* Adders register (and sometimes remove) nodes while a completer
  * finishes: every node added runs exactly once unless its removal
  * succeeded; a refused add (ST_ECLOSED) never runs. */

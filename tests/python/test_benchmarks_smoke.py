@@ -189,3 +189,25 @@ def test_W4a_python_m_sharptask_bench_runs_quick(tmp_path):
     assert any(line.startswith("W4a") and RATIO.search(line)
                for line in out.splitlines()), out
     assert (tmp_path / "results.json").exists()
+
+
+@pytest.mark.timeout(120)
+def test_issue10_W9_fanout_benchmark_runs_quick(tmp_path):
+    """issue 10 W9: the fan-out workload runs in --quick mode and reports
+    its time (W9) and its bytes per pending method (W9m), both positive,
+    against asyncio (no performance assertion)."""
+    ratios = _check_script("W9", "w9_fanout.py")
+    assert any(line.startswith("W9:") for line in ratios), ratios
+    assert any(line.startswith("W9m:") for line in ratios), ratios
+    out = _run("-m", "sharptask", "bench", "--quick", "--no-progress",
+               "--only", "W9", "--out", tmp_path)
+    assert RATIO.search(out), out
+    data = json.loads((tmp_path / "results.json").read_text("utf-8"))
+    assert data["errors"] == []
+    rows = {r["id"]: r for r in data["results"]}
+    assert set(rows) == {"W9", "W9m"}, rows.keys()
+    for row in rows.values():
+        assert row["sharptask"]["median_ns"] > 0
+        assert row["peer"]["median_ns"] > 0
+        assert row["ratio"] > 0
+    assert rows["W9m"]["sharptask"]["unit"] == "B"

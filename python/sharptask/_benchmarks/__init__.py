@@ -21,6 +21,7 @@ WORKLOADS = (
     ("W6", "w6_latency"),
     ("W7", "w7_delays"),  # issue 3: Task.delay vs asyncio call_later
     ("W8", "w8_yield"),
+    ("W9", "w9_fanout"),  # issue 10: fan-out time, bytes per pending call
     ("W10", "w10_allocations"),  # issue 5: ValueTask allocations
     ("W11", "w11_native_pool"),  # issue 3: pure-C pool, local vs global
     ("W12", "w12_python_items"),  # issue 3: tiny Python items, busy main
