@@ -135,7 +135,8 @@ def _copy_state(dest: Any, source: _cf.Future) -> None:
     if type(exc) is _cf.CancelledError:
         import asyncio
         exc = asyncio.CancelledError(*exc.args)
-    elif type(exc) is _cf.TimeoutError and _cf.TimeoutError is not TimeoutError:
+    elif (type(exc) is _cf.TimeoutError
+          and _cf.TimeoutError is not TimeoutError):
         exc = TimeoutError(*exc.args)
     dest.set_exception(exc)
 
@@ -299,8 +300,9 @@ class Executor(_cf.ThreadPoolExecutor):
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         if timeout is not None:
-            if not isinstance(timeout, (int, float)) or \
-                    isinstance(timeout, bool):
+            # as the futures' result(timeout): a bool counts as an int,
+            # as in concurrent.futures
+            if not isinstance(timeout, (int, float)):
                 raise TypeError("map(): timeout must be a number of seconds "
                                 f"or None, not {type(timeout).__name__}")
             end_time = timeout + time.monotonic()

@@ -132,6 +132,28 @@ def test_issue10_review_I2_timeout_waits_then_times_out_or_finishes():
     assert f.result(20) == 5 and f.exception(0) is None
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("timeout", [True, 5, 2.5, None])
+def test_issue10_review_I2_map_timeout_accepts_what_concurrent_futures_does(
+        timeout):
+    """issue 10 review, SPEC I2: Executor.map's timeout takes what
+    ThreadPoolExecutor.map's does (a bool counts as an int, as in the
+    futures' result(timeout)); the results come back in order."""
+    with cf.ThreadPoolExecutor(1) as peer:
+        want = list(peer.map(abs, [-1, -2, -3], timeout=timeout))
+    with st.Executor() as ex:
+        assert list(ex.map(abs, [-1, -2, -3], timeout=timeout)) == want
+
+
+@pytest.mark.parametrize("timeout", ["1", b"1", [1]])
+def test_issue10_review_I2_map_bad_timeout_type_names_it(timeout):
+    """issue 10 review, SPEC I2: a timeout that is not a number is a
+    TypeError naming the parameter, raised by the call to map."""
+    with st.Executor() as ex:
+        with pytest.raises(TypeError, match="timeout"):
+            ex.map(abs, [1], timeout=timeout)
+
+
 # ------------------------------------------------------ shutdown(wait=True)
 
 
@@ -309,8 +331,8 @@ LEAK_OPS = [op_submit_result, op_submit_exception, op_timeout_then_set,
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("op", LEAK_OPS, ids=[o.__name__[3:]
-                                                for o in LEAK_OPS])
+@pytest.mark.parametrize("op", LEAK_OPS,
+                         ids=[o.__name__[3:] for o in LEAK_OPS])
 def test_issue10_review_I2_repeated_submit_result_is_flat(op):
     """issue 10 review, SPEC I2: repeated submit/result, exception(),
     timeouts (good and bad) and shutdown waits leave no reference, object
@@ -344,7 +366,7 @@ def test_issue10_review_P5_unreferenced_periodic_timer_is_collected():
 
 
 @pytest.mark.timeout(30)
-def test_issue10_review_P5_unreferenced_fake_periodic_timer_leaves_the_provider():
+def test_issue10_review_P5_unreferenced_fake_periodic_timer_leaves_provider():
     """issue 10 review, SPEC P5: with a FakeTimeProvider, dropping an idle
     PeriodicTimer disposes its provider timer (the provider no longer
     lists it); a tick not consumed before does not keep it either."""

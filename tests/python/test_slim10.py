@@ -22,6 +22,7 @@ import weakref
 import pytest
 
 import sharptask as st
+from sharptask._benchmarks.w9_fanout import traced_growth
 
 #: sizeof(TaskObject) + the GC header on a 64-bit build (binding.h):
 #: 104 + 16; it was 200 + 16.
@@ -80,19 +81,10 @@ def test_issue10_W9m_traced_bytes_per_pending_call_are_coroutine_box_context():
     coro.close()
     tasks = [None] * n
     warm = leaf(gate)  # first-call caches are not per call
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    tracemalloc.start()
-    try:
-        m0 = tracemalloc.get_traced_memory()[0]
+    with traced_growth() as g:
         for i in range(n):
             tasks[i] = leaf(gate)
-        per_call = (tracemalloc.get_traced_memory()[0] - m0) / n
-    finally:
-        tracemalloc.stop()
-        if enabled:
-            gc.enable()
+    per_call = g.bytes / n
     try:
         assert not any(t.is_completed for t in tasks)
         # + 4: one-off allocations spread over the calls (a side block

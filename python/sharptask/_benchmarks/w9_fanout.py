@@ -77,20 +77,29 @@ def asyncio_fanout(loop, count):
     return loop.run_until_complete(main()) / count
 
 
-def _traced_growth(start_all):
-    """Traced bytes that start_all() leaves allocated (GC off)."""
-    enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    tracemalloc.start()
-    try:
-        m0 = tracemalloc.get_traced_memory()[0]
-        start_all()
-        return tracemalloc.get_traced_memory()[0] - m0
-    finally:
-        tracemalloc.stop()
-        if enabled:
-            gc.enable()
+class traced_growth:
+    """`with traced_growth() as g:` ... then g.bytes: the traced memory the
+    block left allocated, measured with tracemalloc and the GC off (a
+    plain context manager, so that an async side can await inside it)."""
+
+    bytes = 0
+
+    def __enter__(self):
+        self._gc_was_on = gc.isenabled()
+        gc.collect()
+        gc.disable()
+        tracemalloc.start()
+        self._m0 = tracemalloc.get_traced_memory()[0]
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.bytes = tracemalloc.get_traced_memory()[0] - self._m0
+        finally:
+            tracemalloc.stop()
+            if self._gc_was_on:
+                gc.enable()
+        return False
 
 
 def sharptask_pending_bytes(st, leaf, count):
@@ -99,11 +108,10 @@ def sharptask_pending_bytes(st, leaf, count):
     gate = tcs.task
     tasks: list[Any] = [None] * count
 
-    def start_all():
+    with traced_growth() as g:
         for i in range(count):
             tasks[i] = leaf(gate)
-
-    growth = _traced_growth(start_all)
+    growth = g.bytes
     if any(t.is_completed for t in tasks[:10]):
         raise AssertionError("W9m: a call completed before its source")
     tcs.set_result(1)
@@ -125,18 +133,9 @@ def asyncio_pending_bytes(loop, count):
                 tasks[i] = create_task(_aio_leaf(fut))
             await asyncio.sleep(0)  # every task runs to its await
 
-        enabled = gc.isenabled()
-        gc.collect()
-        gc.disable()
-        tracemalloc.start()
-        try:
-            m0 = tracemalloc.get_traced_memory()[0]
+        with traced_growth() as g:
             await start_and_park()
-            result.append(tracemalloc.get_traced_memory()[0] - m0)
-        finally:
-            tracemalloc.stop()
-            if enabled:
-                gc.enable()
+        result.append(g.bytes)
         fut.set_result(1)
         await asyncio.gather(*tasks)
 
