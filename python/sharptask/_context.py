@@ -463,7 +463,12 @@ def dump_async() -> AsyncDump:
     """Every pending async method with its await chain: what each awaits,
     where it is suspended, and which context it resumes on, like
     ``dumpasync`` in dotnet-dump (SPEC D1).  Identical chains are
-    coalesced with a count."""
+    coalesced with a count.
+
+    Like ``dumpasync``, which walks the GC heap, it finds the pending
+    methods among the objects Python's collector tracks; methods that
+    were already pending when ``gc.freeze()`` ran are left out until
+    ``gc.unfreeze()``."""
     rows = _native._pending_boxes()
     by_box = {id(r[0]): r for r in rows}
     awaited_by_box = {id(r[2]) for r in rows if isinstance(r[2], Task)}
