@@ -117,20 +117,29 @@ pending_exc_restore(void)
 static void
 untrack_if_atomic(TaskObject *t)
 {
-    PyObject *fields[] = {task_result(t),       task_token(t),
-                          task_async_state(t),  task_fn(t),
-                          t->task_arg,          t->task_context,
-                          task_target(t),       task_scheduler(t),
-                          task_tb(t)};
+    PyObject *f;
     if (!st_task_is_completed(&t->task_core)
         || !PyObject_GC_IsTracked((PyObject *)t)) {
         return;
     }
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        if (fields[i] != NULL && PyObject_IS_GC(fields[i])) {
+    /* completed: task_fr is the outcome and there is no fn */
+#define ST_NOT_ATOM(v) ((f = (v)) != NULL && PyObject_IS_GC(f))
+    if (ST_NOT_ATOM(t->task_fr) || ST_NOT_ATOM(t->task_arg)
+        || ST_NOT_ATOM(t->task_context)) {
+        return;
+    }
+    if (t->task_flags & TF_HAS_X) {
+        task_extra *x = t->task_xb;
+        if (ST_NOT_ATOM(x->x_target) || ST_NOT_ATOM(x->x_token)
+            || ST_NOT_ATOM(x->x_state) || ST_NOT_ATOM(x->x_scheduler)
+            || ST_NOT_ATOM(x->x_tb)) {
             return;
         }
     }
+    else if (ST_NOT_ATOM(t->task_tgt)) {
+        return;
+    }
+#undef ST_NOT_ATOM
     PyObject_GC_UnTrack(t);
 }
 
@@ -1177,6 +1186,15 @@ Task_clear(PyObject *op)
     return 0;
 }
 
+/* T11: whether the task's finalizer has anything to report: it faulted
+ * and nobody observed its exception. */
+static inline int
+task_may_report(TaskObject *t)
+{
+    return task_status(t) == ST_STATUS_FAULTED
+           && !(t->task_flags & TF_OBSERVED) && task_result(t) != NULL;
+}
+
 /* T11: a faulted task whose exception nobody observed reports it. */
 static void
 Task_finalize(PyObject *op)
@@ -1186,8 +1204,7 @@ Task_finalize(PyObject *op)
     PyObject *exc, *agg, *res = NULL;
     int observed = 0;
 
-    if (task_status(t) != ST_STATUS_FAULTED || (t->task_flags & TF_OBSERVED)
-        || task_result(t) == NULL || st == NULL) {
+    if (!task_may_report(t) || st == NULL) {
         return;
     }
     t->task_flags |= TF_OBSERVED; /* report once */
@@ -1236,12 +1253,17 @@ Task_dealloc(PyObject *op)
      * sweep: the debug interpreter aborted in
      * PyObject_CallFinalizerFromDealloc; a release build left the
      * resurrected task untracked for good).  A task untracked because
-     * its result is atomic is tracked again for that time. */
-    if (!PyObject_GC_IsTracked(op)) {
-        PyObject_GC_Track(op);
-    }
-    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
-        return; /* resurrected, and tracked */
+     * its result is atomic is tracked again for that time.  A task with
+     * nothing to report (nearly all) skips all that: its finalizer would
+     * return at once (issue 10: W4b pays two task deallocations per
+     * round trip). */
+    if (task_may_report(t)) {
+        if (!PyObject_GC_IsTracked(op)) {
+            PyObject_GC_Track(op);
+        }
+        if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+            return; /* resurrected, and tracked */
+        }
     }
     PyObject_GC_UnTrack(op);
     /* H4: a task can hold another (a continuation its antecedent, a
