@@ -49,6 +49,8 @@ def family(label: str):
 def fmt_ns(ns: float, unit: str) -> str:
     if "block" in unit:
         return f"{ns:g} blocks"
+    if unit.startswith("bytes"):
+        return f"{ns:.0f} B"
     if ns >= 1e6:
         return f"{ns / 1e6:.2f} ms"
     if ns >= 1e3:
@@ -80,14 +82,17 @@ def table(results, added_runs=()) -> str:
     for run in added_runs:
         env = run.get("environment", {})
         load = run.get("load_average", {})
-        notes.append(
+        note = (
             f"{marks[run['id']]} Measured in a separate, later run: "
             f"`{run['command']}` ({run['generated'][:16].replace('T', ' ')} "
             f"UTC, CPython {env.get('python', '?')}, "
             f"{env.get('cpu_count', '?')} CPUs, {run.get('rounds', '?')} "
-            f"rounds). {run.get('why', '')} The machine's load average "
-            f"(1 / 5 / 15 min) was {_load(load.get('before', []))} before "
-            f"that run and {_load(load.get('after', []))} after it.")
+            f"rounds). {run.get('why', '')}")
+        if load.get("before") and load.get("after"):
+            note += (f" The machine's load average (1 / 5 / 15 min) was "
+                     f"{_load(load['before'])} before that run and "
+                     f"{_load(load['after'])} after it.")
+        notes.append(note)
     return "\n".join(rows) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
