@@ -18,6 +18,7 @@
 #include "binding.h"
 #include "py_args.h"
 #include "py_awaiter.h"
+#include "py_builder.h"
 #include "py_cancel.h"
 #include "py_cancel_reg.h"
 #include "py_combinators.h"
@@ -32,6 +33,7 @@
 #include "py_trace.h"
 #include "py_vt.h"
 #include "py_deadlock.h"
+#include "py_method.h"
 #include "py_executor.h" /* _FutureCore (issue 11) */
 
 #include <unistd.h> /* getpid */

@@ -3,12 +3,13 @@
  *
  * The awaiter types wrap a Task and its ConfigureAwaitOptions; a Task's
  * own await (am_send) does not go through them (py_task.c).  The type specs
- * (TaskAwaiter_spec, ConfiguredAwaitable_spec) and awaiter_unpack are
- * declared in binding.h; the rest this file exports is in py_awaiter.h.
+ * (TaskAwaiter_spec, ConfiguredAwaitable_spec) and the rest this file
+ * exports are declared in py_awaiter.h (awaiter_unpack is py_task.c's).
  */
 #include "binding.h"
 #include "py_combinators.h"
 #include "py_awaiter.h"
+#include "py_builder.h"
 #include "py_task.h"
 #include "py_task_impl.h"
 #include "py_args.h"

@@ -1,7 +1,7 @@
-/* py_awaiter.h - what py_awaiter.c exports beyond binding.h's type specs
- * and awaiter_unpack: the Task methods that make awaiters, and the callback
- * node that on_completed registers (py_task.c's traverse and abandon_conts
- * recognise it on a task).
+/* py_awaiter.h - what py_awaiter.c exports: the awaiter type specs, the
+ * Task methods that make awaiters, and the callback node that
+ * on_completed registers (py_task.c's traverse and abandon_conts
+ * recognise it on a task).  awaiter_unpack is py_task.c's (py_task.h).
  */
 #ifndef ST_PY_AWAITER_H
 #define ST_PY_AWAITER_H
@@ -44,7 +44,7 @@ extern PyType_Spec ConfiguredAwaitable_spec;
 extern const task_node_kind awaiter_node_kind;
 extern PyMethodDef awaiter_task_methods[];
 
-/* ST_AWAIT_THROW_METHODDEF: in binding.h, beside await_throw_method. */
+/* ST_AWAIT_THROW_METHODDEF: in py_builder.h, beside await_throw_method. */
 
 /* The lifecycle of an awaiter that holds one object right after its
  * header (TaskAwaiter and ConfiguredTaskAwaitable: the task; py_vt_awaiter.c's

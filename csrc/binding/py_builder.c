@@ -35,6 +35,7 @@
  * context, or queued on the pool.
  */
 #include "binding.h"
+#include "py_builder.h"
 #include "py_task.h"
 #include "py_task_impl.h" /* iternext_via_send */
 #include "py_pool.h"

@@ -55,6 +55,7 @@
  * only queues a work item; the pool runs it with the GIL.
  */
 #include "binding.h"
+#include "py_builder.h"
 #include "py_task.h"
 #include "py_cancel.h"
 #include "py_args.h"

@@ -14,6 +14,7 @@
  * The thread records and the deadlock detector are py_deadlock.c's.
  */
 #include "binding.h"
+#include "py_builder.h"
 #include "py_context.h"
 #include "py_deadlock.h"
 #include "py_errors.h"

@@ -12,6 +12,7 @@
 #include "py_task.h"
 #include "py_task_impl.h"
 #include "py_args.h"
+#include "py_builder.h"
 #include "py_cancel_reg.h"
 #include "py_delay.h"
 #include "py_pool.h"

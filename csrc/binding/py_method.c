@@ -23,6 +23,8 @@
  * one driving loop (start_steps, run_steps: MoveNext).
  */
 #include "binding.h"
+#include "py_builder.h"
+#include "py_method.h"
 #include "py_task.h"
 #include "py_vt.h"
 

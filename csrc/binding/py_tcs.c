@@ -1,7 +1,7 @@
 /* py_tcs.c - TaskCompletionSource: a promise task and its setters.
  *
  * Every setter completes the task through task_try_complete (py_task.c);
- * TCS_spec is declared in binding.h, and nothing else is exported.
+ * TCS_spec is declared in py_tcs.h, and nothing else is exported.
  */
 #include "binding.h"
 #include "py_task.h"

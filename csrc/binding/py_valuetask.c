@@ -69,6 +69,8 @@
  * nothing but its coroutine in steady state (BENCHMARKS.md W10).
  */
 #include "binding.h"
+#include "py_builder.h"
+#include "py_method.h"
 #include "py_combinators.h"
 #include "py_task.h"
 #include "py_task_impl.h" /* iternext_via_send */

@@ -231,6 +231,13 @@ TaskObject *box_rent(void *arg);
 void box_return(st_state *st, TaskObject *b);
 PyObject *vt_pool_stats(PyObject *mod, PyObject *unused);
 
+/* py_valuetask.c: its parts of module exec / traverse / clear (module.c
+ * calls them; st->vt is binding.h's st_vt_state).  Refs: borrows mod;
+ * exec stores strong references in st, clear drops them. */
+int valuetask_module_exec(PyObject *mod, st_state *st);
+int valuetask_module_traverse(st_state *st, visitproc visit, void *arg);
+void valuetask_module_clear(st_state *st);
+
 /* py_vt_awaiter.c: makes ValueTaskAwaiter and
  * ConfiguredValueTaskAwaitable and adds them to the module (module.c
  * calls it after valuetask_module_exec).  0, or -1 with an error set.
@@ -238,10 +245,9 @@ PyObject *vt_pool_stats(PyObject *mod, PyObject *unused);
  * (valuetask_module_clear drops them). */
 int vt_awaiter_module_exec(PyObject *mod, st_state *st);
 /* The type specs (static data; Refs: none): py_vt_source.c's
- * ManualResetValueTaskSourceCore, py_vt_pool.c's thread slot,
- * py_method.c's AsyncValueMethod. */
+ * ManualResetValueTaskSourceCore, py_vt_pool.c's thread slot
+ * (py_method.c's AsyncValueMethod: py_method.h). */
 extern PyType_Spec MRVTSC_spec;
 extern PyType_Spec BoxSlot_spec;
-extern PyType_Spec AsyncValueMethod_spec;
 
 #endif /* ST_PY_VT_H */

@@ -2,6 +2,7 @@
  * (SPEC V1, V2): what ValueTask.get_awaiter and configure_await return.
  */
 #include "binding.h"
+#include "py_builder.h"
 #include "py_awaiter.h"   /* Awaiter_traverse/clear/dealloc */
 #include "py_task_impl.h" /* iternext_via_send */
 #include "py_vt.h"

@@ -10,6 +10,7 @@
  *         def on_completed(continuation, state, token, flags)
  */
 #include "binding.h"
+#include "py_builder.h"
 #include "py_vt.h"
 
 #include <stddef.h>       /* offsetof */
