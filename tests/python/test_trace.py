@@ -316,9 +316,24 @@ def test_D2_chrome_json_method_steps_and_resume_flow_synthetic():
     assert instants == ["task.completed", "task.completed"]
 
 
+#: A test that draws with matplotlib: matplotlib draws with numpy, a
+#: release-built extension whose reference counting the debug interpreter's
+#: total does not see (about 100,000 per drawing; the binding is not
+#: involved; a plain matplotlib drawing without sharptask moves the debug
+#: interpreter's total by about 27,000 every run), so the refleak run
+#: cannot measure it.  Without the mark such a
+#: test was left out only while its first run took over the plugin's time
+#: limit, which a quiet machine does not (issue 9, H3: a false leak).
+_DRAWS_WITH_NUMPY = pytest.mark.refleaks_unmeasured(
+    reason="matplotlib draws with numpy, a release-built extension whose "
+           "reference counting the debug interpreter's total does not see "
+           "(about 100,000 per drawing); the binding is not involved")
+
+
 # ---------------------------------------------------------------------- PNG
 
 @pytest.mark.timeout(60)
+@_DRAWS_WITH_NUMPY
 def test_D2_save_png_draws_a_timeline(tmp_path):
     """D2: save_png() writes a non-empty PNG (lanes per thread, slices by
     kind, arrows, a legend) with matplotlib."""
@@ -337,10 +352,7 @@ def test_D2_save_png_draws_a_timeline(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.refleaks_unmeasured(
-    reason="matplotlib draws with numpy, a release-built extension whose "
-           "reference counting the debug interpreter's total does not see "
-           "(about 100,000 per drawing); the binding is not involved")
+@_DRAWS_WITH_NUMPY
 def test_D2_save_png_resume_arrows_synthetic(tmp_path):
     """D2 (synthetic events): the
     timeline draws method steps and the suspend -> resume arrow."""
