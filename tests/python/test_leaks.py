@@ -76,7 +76,11 @@ def check_flat(op, reps=REPS, warmup=WARMUP):
     assert rc1 - rc0 <= RC_SLACK, f"sentinel refcount grew {rc0} -> {rc1} over {reps} reps"
     assert alive <= 2, f"{alive} of {len(refs)} per-iteration results still alive"
     assert objs1 - objs0 < GC_SLACK, f"gc objects grew {objs0} -> {objs1} over {reps} reps"
-    assert rss1 - rss0 < RSS_SLACK, f"RSS grew {(rss1 - rss0) >> 10} KiB over {reps} reps"
+    if "ASAN_OPTIONS" not in os.environ:
+        # ASan's quarantine keeps freed memory, so RSS grows under it (the
+        # check-py-asan run, where other files' tests call this): the
+        # plain run keeps the bound, the sanitized one the checks above
+        assert rss1 - rss0 < RSS_SLACK, f"RSS grew {(rss1 - rss0) >> 10} KiB over {reps} reps"
 
 
 @st.async_method
