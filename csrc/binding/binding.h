@@ -347,16 +347,34 @@ task_target(TaskObject *t)
     return (t->task_flags & TF_HAS_X) ? t->task_xb->x_target : t->task_tgt;
 }
 
+/* Where t's target lives: its own slot, or the side block's.  Refs:
+ * none (a pointer into t). */
+static inline PyObject **
+task_target_slot(TaskObject *t)
+{
+    return (t->task_flags & TF_HAS_X) ? &t->task_xb->x_target : &t->task_tgt;
+}
+
 /* Sets the target (NULL: none), dropping the old one (which may run
  * code, as Py_XSETREF does).  Never fails.  Refs: steals v. */
 static inline void
 task_set_target(TaskObject *t, PyObject *v)
 {
-    PyObject **slot = (t->task_flags & TF_HAS_X) ? &t->task_xb->x_target
-                                                 : &t->task_tgt;
+    PyObject **slot = task_target_slot(t);
     PyObject *old = *slot;
     *slot = v;
     Py_XDECREF(old);
+}
+
+/* Takes the target out of t, leaving NULL: no code runs (the caller
+ * drops the reference when code may run).  Refs: new (the task's). */
+static inline PyObject *
+task_take_target(TaskObject *t)
+{
+    PyObject **slot = task_target_slot(t);
+    PyObject *old = *slot;
+    *slot = NULL;
+    return old;
 }
 
 /* The task's side block, allocated (zeroed, the target moved into it)

@@ -230,7 +230,7 @@ int
 task_try_complete(TaskObject *t, int status, PyObject *value,
                   PyObject *token)
 {
-    PyObject *fn, *arg, *ctx;
+    PyObject *fn, *arg, *ctx, *target;
     task_extra *x = task_x(t);
 
     /* The traceback and the token go in the side block (binding.h):
@@ -251,8 +251,8 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
         return 0;
     }
     /* No Python code may run until st_task_finish: only stores.  The
-     * delegate, the awaited object and the context are not needed any
-     * more; drop them after publication (a DECREF can run code).  The
+     * delegate, the awaited object, the context and the target are not
+     * needed any more; drop them after publication (a DECREF can run code).  The
      * fn leaves its slot to the outcome (binding.h, task_fr). */
     fn = t->task_fr;
     t->task_fr = Py_XNewRef(value);
@@ -278,10 +278,11 @@ task_try_complete(TaskObject *t, int status, PyObject *value,
     else {
         t->task_arg = NULL;
     }
-    task_set_target(t, NULL);
+    target = task_take_target(t);
     st_task_finish(&t->task_core, status);
     g_hooks.cancel_release_deferred(); /* the watch nodes' drops
                                           (py_cancel_reg.c) */
+    Py_XDECREF(target); /* a context or scheduler: may run code */
     Py_XDECREF(fn);
     Py_XDECREF(arg);
     Py_XDECREF(ctx);
